@@ -1,0 +1,5 @@
+import sys
+
+from ray_slt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""Typed configuration: YAML files in ``conf/`` validated by pydantic schemas, with ``key=value`` overrides.
+
+Every config file names its schema with a top-level ``kind`` (``prepare``, ``extract``, ``train``, ...).
+Schemas forbid unknown keys, so a typo is an error that names the key (and suggests the closest one) instead
+of a silently ignored setting. Overrides use dotted keys (``train.lr=2e-4``,
+``lora.target_modules=[q_proj]``);
+the value is parsed as YAML and then type-checked by the schema like the file itself.
+
+Each stage defines its schema next to its code; :data:`CONFIG_KINDS` maps a kind to it, imported lazily so
+that loading a config does not import the whole stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ray_slt import storage
+from ray_slt.errors import ConfigError
+
+# kind -> "module:Class". Each stage registers its schema here.
+CONFIG_KINDS: dict[str, str] = {
+    "prepare": "ray_slt.data.prepare:PrepareConfig",
+}
+
+
+class Schema(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on construction."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_default=True)
+
+
+def schema_for(kind: str) -> type[Schema]:
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"unknown config kind {kind!r}; known kinds: {', '.join(sorted(CONFIG_KINDS))}")
+    module, _, name = CONFIG_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The member types of an annotation, with Optional/Union/Annotated peeled off."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        out: list[Any] = []
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                out.extend(_unwrap(arg))
+        return out
+    return [annotation]
+
+
+def _check_key(model: type[BaseModel], dotted: str) -> None:
+    """Raise a ConfigError naming ``dotted`` if it is not a settable key of ``model``."""
+    current: list[Any] = [model]
+    walked: list[str] = []
+    for part in dotted.split("."):
+        models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
+        mappings = [t for t in current if typing.get_origin(t) in (dict, Mapping) or t in (dict, Any)]
+        if models:
+            fields = {}
+            for m in models:
+                fields.update(m.model_fields)
+            if part not in fields:
+                where = ".".join(walked) or "the top level"
+                close = difflib.get_close_matches(part, list(fields), n=1)
+                hint = f" (did you mean {'.'.join([*walked, close[0]])!r}?)" if close else ""
+                raise ConfigError(f"unknown key {dotted!r}: {where} has no field {part!r}{hint}")
+            current = _unwrap(fields[part].annotation)
+        elif mappings:
+            args = typing.get_args(mappings[0])
+            current = _unwrap(args[1]) if len(args) == 2 else [Any]
+        else:
+            raise ConfigError(f"unknown key {dotted!r}: {'.'.join(walked)!r} is a value, not a section")
+        walked.append(part)
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e.problem})") from e
+        parsed.append((key, value))
+    return parsed
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_validation(e: ValidationError, source: str, overridden: Mapping[str, Any]) -> str:
+    problems = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        origin = f" (from override {key}={overridden[key]!r})" if key in overridden else ""
+        problems.append(f"{key or '<root>'}: {msg}{origin}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "<config>") -> Schema:
+    """Validate a config mapping (with overrides applied) against the schema its ``kind`` names."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+    data = json.loads(json.dumps(dict(data)))  # deep copy, plain types
+    kind = data.get("kind")
+    if kind is None:
+        raise ConfigError(f"{source}: missing 'kind' (one of {', '.join(sorted(CONFIG_KINDS))})")
+    model = schema_for(kind)
+    overridden = {}
+    for key, value in parse_overrides(overrides):
+        if key == "kind":
+            raise ConfigError(f"override {key}={value!r}: the kind of a config cannot be overridden")
+        _check_key(model, key)
+        _set_dotted(data, key, value)
+        overridden[key] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, source, overridden)) from None
+
+
+def load_config(uri: str, overrides: Sequence[str] = ()) -> Schema:
+    """Load and validate a YAML config file (local or remote) with ``key=value`` overrides."""
+    text = storage.read_text(uri)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{uri}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return build_config(data or {}, overrides, source=uri)
+
+
+def config_dict(cfg: BaseModel) -> dict:
+    return cfg.model_dump(mode="json")
+
+
+def config_hash(cfg: BaseModel | Mapping[str, Any]) -> str:
+    """A stable short hash of a config's values (recorded in outputs for provenance)."""
+    data = config_dict(cfg) if isinstance(cfg, BaseModel) else dict(cfg)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dump_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(config_dict(cfg), sort_keys=False, allow_unicode=True)

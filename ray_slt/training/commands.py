@@ -1,0 +1,1 @@
+"""`ray-slt` subcommands of the training stage (registered with ray_slt.cli.register)."""

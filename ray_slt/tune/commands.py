@@ -1,0 +1,1 @@
+"""`ray-slt` subcommands of the tune stage (registered with ray_slt.cli.register)."""
