@@ -167,9 +167,7 @@ def decode_text(data: bytes, source: str, encoding: str = "utf-8") -> str:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"not valid {encoding} (byte 0x{data[e.start]:02x} at offset {e.start})", source, line
-        ) from e
+        raise DataError(f"not valid {encoding} (byte 0x{data[e.start]:02x} at offset {e.start})", source, line) from e
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -200,9 +198,7 @@ def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
     if is_local(uri):
         target = normalize(uri)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
-        )
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target))
         try:
             with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
                 yield f
@@ -216,9 +212,7 @@ def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
         return
     fs, path = _fs(uri)
     # Spool locally, then upload in one call: an interrupted upload never becomes a visible object.
-    with tempfile.NamedTemporaryFile(
-        mode, suffix=".upload", **({"encoding": "utf-8"} if mode == "w" else {})
-    ) as f:
+    with tempfile.NamedTemporaryFile(mode, suffix=".upload", **({"encoding": "utf-8"} if mode == "w" else {})) as f:
         yield f
         f.flush()
         try:

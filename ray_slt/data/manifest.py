@@ -88,9 +88,10 @@ def canonical_split(split: str, source: str | None = None, line: int | None = No
 
 
 def make_row(**values: Any) -> dict:
-    """A manifest row with every column present (missing optional columns are null).
+    """A validated manifest row with every column present (missing optional columns are null).
 
-    ``meta`` may be given as a dict; it is stored as JSON.
+    ``meta`` may be given as a dict; it is stored as JSON. Invalid values raise a DataError (without a
+    source: adapters call this inside their error guard, which adds the file and line).
     """
     unknown = set(values) - set(COLUMNS)
     if unknown:
@@ -103,6 +104,7 @@ def make_row(**values: Any) -> dict:
         if not isinstance(meta, str)
         else meta
     )
+    validate_row(row)
     return row
 
 

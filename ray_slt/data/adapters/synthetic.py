@@ -1,0 +1,65 @@
+"""The synthetic corpus (see :mod:`ray_slt.data.synthetic`): generated under the root if absent, then read."""
+
+from __future__ import annotations
+
+from ray_slt import storage
+from ray_slt.config import Schema
+from ray_slt.data import synthetic
+from ray_slt.data.adapters.base import (
+    Adapter,
+    ErrorReport,
+    non_empty,
+    parse_int,
+    read_table,
+    record,
+    sample_id,
+)
+from ray_slt.data.manifest import canonical_split, make_row
+
+
+class SyntheticOptions(Schema):
+    """Used only when the corpus does not exist under the root yet and is generated."""
+
+    train: int = 600
+    dev: int = 60
+    test: int = 60
+    signers: int = 6
+    seed: int = 0
+
+
+class Synthetic(Adapter):
+    name = "synthetic"
+    description = "SYNTHETIC made-up sign language (COCO-WholeBody poses) for demos and learning tests"
+    sign_language = "qsl"
+    spoken_language = "en"
+    Options = SyntheticOptions
+
+    def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
+        table = storage.join(root, "synthetic.tsv")
+        if not storage.exists(table):
+            spec = synthetic.SyntheticSpec(**options.model_dump())
+            synthetic.generate(root, spec, progress=True)
+        rows = []
+        for line, cols, fields in read_table(table, "\t", synthetic.TSV_COLUMNS):
+            with report.guard(table, line):
+                rec = record(cols, fields)
+                split = canonical_split(rec["split"])
+                if split not in splits:
+                    continue
+                rows.append(
+                    make_row(
+                        sample_id=sample_id(self.name, non_empty(rec, "name")),
+                        dataset=self.name,
+                        split=split,
+                        sign_language=self.sign_language,
+                        spoken_language=self.spoken_language,
+                        pose_uri=storage.join(root, non_empty(rec, "pose")),
+                        fps=synthetic.FPS,
+                        num_frames=parse_int(rec["num_frames"], "num_frames"),
+                        text=non_empty(rec, "text"),
+                        gloss=non_empty(rec, "gloss"),
+                        signer=rec["signer"] or None,
+                        meta={"synthetic": True, "generator_version": synthetic.GENERATOR_VERSION},
+                    )
+                )
+        return rows
