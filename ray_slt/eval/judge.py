@@ -236,10 +236,14 @@ class Judge:
         key = self.cache_key(payload)
         path = self._cache_path(key)
         if path is not None and storage.exists(path):
-            entry = json.loads(storage.read_text(path))
-            score = parse_score(entry.get("reply", ""))
+            try:
+                entry = json.loads(storage.read_text(path))
+                reply = entry["reply"]
+            except (ValueError, KeyError, TypeError, RaySltError):
+                reply = None  # an unreadable entry is a miss; it is overwritten below
+            score = parse_score(reply) if isinstance(reply, str) else None
             if score is not None:
-                return Judgement(score, entry["reply"], cached=True)
+                return Judgement(score, reply, cached=True)
         cfg = self.config
         last = ""
         for attempt in range(cfg.max_retries + 1):

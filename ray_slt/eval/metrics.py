@@ -9,7 +9,8 @@ Settings (also stated in the README, "Evaluation"):
   1..n-gram precisions times the brevity penalty), case-sensitive, corpus level, ``smooth_method="exp"``
   (sacrebleu's default; it only matters when a corpus has no matching n-gram of some order).
   Tokenisation per language (:func:`tokenizer_for`): ``zh`` for Chinese, ``13a`` for everything else.
-  Every corpus score comes with its sacrebleu signature.
+  Every corpus score comes with its sacrebleu signature (which has no field for the n-gram order: BLEU-1..3
+  share BLEU-4's signature and differ only in ``max_ngram_order``).
 - **Sentence BLEU** (rewards): sacrebleu's sentence-level BLEU-4 with ``smooth_method="exp"`` (a zero count
   for n-gram order k is replaced by 1/2^k, the NIST geometric smoothing) and ``effective_order=True``
   (orders longer than the hypothesis are left out), exactly what ``sacrebleu.sentence_bleu`` computes.

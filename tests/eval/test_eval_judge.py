@@ -221,6 +221,11 @@ def test_cache_on_disk(endpoint, tmp_path):
     assert not judge.judge("am montag regen", "am dienstag sonne").cached
     assert len(endpoint.requests) == 3
     assert "sk-" not in "".join(p.read_text() for p in files)
+    # A damaged entry is a miss: asked again and rewritten.
+    files[0].write_text("{not json", encoding="utf-8")
+    assert not judge.judge("am montag regen", "am montag sonne").cached
+    assert json.loads(files[0].read_text())["score"] == 3
+    assert len(endpoint.requests) == 4
 
 
 def test_cache_on_s3(endpoint, s3_bucket):
