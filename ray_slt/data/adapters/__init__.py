@@ -13,6 +13,10 @@ ADAPTERS: dict[str, str] = {
     "csl_daily": "ray_slt.data.adapters.csl_daily:CslDaily",
     "how2sign": "ray_slt.data.adapters.how2sign:How2Sign",
     "wlasl": "ray_slt.data.adapters.wlasl:Wlasl",
+    "openasl": "ray_slt.data.adapters.openasl:OpenAsl",
+    "isign": "ray_slt.data.adapters.isign:ISign",
+    "openpose": "ray_slt.data.adapters.openpose:OpenPoseFrames",
+    "prompt2sign": "ray_slt.data.adapters.openpose:Prompt2Sign",
     "synthetic": "ray_slt.data.adapters.synthetic:Synthetic",
 }
 

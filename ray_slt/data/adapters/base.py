@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ray_slt import storage
 from ray_slt.config import Schema
-from ray_slt.errors import DataError
+from ray_slt.errors import ConfigError, DataError
 
 
 class ErrorReport:
@@ -65,6 +65,15 @@ class Adapter:
 
 def sample_id(dataset: str, native_id: str) -> str:
     return f"{dataset}.{native_id}"
+
+
+def render_template(template: str, option: str, **fields: str) -> str:
+    """Fill a path template's ``{field}``s; an unknown field is a ConfigError naming the option and the fields."""
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as e:
+        known = ", ".join("{" + f + "}" for f in fields)
+        raise ConfigError(f"{option} {template!r}: bad field {e} (known: {known})") from None
 
 
 def find_file(root: str, candidates: Sequence[str], what: str) -> str:
