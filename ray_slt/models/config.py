@@ -1,0 +1,228 @@
+"""Config schemas of the RVLF translator's model parts (composed by the training stage into its config).
+
+Defaults follow the RVLF paper (RESEARCH.md section 2; paper supplement Tables 9-10) where it states a value:
+skeleton encoder and text encoder/decoder 3 layers, hidden 512, 8 heads, FFN 2048; contrastive dimension
+1024; SFT projector 512 -> 4096 -> LLM width with GELU; LoRA on q_proj/v_proj with r=16, alpha=32,
+dropout 0.3; AdamW with lr 2e-4 (LLM) and 2e-5 (projector), weight decay 0; inputs truncated to 300 frames;
+beam width 5; fusion weights alpha = beta = 1. Values the paper leaves open (temperatures, beta of Eq. 9,
+GCN widths, dropouts) are marked as ours.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ray_slt.config import Schema
+
+PAPER_INSTRUCTION = (
+    "A conversation between a deaf person and an AI assistant. The assistant can generate accurate and fluent "
+    "translated text based on provided sign language visual information."
+)
+
+
+def _check_heads(hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+
+
+class SkeletonEncoderConfig(Schema):
+    """Per-part graph convolutions over the 77-point layout, then a transformer encoder over time."""
+
+    type: Literal["skeleton"] = "skeleton"
+    gcn_channels: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128], min_length=1)
+    temporal_kernel: int = Field(5, gt=0)  # odd; frames seen by each temporal convolution
+    layers: int = Field(3, ge=1)
+    hidden: int = Field(512, gt=0)
+    heads: int = Field(8, gt=0)
+    ffn: int = Field(2048, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SkeletonEncoderConfig:
+        _check_heads(self.hidden, self.heads)
+        if self.temporal_kernel % 2 == 0:
+            raise ValueError(f"temporal_kernel must be odd, got {self.temporal_kernel}")
+        return self
+
+
+class GlossEncoderConfig(Schema):
+    """Embedding + transformer encoder over gloss ids: the gloss -> text benchmark's sign encoder."""
+
+    type: Literal["gloss"] = "gloss"
+    layers: int = Field(2, ge=1)
+    hidden: int = Field(512, gt=0)
+    heads: int = Field(8, gt=0)
+    ffn: int = Field(2048, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    min_count: int = Field(1, ge=1)  # glosses seen fewer times in training become <unk>
+    max_length: int = Field(128, gt=0)  # glosses per sentence kept
+
+    @model_validator(mode="after")
+    def _check(self) -> GlossEncoderConfig:
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+EncoderConfig = Annotated[SkeletonEncoderConfig | GlossEncoderConfig, Field(discriminator="type")]
+
+
+class TokenizerConfig(Schema):
+    """Where the tokenizer comes from: a saved one (``path``) or trained on the corpus texts."""
+
+    path: str | None = None  # save_pretrained dir / model id; None: the LM's own, or trained on the texts
+    kind: Literal["bpe", "wordpiece"] = "bpe"  # when trained: byte-level BPE or WordPiece
+    vocab_size: int = Field(4000, ge=64)  # when trained
+
+
+class TextModelConfig(Schema):
+    """Stage-1 text encoder and decoder (mBART-style transformer blocks, randomly initialised)."""
+
+    encoder_layers: int = Field(3, ge=1)
+    decoder_layers: int = Field(3, ge=1)
+    hidden: int = Field(512, gt=0)
+    heads: int = Field(8, gt=0)
+    ffn: int = Field(2048, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(128, gt=0)  # target tokens kept per sentence (incl. </s>)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> TextModelConfig:
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+class ContrastiveConfig(Schema):
+    """Token-level contrastive loss (paper Eqs. 3-9)."""
+
+    dim: int = Field(1024, gt=0)  # D, the shared embedding size
+    tau: float = Field(0.07, gt=0)  # initial value of the token-softmax temperature (Eq. 4); ours
+    learn_tau: bool = True  # the paper's tau is trainable
+    tau_prime: float = Field(0.07, gt=0)  # InfoNCE temperature tau' (Eqs. 7-8); ours
+    beta: float = Field(0.5, ge=0, le=1)  # weight of L_S2T in Eq. 9; ours (symmetric)
+
+
+class PretrainConfig(Schema):
+    """Stage 1: L_pt = L_con + slt_weight * L_slt (paper Eq. 11 has slt_weight = 1)."""
+
+    skeleton: SkeletonEncoderConfig = Field(default_factory=SkeletonEncoderConfig)
+    text: TextModelConfig = Field(default_factory=TextModelConfig)
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
+    slt_weight: float = Field(1.0, ge=0)
+    max_frames: int = Field(300, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    num_beams: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PretrainConfig:
+        if self.skeleton.hidden != self.text.hidden:
+            raise ValueError(
+                f"skeleton.hidden ({self.skeleton.hidden}) must equal text.hidden ({self.text.hidden}): "
+                "the text decoder attends to the skeleton features"
+            )
+        return self
+
+
+class TinyLMConfig(Schema):
+    """Sizes of a randomly initialised causal LM (``lm: tiny:qwen3`` / ``tiny:qwen2``), for CPU runs."""
+
+    hidden: int = Field(64, gt=0)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, gt=0)
+    kv_heads: int = Field(2, gt=0)
+    intermediate: int = Field(128, gt=0)
+    max_positions: int = Field(1024, gt=0)
+    # Init std of all weights. HF's 0.02 suits wide models; at width 64 it caps the logits a LoRA-tuned
+    # random LM can reach (normed hidden . embedding <= ~1.3), so tiny LMs use about 1/sqrt(hidden).
+    init_std: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TinyLMConfig:
+        _check_heads(self.hidden, self.heads)
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads})")
+        return self
+
+
+class LoraSettings(Schema):
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"], min_length=1)
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+
+class ProjectorConfig(Schema):
+    """2-layer GELU MLP: encoder hidden -> ``hidden`` -> LLM embedding width."""
+
+    hidden: int = Field(4096, gt=0)
+
+
+class FusionConfig(Schema):
+    """Z_e = Z_s + alpha * Z_face + beta * Z_hand (paper Eq. 12), DINOv2 features linearly projected."""
+
+    face: bool = True  # use the DINOv2 face sequence (batch key ``dino_face``)
+    hand: bool = True  # use the DINOv2 hand sequence (batch key ``dino_hand``)
+    dino_dim: int = Field(768, gt=0)  # facebook/dinov2-base
+    alpha: float = 1.0
+    beta: float = 1.0
+
+
+class SFTConfig(Schema):
+    """Stage 2: sign encoder -> (fusion) -> projector -> prepended to the prompt of a causal LM with LoRA."""
+
+    lm: str = "tiny:qwen3"  # model id, local or s3:// directory, or tiny:qwen3 / tiny:qwen2 (random init)
+    tiny: TinyLMConfig = Field(default_factory=TinyLMConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # of the LM weights
+    encoder: EncoderConfig = Field(default_factory=SkeletonEncoderConfig)
+    encoder_init: str | None = None  # a stage-1 checkpoint dir whose skeleton encoder initialises ours
+    freeze_encoder: bool = False
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    lr_llm: float = Field(2e-4, gt=0)
+    lr_projector: float = Field(2e-5, gt=0)  # also the DINOv2 linear projections
+    lr_encoder: float | None = Field(None, gt=0)  # None: lr_projector
+    weight_decay: float = Field(0.0, ge=0)
+    instruction: str = PAPER_INSTRUCTION
+    prompt_template: str = "{instruction}\nTranslation:"  # the target follows after a space
+    max_frames: int = Field(300, gt=0)
+    max_target_tokens: int = Field(128, gt=0)  # incl. the end-of-sequence token
+    max_new_tokens: int = Field(128, gt=0)
+    num_beams: int = Field(5, ge=1)
+
+    @field_validator("lm")
+    @classmethod
+    def _check_lm(cls, v: str) -> str:
+        if v.startswith("tiny:") and v not in ("tiny:qwen3", "tiny:qwen2"):
+            raise ValueError(f"unknown tiny LM {v!r}; use tiny:qwen3 or tiny:qwen2")
+        if not v.strip():
+            raise ValueError("lm must name a model id, a directory or tiny:qwen3 / tiny:qwen2")
+        return v
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _check_template(cls, v: str) -> str:
+        fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        if fields - {"instruction"}:
+            raise ValueError(f"prompt_template may only use {{instruction}}, found {sorted(fields)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTConfig:
+        if self.encoder.type == "gloss":
+            if self.fusion.face or self.fusion.hand:
+                raise ValueError(
+                    "fusion.face/fusion.hand need the skeleton encoder (DINOv2 features are aligned with its "
+                    "frames); set both to false with a gloss encoder"
+                )
+            if self.encoder_init is not None:
+                raise ValueError("encoder_init loads a stage-1 skeleton encoder; the encoder here is 'gloss'")
+        return self
+
+    @property
+    def prompt(self) -> str:
+        return self.prompt_template.format(instruction=self.instruction)
