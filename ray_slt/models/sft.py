@@ -1,0 +1,309 @@
+"""Stage 2 of RVLF: supervised fine-tuning of a causal LM on sign features (paper Sec. 3.2).
+
+    Z_s, mask = encoder.encode(batch)                       # skeleton encoder or gloss-token encoder
+    Z_e = Z_s + alpha * W_face(dino_face) + beta * W_hand(dino_hand)   # skeleton only; either optional
+    V = MLP(Z_e)                                             # Linear(H, 4096) -> GELU -> Linear(4096, E_lm)
+    LM input = [V (real frames)] [prompt tokens] [target tokens, </s>]  -> cross-entropy on the target
+
+Any ``AutoModelForCausalLM`` works (Qwen3 on clusters, a tiny random Qwen3/Qwen2 on a CPU); LoRA (PEFT) on the
+configured modules is the only trainable part of the LM. Each sequence is laid out contiguously and padded on
+the left, position ids count real positions only, so training and generation (which continues the same
+left-padded layout) see identical inputs.
+
+Sign encoders implement one interface, :class:`SignEncoder`: ``encode(batch) -> (Z [B, T', H], mask [B, T'])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+
+from ray_slt.errors import ConfigError
+from ray_slt.models.batch import Collator
+from ray_slt.models.config import GlossEncoderConfig, SFTConfig
+from ray_slt.models.gloss import GlossEncoder
+from ray_slt.models.skeleton import SkeletonEncoder
+from ray_slt.models.tiny import build_tiny_lm, train_tokenizer, train_word_tokenizer
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@runtime_checkable
+class SignEncoder(Protocol):
+    """What the SFT model needs from a sign encoder."""
+
+    hidden: int
+
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Z [B, T', hidden], mask [B, T'] bool, True = real step)``."""
+        ...
+
+
+class SignTranslator(nn.Module):
+    """Sign encoder + DINOv2 fusion + projector + causal LM with LoRA.
+
+    - ``forward(batch)`` -> the LM's output (``.loss``: mean cross-entropy over target tokens, incl. ``</s>``);
+    - ``generate(batch, num_beams, max_new_tokens)`` -> list of decoded strings;
+    - ``collator()`` -> the :class:`~ray_slt.models.batch.Collator` that makes its batches.
+    """
+
+    def __init__(
+        self,
+        cfg: SFTConfig,
+        encoder: nn.Module,
+        lm: PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        gloss_tokenizer: PreTrainedTokenizerBase | None = None,
+    ):
+        super().__init__()
+        if not isinstance(encoder, SignEncoder):
+            raise TypeError(f"{type(encoder).__name__} does not implement SignEncoder.encode")
+        self.cfg = cfg
+        self.encoder = encoder
+        hidden = encoder.hidden
+        fusion = cfg.fusion
+        self.face_proj = nn.Linear(fusion.dino_dim, hidden) if fusion.face else None
+        self.hand_proj = nn.Linear(fusion.dino_dim, hidden) if fusion.hand else None
+        lm_width = lm.get_input_embeddings().embedding_dim
+        self.projector = nn.Sequential(
+            nn.Linear(hidden, cfg.projector.hidden), nn.GELU(), nn.Linear(cfg.projector.hidden, lm_width)
+        )
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.gloss_tokenizer = gloss_tokenizer
+        prompt = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
+        self.register_buffer("prompt_ids", torch.tensor(prompt, dtype=torch.long), persistent=False)
+        if cfg.freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> SignTranslator:
+        super().train(mode)
+        if self.cfg.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder keeps its inference behaviour (no dropout)
+        return self
+
+    def collator(self) -> Collator:
+        max_glosses = self.cfg.encoder.max_length if isinstance(self.cfg.encoder, GlossEncoderConfig) else 0
+        return Collator(
+            self.tokenizer,
+            self.gloss_tokenizer,
+            max_frames=self.cfg.max_frames,
+            max_target_tokens=self.cfg.max_target_tokens,
+            max_glosses=max_glosses,
+        )
+
+    # -- the sign prefix ---------------------------------------------------------------------------------
+    def sign_embeddings(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projected sign sequence in the LM's embedding space [B, T', E] and its mask [B, T']."""
+        z, mask = self.encoder.encode(batch)
+        fusion = self.cfg.fusion
+        for key, proj, weight in (
+            ("dino_face", self.face_proj, fusion.alpha),
+            ("dino_hand", self.hand_proj, fusion.beta),
+        ):
+            if proj is None:
+                continue
+            feats = batch.get(key)
+            if feats is None:
+                part = "face" if key == "dino_face" else "hand"
+                raise ValueError(f"the config uses {key} (fusion.{part}=true) but the batch has none")
+            if feats.shape[:2] != z.shape[:2]:
+                raise ValueError(f"{key} {tuple(feats.shape)} is not aligned with the sign frames {tuple(z.shape[:2])}")
+            z = z + weight * proj(feats.to(proj.weight.dtype)) * mask[..., None].to(z.dtype)
+        embed = self.lm.get_input_embeddings()
+        return self.projector(z).to(embed.weight.dtype), mask
+
+    def _layout(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        target_ids: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Left-padded [sign][prompt][target] inputs_embeds, attention_mask, position_ids (and labels)."""
+        embed = self.lm.get_input_embeddings()
+        prompt = embed(self.prompt_ids)
+        targets = embed(target_ids) if target_ids is not None else None
+        rows, labels = [], []
+        for b in range(prefix.shape[0]):
+            parts = [prefix[b, prefix_mask[b]], prompt]
+            lab = [torch.full((int(prefix_mask[b].sum()) + len(prompt),), -100, dtype=torch.long, device=prefix.device)]
+            if targets is not None:
+                keep = target_mask[b].bool()
+                parts.append(targets[b, keep])
+                lab.append(target_ids[b, keep])
+            rows.append(torch.cat(parts))
+            labels.append(torch.cat(lab))
+        length = max(len(r) for r in rows)
+        bsz, width = len(rows), prefix.shape[-1]
+        inputs = prefix.new_zeros(bsz, length, width)
+        attention = torch.zeros(bsz, length, dtype=torch.long, device=prefix.device)
+        label_t = torch.full((bsz, length), -100, dtype=torch.long, device=prefix.device)
+        for b, (r, lab) in enumerate(zip(rows, labels)):
+            inputs[b, length - len(r) :] = r
+            attention[b, length - len(r) :] = 1
+            label_t[b, length - len(r) :] = lab
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        out = {"inputs_embeds": inputs, "attention_mask": attention, "position_ids": position_ids}
+        if targets is not None:
+            out["labels"] = label_t
+        return out
+
+    # -- training and inference ----------------------------------------------------------------------------
+    def forward(self, batch: Mapping[str, Any]):
+        if "target_ids" not in batch:
+            raise ValueError("the batch has no target_ids (collate samples that have a 'text')")
+        prefix, mask = self.sign_embeddings(batch)
+        inputs = self._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
+        return self.lm(**inputs)
+
+    @torch.no_grad()
+    def generate_ids(
+        self, batch: Mapping[str, Any], num_beams: int | None = None, max_new_tokens: int | None = None
+    ) -> torch.Tensor:
+        """Generated token ids [B, <= max_new_tokens] (``</s>`` then padding after a finished sequence)."""
+        prefix, mask = self.sign_embeddings(batch)
+        inputs = self._layout(prefix, mask)
+        inputs.pop("position_ids")  # generate derives the same ones from the attention mask
+        tok = self.tokenizer
+        gen = GenerationConfig(
+            max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
+            num_beams=num_beams or self.cfg.num_beams,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        return self.lm.generate(**inputs, generation_config=gen)
+
+    def generate(
+        self, batch: Mapping[str, Any], num_beams: int | None = None, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Translate a batch: beam search (``num_beams`` > 1) or greedy (1); defaults from the config.
+        Call ``model.eval()`` first (generation does not switch off dropout by itself)."""
+        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def generate(
+    model: SignTranslator, batch: Mapping[str, Any], num_beams: int | None = None, max_new_tokens: int | None = None
+) -> list[str]:
+    """Function form of :meth:`SignTranslator.generate`."""
+    return model.generate(batch, num_beams=num_beams, max_new_tokens=max_new_tokens)
+
+
+def param_groups(model: SignTranslator, cfg: SFTConfig | None = None) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: ``lora`` at lr_llm, ``projector`` (projector + DINOv2 projections) at
+    lr_projector, ``encoder`` at lr_encoder (default lr_projector; absent when frozen). Each group carries a
+    ``name``; pass the list to e.g. ``torch.optim.AdamW``."""
+    cfg = cfg or model.cfg
+    lora = [p for p in model.lm.parameters() if p.requires_grad]
+    projector = [
+        p
+        for m in (model.projector, model.face_proj, model.hand_proj)
+        if m is not None
+        for p in m.parameters()
+        if p.requires_grad
+    ]
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    groups = [
+        {"name": "lora", "params": lora, "lr": cfg.lr_llm, "weight_decay": cfg.weight_decay},
+        {"name": "projector", "params": projector, "lr": cfg.lr_projector, "weight_decay": cfg.weight_decay},
+        {
+            "name": "encoder",
+            "params": encoder,
+            "lr": cfg.lr_encoder or cfg.lr_projector,
+            "weight_decay": cfg.weight_decay,
+        },
+    ]
+    return [g for g in groups if g["params"]]
+
+
+# -- building ------------------------------------------------------------------------------------------------
+def lora_config(cfg: SFTConfig) -> LoraConfig:
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        target_modules=list(cfg.lora.target_modules),
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+    )
+
+
+def _ensure_pad(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("the LM tokenizer has no end-of-sequence token")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """A saved tokenizer (directory, local or remote) or a model id; never runs repository code."""
+    from ray_slt.models.checkpoint import localized
+
+    with localized(path) as local:
+        return _ensure_pad(AutoTokenizer.from_pretrained(local, trust_remote_code=False))
+
+
+def load_lm(path: str, dtype: str = "float32"):
+    """``AutoModelForCausalLM.from_pretrained`` from a model id or a (local or remote) directory; safetensors
+    only, no repository code."""
+    from ray_slt.models.checkpoint import localized
+
+    with localized(path) as local:
+        return AutoModelForCausalLM.from_pretrained(
+            local, dtype=_DTYPES[dtype], use_safetensors=True, trust_remote_code=False
+        )
+
+
+def build_translator(
+    cfg: SFTConfig, texts: Sequence[str] | None = None, glosses: Sequence[str] | None = None, seed: int = 0
+) -> SignTranslator:
+    """A fresh SFT model from its config.
+
+    ``texts`` (training targets) train the tokenizer of a ``tiny:`` LM when ``cfg.tokenizer.path`` is unset;
+    ``glosses`` (training gloss strings) build the gloss vocabulary of a gloss encoder. The random
+    initialisation depends only on ``seed``. On several workers, build once, ``save_translator`` and
+    ``load_translator(..., trainable=True)`` everywhere, so every rank starts from the same weights and
+    vocabularies.
+    """
+    if cfg.tokenizer.path is not None:
+        tokenizer = load_tokenizer(cfg.tokenizer.path)
+    elif cfg.lm.startswith("tiny:"):
+        if not texts:
+            raise ConfigError(f"lm={cfg.lm} with no tokenizer.path needs the training texts to train a tokenizer")
+        tokenizer = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
+    else:
+        tokenizer = load_tokenizer(cfg.lm)
+    if cfg.lm.startswith("tiny:"):
+        base = build_tiny_lm(tokenizer, cfg.lm.split(":", 1)[1], cfg.tiny, seed=seed).to(_DTYPES[cfg.dtype])
+    else:
+        base = load_lm(cfg.lm, cfg.dtype)
+    if base.get_input_embeddings().num_embeddings < len(tokenizer):
+        raise ConfigError(f"the tokenizer ({len(tokenizer)} tokens) is larger than the LM's vocabulary")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        lm = get_peft_model(base, lora_config(cfg))
+        gloss_tokenizer = None
+        if isinstance(cfg.encoder, GlossEncoderConfig):
+            if not glosses:
+                raise ConfigError("a gloss encoder needs the training glosses to build its vocabulary")
+            gloss_tokenizer = train_word_tokenizer(glosses, cfg.encoder.min_count)
+            encoder: nn.Module = GlossEncoder(cfg.encoder, len(gloss_tokenizer), gloss_tokenizer.pad_token_id)
+        else:
+            encoder = SkeletonEncoder(cfg.encoder)
+            if cfg.encoder_init is not None:
+                from ray_slt.models.checkpoint import load_pretrained_skeleton
+
+                encoder = load_pretrained_skeleton(cfg.encoder_init, expected=cfg.encoder)
+        model = SignTranslator(cfg, encoder, lm, tokenizer, gloss_tokenizer)
+    return model
+
+
+def is_tiny(cfg: SFTConfig) -> bool:
+    return cfg.lm.startswith("tiny:")

@@ -1,0 +1,135 @@
+"""Stage-2 SFT model: layout, train/inference consistency, fusion, param groups, gloss encoder, Qwen2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_helpers import pose_samples, tiny_sft
+
+from ray_slt.errors import ConfigError
+from ray_slt.models.sft import SignTranslator, build_translator, generate, param_groups
+
+
+@pytest.fixture(scope="module")
+def model(phoenix_texts) -> SignTranslator:
+    return build_translator(tiny_sft(), texts=phoenix_texts, seed=0)
+
+
+def _finished_mask(ids: torch.Tensor, eos: int) -> torch.Tensor:
+    """True up to and including the first eos of each row."""
+    is_eos = (ids == eos).long()
+    return (is_eos.cumsum(1) - is_eos) == 0
+
+
+def test_loss_is_on_target_tokens_only(model, phoenix_texts):
+    model.train()
+    batch = model.collator()(pose_samples(3, texts=phoenix_texts[:3]))
+    prefix, mask = model.sign_embeddings(batch)
+    layout = model._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
+    labels = layout["labels"]
+    assert (labels != -100).sum() == batch["target_mask"].sum()
+    for b in range(3):
+        n = int(batch["target_mask"][b].sum())
+        assert torch.equal(labels[b, -n:], batch["target_ids"][b, :n])  # targets close every row
+        assert labels[b, -n:][-1] == model.tokenizer.eos_token_id
+        assert layout["attention_mask"][b].sum() == int(mask[b].sum()) + len(model.prompt_ids) + n
+    out = model(batch)
+    assert torch.isfinite(out.loss)
+    model.zero_grad()
+    out.loss.backward()
+    named = dict(model.named_parameters())
+    assert all(p.grad is None for n, p in named.items() if n.startswith("lm.") and "lora_" not in n)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in named.items() if "lora_B" in n)
+    for prefix_name in ("projector.", "face_proj.", "hand_proj.", "encoder."):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in named.items() if n.startswith(prefix_name))
+    model.zero_grad()
+
+
+def test_generation_continues_the_training_layout(model):
+    """Greedy tokens from generate() are the argmax of the training forward teacher-forced on them."""
+    model.eval()
+    batch = model.collator()(pose_samples(3, lengths=(9, 4, 12)))
+    ids = model.generate_ids(batch, num_beams=1, max_new_tokens=6)
+    keep = _finished_mask(ids, model.tokenizer.eos_token_id)
+    batch = dict(batch, target_ids=ids, target_mask=keep)
+    with torch.no_grad():
+        logits = model(batch).logits
+    for b in range(3):
+        n = int(keep[b].sum())
+        predicted = logits[b, -n - 1 : -1].argmax(-1)
+        assert torch.equal(predicted, ids[b, :n]), f"row {b}: training and generation layouts differ"
+
+
+@pytest.mark.parametrize("beams", [1, 5])
+def test_batched_generation_equals_one_by_one(model, beams):
+    model.eval()
+    samples = pose_samples(3, lengths=(9, 4, 12), seed=3)
+    col = model.collator()
+    together = generate(model, col(samples), num_beams=beams, max_new_tokens=6)
+    alone = [generate(model, col([s]), num_beams=beams, max_new_tokens=6)[0] for s in samples]
+    assert together == alone
+    assert all(isinstance(t, str) for t in together)
+
+
+def test_fusion_uses_dino_features_by_weight(phoenix_texts):
+    samples = pose_samples(2, seed=4)
+    changed = [dict(s, dino_face=s["dino_face"] + 1.0) for s in samples]
+    for alpha, differs in ((1.0, True), (0.0, False)):
+        m = build_translator(tiny_sft(fusion={"alpha": alpha}), texts=phoenix_texts[:500]).eval()
+        col = m.collator()
+        a, _ = m.sign_embeddings(col(samples))
+        b, _ = m.sign_embeddings(col(changed))
+        assert (not torch.allclose(a, b)) == differs
+    m = build_translator(tiny_sft(fusion={"face": True, "hand": False}), texts=phoenix_texts[:500])
+    assert m.hand_proj is None
+    with pytest.raises(ValueError, match="dino_face"):
+        m.sign_embeddings(m.collator()(pose_samples(1, dino=None)))
+    m = build_translator(tiny_sft(fusion={"face": False, "hand": False}), texts=phoenix_texts[:500])
+    z, _ = m.sign_embeddings(m.collator()(pose_samples(2, dino=None)))
+    assert z.shape[-1] == m.lm.get_input_embeddings().embedding_dim
+
+
+def test_param_groups_split_lora_projector_encoder(model, phoenix_texts):
+    groups = param_groups(model)
+    assert [(g["name"], g["lr"]) for g in groups] == [("lora", 2e-4), ("projector", 2e-5), ("encoder", 2e-5)]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all("lora_" in names[id(p)] for p in groups[0]["params"])
+    torch.optim.AdamW(groups)  # a valid optimizer spec
+    frozen = build_translator(tiny_sft(freeze_encoder=True, lr_llm=1e-3), texts=phoenix_texts[:500])
+    assert [(g["name"], g["lr"]) for g in param_groups(frozen)] == [("lora", 1e-3), ("projector", 2e-5)]
+    frozen.train()
+    assert not frozen.encoder.training and frozen.projector.training
+
+
+def test_same_seed_same_model(phoenix_texts):
+    a = build_translator(tiny_sft(), texts=phoenix_texts[:800], seed=5)
+    b = build_translator(tiny_sft(), texts=phoenix_texts[:800], seed=5)
+    c = build_translator(tiny_sft(), texts=phoenix_texts[:800], seed=6)
+    assert a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_gloss_encoder_with_qwen2(phoenix_train):
+    rows = phoenix_train[:300]
+    cfg = tiny_sft(
+        lm="tiny:qwen2",
+        encoder={"type": "gloss", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1, "max_length": 5},
+        fusion={"face": False, "hand": False},
+    )
+    m = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows])
+    assert type(m.lm.get_base_model()).__name__ == "Qwen2ForCausalLM"
+    batch = m.collator()(rows[:4])
+    assert batch["gloss_ids"].shape[1] <= 5 and "coords" not in batch
+    loss = m(batch).loss
+    loss.backward()
+    assert torch.isfinite(loss) and m.encoder.embed.weight.grad.abs().sum() > 0
+    m.eval()
+    out = m.generate(batch, num_beams=2, max_new_tokens=4)
+    assert len(out) == 4
+    with pytest.raises(ConfigError, match="glosses"):
+        build_translator(cfg, texts=[r["text"] for r in rows])
