@@ -21,6 +21,7 @@ from typing import Any
 _EXPORTS = {
     "Collator": "batch",
     "sample_frames": "batch",
+    "to_device": "batch",
     "load_pretrain": "checkpoint",
     "load_pretrained_skeleton": "checkpoint",
     "load_translator": "checkpoint",
@@ -50,26 +51,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"ray_slt.models.{_EXPORTS[name]}"), name)
 
 
-__all__ = [
-    "PARTS",
-    "Collator",
-    "GlossEncoder",
-    "PretrainModel",
-    "PretrainOutput",
-    "SignEncoder",
-    "SignTranslator",
-    "SkeletonEncoder",
-    "build_tiny_lm",
-    "build_translator",
-    "generate",
-    "load_pretrain",
-    "load_pretrained_skeleton",
-    "load_translator",
-    "param_groups",
-    "sample_frames",
-    "save_pretrain",
-    "save_translator",
-    "token_contrastive_loss",
-    "train_tokenizer",
-    "train_word_tokenizer",
-]
+__all__ = sorted(_EXPORTS)

@@ -1,10 +1,13 @@
 """Collation: per-sample arrays -> the padded tensor batch the translator models take.
 
-A sample is a mapping with any of these keys (numpy arrays or tensors):
+A sample is a mapping with any of these keys (numpy arrays or tensors); the names of the feature store's
+decoded rows (:func:`ray_slt.features.store.decode_row`, in brackets) are accepted as they are:
 
-- ``coords`` float [T, 77, 2], ``point_mask`` (or ``mask``) bool [T, 77] (True = present), optional
-  ``confidence`` [T, 77]: the 77-point layout of the extraction stage;
-- ``dino_face`` / ``dino_hand`` float [T, D_dino]: DINOv2 features aligned with the skeleton frames;
+- ``coords`` [``keypoints``] float [T, 77, 2], ``point_mask`` [``keypoints_valid``, or ``mask``] bool
+  [T, 77] (True = present), optional ``confidence`` [``keypoints_confidence``] [T, 77]: the 77-point layout;
+- ``dino_face`` [``face_features``] float [T, D]: DINOv2 embeddings of the face crops, aligned with the
+  skeleton frames; ``dino_hand`` float [T, 2 D]: the left- and right-hand crops' embeddings concatenated
+  (built from ``left_hand_features`` and ``right_hand_features`` when the sample has those);
 - ``gloss``: a gloss string (gloss -> text benchmark);
 - ``text``: the target sentence (training; absent at inference), ``sample_id``: passed through.
 
@@ -12,7 +15,7 @@ The batch (all tensors batch-first, padded at the end in time):
 
 - ``coords`` [B, T, 77, 2] (missing points zeroed), ``point_mask`` [B, T, 77], ``confidence`` [B, T, 77],
   ``frame_mask`` [B, T] (True = real frame);
-- ``dino_face`` / ``dino_hand`` [B, T, D_dino];
+- ``dino_face`` [B, T, D] / ``dino_hand`` [B, T, 2 D] (each only when every sample has it);
 - ``gloss_ids`` / ``gloss_mask`` [B, G];
 - ``target_ids`` / ``target_mask`` [B, L]: target tokens followed by ``</s>`` (eos), pad id elsewhere;
 - ``texts`` (list of the raw target strings) and ``sample_ids`` when the samples have them.
@@ -46,6 +49,24 @@ def _array(value: Any, dtype: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=dtype)
+
+
+def _first(r: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if r.get(key) is not None:
+            return r[key]
+    return None
+
+
+def _dino(r: Mapping[str, Any], key: str) -> Any:
+    if key == "dino_face":
+        return _first(r, "dino_face", "face_features")
+    if r.get("dino_hand") is not None:
+        return r["dino_hand"]
+    left, right = r.get("left_hand_features"), r.get("right_hand_features")
+    if left is None or right is None:
+        return None
+    return np.concatenate([_array(left, np.float32), _array(right, np.float32)], axis=-1)
 
 
 def _rows(samples: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> list[Mapping[str, Any]]:
@@ -87,7 +108,7 @@ class Collator:
         batch: dict[str, Any] = {}
         if "sample_id" in rows[0]:
             batch["sample_ids"] = [str(r["sample_id"]) for r in rows]
-        if "coords" in rows[0]:
+        if "coords" in rows[0] or "keypoints" in rows[0]:
             batch.update(self._skeleton(rows))
         if "gloss" in rows[0] and self.gloss_tokenizer is not None:
             batch.update(self._glosses(rows))
@@ -101,11 +122,14 @@ class Collator:
     def _skeleton(self, rows: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         picked = []
         for n, r in enumerate(rows):
-            coords = _array(r["coords"], np.float32)
             where = str(r.get("sample_id", f"sample {n}"))
+            coords, pmask = _first(r, "coords", "keypoints"), _first(r, "point_mask", "keypoints_valid", "mask")
+            if coords is None or pmask is None:
+                raise DataError("a pose sample needs coords/keypoints and point_mask/keypoints_valid", where)
+            coords = _array(coords, np.float32)
             if coords.ndim != 3 or coords.shape[1:] != (77, 2) or coords.shape[0] == 0:
                 raise DataError(f"coords must be [T>0, 77, 2], got {coords.shape}", where)
-            pmask = _array(r["point_mask"] if "point_mask" in r else r["mask"], bool)
+            pmask = _array(pmask, bool)
             if pmask.shape != coords.shape[:2]:
                 raise DataError(f"point mask {pmask.shape} does not match coords {coords.shape}", where)
             coords = np.where(pmask[..., None], coords, np.float32(0))  # missing points: zero, never read
@@ -113,11 +137,12 @@ class Collator:
                 raise DataError("non-finite coordinates at points marked present", where)
             idx = sample_frames(coords.shape[0], self.max_frames)
             item = {"coords": coords[idx], "point_mask": pmask[idx]}
-            conf = r.get("confidence")
+            conf = _first(r, "confidence", "keypoints_confidence")
             item["confidence"] = _array(conf, np.float32)[idx] if conf is not None else pmask[idx].astype(np.float32)
             for key in ("dino_face", "dino_hand"):
-                if r.get(key) is not None:
-                    feats = _array(r[key], np.float32)
+                feats = _dino(r, key)
+                if feats is not None:
+                    feats = _array(feats, np.float32)
                     if feats.ndim != 2 or feats.shape[0] != coords.shape[0]:
                         raise DataError(f"{key} {feats.shape} is not [T={coords.shape[0]}, D]", where)
                     item[key] = feats[idx]
@@ -154,6 +179,11 @@ class Collator:
             ids.append(seq)
         gloss_ids, gloss_mask = _pad_ids(ids, tok.pad_token_id)
         return {"gloss_ids": gloss_ids, "gloss_mask": gloss_mask}
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The batch with its tensors moved to ``device`` (lists of strings stay as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _pad_ids(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

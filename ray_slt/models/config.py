@@ -161,10 +161,11 @@ class ProjectorConfig(Schema):
 
 
 class FusionConfig(Schema):
-    """Z_e = Z_s + alpha * Z_face + beta * Z_hand (paper Eq. 12), DINOv2 features linearly projected."""
+    """Z_e = Z_s + alpha * Z_face + beta * Z_hand (paper Eq. 12), DINOv2 features linearly projected;
+    Z_hand projects the left- and right-hand crops' embeddings together (concatenated)."""
 
-    face: bool = True  # use the DINOv2 face sequence (batch key ``dino_face``)
-    hand: bool = True  # use the DINOv2 hand sequence (batch key ``dino_hand``)
+    face: bool = True  # use the DINOv2 face sequence (batch key ``dino_face``, store ``face_features``)
+    hand: bool = True  # use the hand sequences (batch key ``dino_hand``, store ``left/right_hand_features``)
     dino_dim: int = Field(768, gt=0)  # facebook/dinov2-base
     alpha: float = 1.0
     beta: float = 1.0

@@ -1,7 +1,7 @@
 """Stage 2 of RVLF: supervised fine-tuning of a causal LM on sign features (paper Sec. 3.2).
 
     Z_s, mask = encoder.encode(batch)                       # skeleton encoder or gloss-token encoder
-    Z_e = Z_s + alpha * W_face(dino_face) + beta * W_hand(dino_hand)   # skeleton only; either optional
+    Z_e = Z_s + alpha * W_face(dino_face) + beta * W_hand([dino_left; dino_right])  # skeleton; optional
     V = MLP(Z_e)                                             # Linear(H, 4096) -> GELU -> Linear(4096, E_lm)
     LM input = [V (real frames)] [prompt tokens] [target tokens, </s>]  -> cross-entropy on the target
 
@@ -68,7 +68,8 @@ class SignTranslator(nn.Module):
         hidden = encoder.hidden
         fusion = cfg.fusion
         self.face_proj = nn.Linear(fusion.dino_dim, hidden) if fusion.face else None
-        self.hand_proj = nn.Linear(fusion.dino_dim, hidden) if fusion.hand else None
+        # both hands' embeddings, concatenated (the batch's dino_hand is [B, T, 2 * dino_dim])
+        self.hand_proj = nn.Linear(2 * fusion.dino_dim, hidden) if fusion.hand else None
         lm_width = lm.get_input_embeddings().embedding_dim
         self.projector = nn.Sequential(
             nn.Linear(hidden, cfg.projector.hidden), nn.GELU(), nn.Linear(cfg.projector.hidden, lm_width)

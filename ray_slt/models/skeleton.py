@@ -5,7 +5,7 @@ body 0:9 [nose, left_eye, right_eye, left_shoulder, right_shoulder, left_elbow, 
 right_wrist] | left hand 9:30 and right hand 30:51 (wrist, thumb cmc/mcp/ip/tip, index mcp/pip/dip/tip,
 middle, ring, pinky) | mouth 51:59 (inner-lip ring, in ring order) | face 59:77 (9 jaw points along the jaw,
 6 eyebrow points: 3 per brow, outer->inner then inner->outer, nose tip, right-eye outer corner, left-eye
-outer corner).
+outer corner; iBUG 0,2,..,16, 17,19,21,22,24,26, 30, 36, 45, so the jaw starts on the signer's right).
 
 Like CoSign, each part (body, left hand, right hand, mouth, face) has its own stack of spatio-temporal graph
 convolution blocks, so it learns its own co-occurrence patterns; the parts' pooled features are concatenated
@@ -58,6 +58,8 @@ FACE_EDGES = [
     (17, 14),  # left-eye outer corner - outer end of the second brow
     (16, 15),
     (17, 15),
+    (16, 0),  # right-eye outer corner - top of the jaw line on the signer's right (iBUG 36 - 0)
+    (17, 8),  # left-eye outer corner - top of the jaw line on the signer's left (iBUG 45 - 16)
 ]
 PART_EDGES: dict[str, list[tuple[int, int]]] = {
     "body": BODY_EDGES,

@@ -45,7 +45,7 @@ def pose_samples(n: int, lengths=(9, 6, 12), seed: int = 0, dino: int | None = D
         }
         if dino:
             s["dino_face"] = rng.normal(size=(t, dino)).astype(np.float32)
-            s["dino_hand"] = rng.normal(size=(t, dino)).astype(np.float32)
+            s["dino_hand"] = rng.normal(size=(t, 2 * dino)).astype(np.float32)  # left and right hands
         if texts is not None:
             s["text"] = texts[i % len(texts)]
         out.append(s)

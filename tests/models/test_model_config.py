@@ -58,3 +58,12 @@ def test_invalid_sft_configs(data, message):
 def test_reading_configs_does_not_import_torch():
     code = "import sys, ray_slt.models, ray_slt.models.config; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_api_resolves():
+    import ray_slt.models as models
+
+    for name in models.__all__:
+        assert getattr(models, name) is not None
+    with pytest.raises(AttributeError):
+        models.nothing_here  # noqa: B018

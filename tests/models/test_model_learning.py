@@ -32,7 +32,9 @@ def test_sft_learns_toy_mapping(phoenix_texts):
     )
     model = build_translator(cfg, texts=phoenix_texts, seed=0)
     rng = np.random.default_rng(0)
-    protos = [(rng.normal(size=(T, 77, 2)), rng.normal(size=(T, DINO)), rng.normal(size=(T, DINO))) for _ in range(K)]
+    protos = [
+        (rng.normal(size=(T, 77, 2)), rng.normal(size=(T, DINO)), rng.normal(size=(T, 2 * DINO))) for _ in range(K)
+    ]
     collate = model.collator()
 
     def batch(n, seed):

@@ -63,7 +63,7 @@ def test_config_requires_matching_widths():
 
 
 def test_short_pretraining_aligns_skeletons_with_texts(texts):
-    """4 pose 'signs' (fixed random motions + noise) paired with 4 sentences: after 80 Adam steps the
+    """4 pose 'signs' (fixed random motions + noise) paired with 4 sentences: after 120 Adam steps the
     contrastive retrieval is perfect on fresh noisy copies and both losses fall far below their start."""
     torch.manual_seed(0)
     m = build_pretrain_model(tiny_pretrain(), texts=texts, seed=1)
@@ -98,7 +98,7 @@ def test_short_pretraining_aligns_skeletons_with_texts(texts):
 
     start, _ = evaluate()
     opt = torch.optim.Adam(m.parameters(), lr=2e-3)
-    for step in range(80):
+    for step in range(120):
         loss = m(batch(step)).loss
         opt.zero_grad()
         loss.backward()

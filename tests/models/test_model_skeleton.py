@@ -132,3 +132,36 @@ def test_gloss_encoder_interface_and_padding():
     with torch.no_grad():
         alone, _ = enc.encode(col([{"gloss": glosses[0]}]))
     assert torch.allclose(alone[0], z[0, :2], atol=1e-5)
+
+
+def test_collator_reads_feature_store_rows():
+    """Rows as the feature store decodes them (keypoints/keypoints_valid/..., per-hand features) collate to
+    the same batch as the canonical keys; the hands are concatenated left then right."""
+    canonical = pose_samples(2, dino=8)
+    store_rows = []
+    for s in canonical:
+        left, right = s["dino_hand"][:, :8], s["dino_hand"][:, 8:]
+        store_rows.append(
+            {
+                "sample_id": s["sample_id"],
+                "keypoints": np.nan_to_num(s["coords"]),
+                "keypoints_valid": s["mask"],
+                "keypoints_confidence": s["confidence"],
+                "face_features": s["dino_face"],
+                "left_hand_features": left,
+                "right_hand_features": right,
+                "text": "x",
+                "gloss": None,
+            }
+        )
+    a, b = Collator()(canonical), Collator()(store_rows)
+    for key in ("coords", "point_mask", "confidence", "frame_mask", "dino_face", "dino_hand"):
+        assert torch.equal(a[key], b[key]), key
+    no_video = [dict(r, face_features=None, left_hand_features=None, right_hand_features=None) for r in store_rows]
+    assert "dino_face" not in Collator()(no_video) and "dino_hand" not in Collator()(no_video)
+
+
+def test_parts_agree_with_the_extraction_layout():
+    layouts = pytest.importorskip("ray_slt.features.layouts", reason="extraction stage's layouts not present")
+    assert {k: (v.start, v.stop) for k, v in layouts.PARTS.items()} == PARTS
+    assert layouts.NUM_POINTS == 77
