@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "ray_slt.eval.commands",
     "ray_slt.tune.commands",
     "ray_slt.serve.commands",
+    "ray_slt.demo",
 )
 
 # Stages of the pipeline that later work adds; listed in --help so users see the whole shape.
@@ -78,7 +79,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line, like every other bad input."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise RaySltError(f"{self.prog}: {message} (see --help)")
+        raise RaySltError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # KEY=VALUE overrides may follow options (`prepare wlasl --root x skip_bad=true`); argparse only collects
+        # positionals that come before them.
+        if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            raise RaySltError(f"unrecognized arguments: {' '.join(extra)} (see {PROG} {args.command or ''} --help)")
         if args.command is None:
             parser.print_help()
             return 2

@@ -1,0 +1,37 @@
+"""Build a manifest from a corpus's official files, as a Ray job.
+
+Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
+
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/prepare.py conf/prepare_phoenix14t.yaml root=s3://corpora/phoenix out=s3://runs/phoenix.parquet
+
+Arguments: a config of kind ``prepare`` followed by ``key=value`` overrides. Prints the summary as JSON on
+the last line of the job's log. Exits 2 with a one-line reason on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from ray_slt.config import load_config
+    from ray_slt.data.prepare import prepare
+    from ray_slt.errors import RaySltError
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    try:
+        cfg = load_config(argv[0], argv[1:])
+        summary = prepare(cfg, progress=True)
+    except RaySltError as e:
+        print(f"prepare: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""The `ray-slt` command line: --help everywhere, --json, one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import shared
+
+from ray_slt.cli import build_parser, main
+
+
+def subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def test_every_stage_of_the_design_is_a_subcommand():
+    assert {"prepare", "stats", "extract", "train", "eval", "score", "tune", "serve", "demo"} <= set(subcommands())
+
+
+@pytest.mark.parametrize("name", subcommands())
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ray-slt") and "--json" in out
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "ray_slt", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "prepare" in done.stdout and "stats" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["prepare", "nosuchcorpus", "--root", "x"], "unknown dataset 'nosuchcorpus'"),
+        (["prepare", "wlasl"], "--root is required"),
+        (["prepare", "wlasl", "--root", "x", "--out", "m.csv"], "must be a .parquet path"),
+        (["prepare", "wlasl", "--root", "x", "--rare-subset", "3"], "is not RARE:REST"),
+        (["prepare", "wlasl", "--root", "x", "skip_bda=1"], "unknown key 'skip_bda'"),
+        (["prepare", "conf/prepare_wlasl100.yaml", "--skip-bad"], "with a config file"),
+        (["prepare", "wlasl", "--root", "/definitely/not/here"], "WLASL_v0.3.json not found"),
+        (["prepare", "wlasl", "--root", "x", "--option", "subset=7"], "options.subset"),
+        (["stats"], "the following arguments are required: MANIFEST"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ray-slt: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_prepare_json_output(tmp_path, capsys):
+    out = tmp_path / "m.parquet"
+    assert (
+        main(
+            [
+                "prepare",
+                "phoenix14t",
+                "--root",
+                str(shared("phoenix14t")),
+                "--out",
+                str(out),
+                "--splits",
+                "dev",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["splits"] == {"dev": 519} and result["manifest"] == str(out) and result["bad_rows"] == 0
+    assert (
+        main(["prepare", "phoenix14t", "--root", str(shared("phoenix14t")), "--out", str(out), "--splits", "dev"]) == 0
+    )
+    assert capsys.readouterr().out.startswith(f"wrote {out}: 519 samples (dev 519)")

@@ -1,0 +1,127 @@
+"""jobs/*.py through the real job-submission API of a local Ray head on 127.0.0.1 (token auth on)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from conftest import REPO, free_port, shared
+
+# The job client runs in its own process: Ray reads RAY_AUTH_MODE when it is imported, and this test session
+# has imported Ray long before (without auth) for other tests. A user's shell is such a separate process too.
+CLIENT = """
+import json, sys, time
+from ray.job_submission import JobSubmissionClient, JobStatus
+address, entrypoint, working_dir = sys.argv[1:4]
+client = JobSubmissionClient(address)
+if entrypoint == "--ping":
+    client.list_jobs()
+    sys.exit(0)
+job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": working_dir})
+deadline = time.time() + 300
+while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+    if time.time() > deadline:
+        raise TimeoutError(job)
+    time.sleep(1)
+print(json.dumps({"status": str(client.get_job_status(job).value), "logs": client.get_job_logs(job)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head started like on a cluster (`ray start --head`), dashboard/job API on 127.0.0.1, token auth.
+
+    Yields a function submitting an entrypoint and returning (status, logs)."""
+    temp_dir = tempfile.mkdtemp(prefix="rsj_", dir="/tmp")  # short: Ray's socket paths are length-limited
+    dash_port = free_port()
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=secrets.token_hex(32),
+        RAY_USAGE_STATS_ENABLED="0",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+    )
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    proc = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={free_port()}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash_port}",
+            "--num-cpus=1",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dash_port}"
+
+    def client(entrypoint: str, token: str | None = None) -> subprocess.CompletedProcess:
+        run_env = env if token is None else dict(env, RAY_AUTH_TOKEN=token)
+        return subprocess.run(
+            [sys.executable, "-c", CLIENT, address, entrypoint, str(REPO)],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+
+    try:
+        deadline = time.time() + 180
+        while (ping := client("--ping")).returncode != 0:
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the Ray head did not come up (exit code {proc.poll()}): {ping.stderr[-500:]}")
+            time.sleep(2)
+
+        def submit(entrypoint: str) -> tuple[str, str]:
+            done = client(entrypoint)
+            assert done.returncode == 0, done.stderr[-2000:]
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            return result["status"], result["logs"]
+
+        submit.client = client  # type: ignore[attr-defined]
+        yield submit
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_prepare_job_runs_through_job_submission(ray_head, tmp_path):
+    root = shared("phoenix14t")
+    out = tmp_path / "manifest.parquet"
+    status, logs = ray_head(f"python jobs/prepare.py conf/prepare_phoenix14t.yaml root={root} out={out} splits=[dev]")
+    assert status == "SUCCEEDED", logs
+    summary = json.loads(logs.strip().splitlines()[-1])
+    assert summary["splits"] == {"dev": 519} and out.exists()
+
+
+def test_bad_job_input_fails_with_a_one_line_reason(ray_head, tmp_path):
+    status, logs = ray_head(
+        f"python jobs/prepare.py conf/prepare_phoenix14t.yaml root={tmp_path} out={tmp_path}/m.parquet"
+    )
+    assert status == "FAILED"
+    assert "prepare: error:" in logs and "corpus CSV not found" in logs
+
+
+def test_unauthenticated_clients_are_refused(ray_head):
+    refused = ray_head.client("--ping", token="0" * 64)
+    assert refused.returncode != 0 and "Invalid authentication token" in refused.stderr
