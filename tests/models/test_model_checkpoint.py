@@ -131,3 +131,18 @@ def test_gloss_translator_round_trip(phoenix_train, tmp_path):
     loaded = load_translator(str(tmp_path / "g"))
     assert loaded.gloss_tokenizer.get_vocab() == m.gloss_tokenizer.get_vocab()
     _assert_same(m, loaded, loaded.collator()(rows[:3]))
+
+
+def test_lm_and_tokenizer_from_an_s3_directory(phoenix_texts, tmp_path, s3_bucket):
+    """lm: s3://... (a plain save_pretrained directory, no manifest) is fetched through ray_slt.storage."""
+    lm_dir = tmp_path / "lm"
+    tok = train_tokenizer(phoenix_texts[:1000], 500)
+    lm = build_tiny_lm(tok, "qwen3", seed=4)
+    lm.save_pretrained(lm_dir)
+    tok.save_pretrained(lm_dir)
+    for f in os.listdir(lm_dir):
+        storage.copy(str(lm_dir / f), f"{s3_bucket}/models/lm/{f}")
+    m = build_translator(tiny_sft(lm=f"{s3_bucket}/models/lm", fusion={"face": False, "hand": False}))
+    assert m.tokenizer.get_vocab() == tok.get_vocab()
+    base = m.lm.get_base_model()
+    assert torch.equal(base.model.embed_tokens.weight, lm.model.embed_tokens.weight)
