@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+from testlib import REPO, SHARED_DATA, free_port, shared  # noqa: F401  (re-exported for older imports)
 
 # Keep Ray and friends quiet and offline in tests.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -19,23 +16,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def shared(*parts: str) -> Path:
-    """A path inside ../shared/data; the test is skipped (with the reason) when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real sample data not available: {path} (expected beside the repository)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import shared
+from testlib import shared
 
 from ray_slt.cli import build_parser, main
 

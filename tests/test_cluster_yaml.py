@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO
+from testlib import REPO
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import REPO, free_port, shared
+from testlib import REPO, free_port, shared
 
 # The job client runs in its own process: Ray reads RAY_AUTH_MODE when it is imported, and this test session
 # has imported Ray long before (without auth) for other tests. A user's shell is such a separate process too.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, shared
+from testlib import REPO, shared
 
 from ray_slt import storage
 from ray_slt.cli import main

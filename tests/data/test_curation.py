@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared
+from testlib import shared
 
 from ray_slt.config import build_config
 from ray_slt.data import manifest, synthetic

@@ -7,7 +7,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import shared
+from testlib import shared
 
 from ray_slt.config import build_config
 from ray_slt.data import manifest

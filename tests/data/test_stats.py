@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import shared
+from testlib import shared
 
 from ray_slt.cli import main
 from ray_slt.config import build_config
