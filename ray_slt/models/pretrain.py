@@ -191,9 +191,14 @@ class PretrainModel(nn.Module):
 
     @torch.no_grad()
     def translate(
-        self, batch: Mapping[str, torch.Tensor], num_beams: int | None = None, max_new_tokens: int | None = None
+        self,
+        batch: Mapping[str, torch.Tensor],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        synced_gpus: bool = False,
     ) -> list[str]:
-        """Decode the text decoder from the skeleton features (greedy if ``num_beams == 1``)."""
+        """Decode the text decoder from the skeleton features (greedy if ``num_beams == 1``); ``synced_gpus``
+        as in ``transformers`` generate (DeepSpeed ZeRO-3)."""
         z_s, s_mask = self.skeleton.encode(batch)
         tok = self.tokenizer
         out = self.text.generate(
@@ -205,6 +210,7 @@ class PretrainModel(nn.Module):
             decoder_start_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
+            synced_gpus=synced_gpus,
         )
         return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
 

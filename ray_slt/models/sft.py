@@ -165,9 +165,14 @@ class SignTranslator(nn.Module):
 
     @torch.no_grad()
     def generate_ids(
-        self, batch: Mapping[str, Any], num_beams: int | None = None, max_new_tokens: int | None = None
+        self,
+        batch: Mapping[str, Any],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        synced_gpus: bool = False,
     ) -> torch.Tensor:
-        """Generated token ids [B, <= max_new_tokens] (``</s>`` then padding after a finished sequence)."""
+        """Generated token ids [B, <= max_new_tokens] (``</s>`` then padding after a finished sequence).
+        ``synced_gpus``: keep running forward passes until every rank has finished (DeepSpeed ZeRO-3)."""
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask)
         inputs.pop("position_ids")  # generate derives the same ones from the attention mask
@@ -179,14 +184,18 @@ class SignTranslator(nn.Module):
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
-        return self.lm.generate(**inputs, generation_config=gen)
+        return self.lm.generate(**inputs, generation_config=gen, synced_gpus=synced_gpus)
 
     def generate(
-        self, batch: Mapping[str, Any], num_beams: int | None = None, max_new_tokens: int | None = None
+        self,
+        batch: Mapping[str, Any],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        synced_gpus: bool = False,
     ) -> list[str]:
         """Translate a batch: beam search (``num_beams`` > 1) or greedy (1); defaults from the config.
         Call ``model.eval()`` first (generation does not switch off dropout by itself)."""
-        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus)
         return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 

@@ -1,0 +1,128 @@
+"""``TrainConfig`` (config kind ``train``): what ``ray-slt train`` / ``jobs/train.py`` / ``train_func`` run.
+
+Sections:
+
+- ``stage``: which task trains (``sft``: stage-2 translator; ``pretrain``: stage-1 skeleton pretraining; see
+  :mod:`ray_slt.training.task`), and the model section of that name (``sft:`` an SFTConfig, ``pretrain:`` a
+  PretrainConfig, from :mod:`ray_slt.models.config`);
+- ``data``: the feature store written by ``ray-slt extract`` (pose/feature input) or a manifest (text-only
+  gloss input), the splits (dev is used for evaluation during training; the test split never is);
+- ``optim``: epochs/steps, per-worker batch, gradient accumulation, schedule, warm-up, clipping, seed;
+- ``trainer``: workers, CPU/GPU, backend (``ddp`` or ``deepspeed`` with a ZeRO config), precision, storage of
+  the run (local path or ``s3://``), checkpoint cadence, retries after failures;
+- ``eval``: dev evaluation (decoding settings, how many samples, cadence).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ray_slt.config import Schema
+from ray_slt.models.config import PretrainConfig, SFTConfig
+
+
+class DataSection(Schema):
+    """Where samples come from: exactly one of ``features`` (feature store) or ``manifest`` (text/gloss only)."""
+
+    features: str | None = None  # feature store URI (ray-slt extract --out)
+    manifest: str | None = None  # manifest Parquet, for inputs that need no features (gloss -> text)
+    train_split: str = "train"
+    dev_split: str = "dev"
+    lang: str | None = None  # spoken language of the targets (BCP-47); None: the rows' spoken_language
+    limit_train: int | None = Field(None, gt=0)  # only the first N training samples (by sample_id)
+    limit_dev: int | None = Field(None, gt=0)  # only the first N dev samples (by sample_id)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSection:
+        if (self.features is None) == (self.manifest is None):
+            raise ValueError("set exactly one of data.features (a feature store) and data.manifest")
+        if self.dev_split == "test" or self.train_split == "test":
+            raise ValueError("the test split is never used during training; evaluate it with `ray-slt eval`")
+        return self
+
+
+class OptimSection(Schema):
+    """AdamW with a warm-up then cosine/constant schedule. The SFT learning rates (per parameter group) are in
+    the ``sft`` section (``lr_llm``, ``lr_projector``, ``lr_encoder``); ``lr`` is for tasks without their own."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many optimizer steps (None: all epochs)
+    batch_size: int = Field(4, ge=1)  # per worker, per micro-step
+    grad_accum: int = Field(1, ge=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int | None = Field(None, ge=0)  # None: warmup_ratio of the total steps
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of each group's lr
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
+    seed: int = 0
+
+
+class TrainerSection(Schema):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float | None = Field(None, gt=0)  # None: 1 when use_gpu
+    backend: Literal["ddp", "deepspeed"] = "ddp"
+    # a JSON file (conf/deepspeed_zero2.json, conf/deepspeed_zero3.json; local or s3) or an inline mapping;
+    # batch sizes, accumulation, clipping and precision are filled in from this config.
+    deepspeed: str | dict[str, Any] | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it, else fp32
+    storage: str = "runs"  # the run lives under {storage}/{name} (local path or s3://)
+    name: str = "train"
+    checkpoint_every: int = Field(0, ge=0)  # optimizer steps between checkpoints (0: at epoch ends only)
+    num_to_keep: int | None = Field(2, ge=1)  # checkpoints kept: the best on dev_bleu4 and the latest
+    max_failures: int = Field(0, ge=-1)  # restarts from the latest checkpoint after a worker dies (-1: always)
+    log_every: int = Field(10, ge=1)  # steps between learning-curve flushes
+    resume_from: str | None = None  # a checkpoint directory to start from (else the run's latest, if any)
+    # Fault injection, for drills and tests: the given rank's worker process exits abruptly when it reaches
+    # this optimizer step, once per run (a marker file in the run directory records that it happened).
+    fail_at_step: int | None = Field(None, ge=1)
+    fail_rank: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerSection:
+        if self.backend == "deepspeed" and self.deepspeed is None:
+            self.deepspeed = {"zero_optimization": {"stage": 2}}
+        if self.fail_rank >= self.num_workers:
+            raise ValueError(f"fail_rank {self.fail_rank} is not a rank of {self.num_workers} workers")
+        return self
+
+
+class EvalSection(Schema):
+    every_epochs: int = Field(1, ge=0)  # dev evaluation (generation + metrics) every N epochs; 0: never
+    at_start: bool = False  # also evaluate the starting model (step 0 of the learning curves)
+    num_beams: int | None = Field(None, ge=1)  # None: the model config's
+    max_new_tokens: int | None = Field(None, ge=1)  # None: the model config's
+    batch_size: int = Field(16, ge=1)
+
+
+class TrainConfig(Schema):
+    kind: Literal["train"] = "train"
+    stage: str = "sft"
+    data: DataSection
+    sft: SFTConfig | None = None
+    pretrain: PretrainConfig | None = None
+    optim: OptimSection = Field(default_factory=OptimSection)
+    trainer: TrainerSection = Field(default_factory=TrainerSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        from ray_slt.training.task import TASKS
+
+        if self.stage not in TASKS:
+            raise ValueError(f"unknown stage {self.stage!r}; known stages: {', '.join(sorted(TASKS))}")
+        # the model section is named after the stage; absent means the model's defaults
+        if self.stage == "sft" and self.sft is None:
+            self.sft = SFTConfig()
+        if self.stage == "pretrain" and self.pretrain is None:
+            self.pretrain = PretrainConfig()
+        if getattr(self, self.stage, None) is None:
+            raise ValueError(f"stage {self.stage!r} needs its model section '{self.stage}:'")
+        return self
