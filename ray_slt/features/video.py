@@ -1,0 +1,574 @@
+"""Decoding a sample's frames: a video file (decord) or a directory of frame images (PHOENIX-style PNGs).
+
+Only the kept frames are decoded into pixels (:mod:`ray_slt.features.sampling` picks them). Before that, the
+frames that really decode are counted, because containers over-report: several real WLASL clips claim one or
+two frames more than any decoder produces, and decord then returns a stale frame (or, per its upstream issue
+tracker, hangs in ``get_batch``). The count comes from a decode-only pass of PyAV (no colour conversion, about a
+tenth of the cost of decord's RGB frames); a video whose decodable frames fall short of what its container
+claims by more than a tolerance is *truncated* and becomes an error record.
+
+Decoding can hang or crash on hostile files, so :class:`Decoder` runs it in a child process
+(``python -m ray_slt.features.video``) with a deadline per sample: past it, the child is killed and restarted
+and the sample becomes an error record. Frames come back over a pipe as raw bytes with a JSON header (no
+pickling). ``Decoder(isolated=False)`` runs the same code in-process.
+
+A WLASL-style ``bbox`` (the signer's box, in source pixels) crops every frame (with a margin) before pose
+estimation, and frames larger than ``max_side`` are scaled down; :class:`Clip` records the transform so
+keypoints can be mapped back to source pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ray_slt import storage
+from ray_slt.features.sampling import SampleError, Sampling, resolve_span
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_DECODE_CHUNK = 32  # frames per decord call: bounds peak memory for long, large videos
+_HEADER = struct.Struct("<Q")
+
+
+@dataclass
+class Clip:
+    """Decoded frames of one sample.
+
+    ``frames`` are RGB uint8 ``[T, H, W, 3]`` after the bbox crop and down-scaling; a point ``p`` in source
+    pixels is at ``(p - offset) * scale`` in them (per axis). ``frame_indices`` are relative to the span start.
+    """
+
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    span: tuple[int, int]
+    fps: float | None
+    width: int
+    height: int
+    offset: tuple[float, float] = (0.0, 0.0)
+    scale: tuple[float, float] = (1.0, 1.0)
+    reported_frames: int = 0
+    decodable_frames: int = 0
+    decode_s: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def to_source(self, xy: np.ndarray) -> np.ndarray:
+        """Map pixel coordinates ``[..., 2]`` in ``frames`` back to the source frame."""
+        out = np.array(xy, dtype=np.float32, copy=True)
+        out[..., 0] = out[..., 0] / self.scale[0] + self.offset[0]
+        out[..., 1] = out[..., 1] / self.scale[1] + self.offset[1]
+        return out
+
+    def to_frames(self, xy: np.ndarray) -> np.ndarray:
+        """Map source pixel coordinates ``[..., 2]`` into ``frames``."""
+        out = np.array(xy, dtype=np.float32, copy=True)
+        out[..., 0] = (out[..., 0] - self.offset[0]) * self.scale[0]
+        out[..., 1] = (out[..., 1] - self.offset[1]) * self.scale[1]
+        return out
+
+
+# --------------------------------------------------------------------------------------------- geometry
+
+
+def crop_region(width: int, height: int, bbox: Sequence[float] | None, margin: float) -> tuple[int, int, int, int]:
+    """The pixel region ``(x0, y0, x1, y1)`` to keep: the bbox grown by ``margin`` of its size, clamped."""
+    if bbox is None:
+        return 0, 0, width, height
+    if len(bbox) != 4:
+        raise SampleError("metadata", f"bbox {list(bbox)} is not [x0, y0, x1, y1]")
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    if not (x1 > x0 and y1 > y0):
+        raise SampleError("metadata", f"bbox {list(bbox)} is empty")
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    cx0, cy0 = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
+    cx1, cy1 = min(width, int(np.ceil(x1 + mx))), min(height, int(np.ceil(y1 + my)))
+    if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+        raise SampleError("metadata", f"bbox {list(bbox)} lies outside the {width}x{height} frame")
+    return cx0, cy0, cx1, cy1
+
+
+def _scale_for(w: int, h: int, max_side: int | None) -> float:
+    if not max_side or max(w, h) <= max_side:
+        return 1.0
+    return max_side / float(max(w, h))
+
+
+def _crop_resize(
+    frames: np.ndarray, region: tuple[int, int, int, int], scale: float
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Crop ``region`` and scale it by about ``scale``; returns the frames and the exact per-axis scale."""
+    import cv2
+
+    x0, y0, x1, y1 = region
+    out = frames[:, y0:y1, x0:x1]
+    if scale == 1.0:
+        return np.ascontiguousarray(out), (1.0, 1.0)
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    out = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in out])
+    return out, (size[0] / (x1 - x0), size[1] / (y1 - y0))
+
+
+# ------------------------------------------------------------------------------------------ video files
+
+
+def count_decodable(path: str) -> tuple[int, int, int, int]:
+    """``(claimed, decodable, width, height)`` of a video: the frames its container states, the frames that
+    really decode, and the frame size.
+
+    ``decodable`` counts frames out of a decode-only PyAV pass (no colour conversion); a decoding error ends
+    the count (a truncated or corrupt tail).
+    """
+    import av
+
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise SampleError("decode", f"unreadable video ({_one_line(e)})") from None
+    with container:
+        if not container.streams.video:
+            raise SampleError("decode", "no video stream")
+        stream = container.streams.video[0]
+        claimed = int(stream.frames or 0)
+        if not claimed and stream.duration and stream.average_rate:
+            claimed = round(float(stream.duration * stream.time_base) * float(stream.average_rate))
+        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                if not width:
+                    width, height = frame.width, frame.height
+        except (av.FFmpegError, OSError, ValueError):
+            pass
+    return max(claimed, decoded), decoded, width, height
+
+
+def decode_video(
+    path: str,
+    sampling: Sampling,
+    *,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    fps: float | None = None,
+    bbox: Sequence[float] | None = None,
+    bbox_margin: float = 0.1,
+    max_side: int | None = 1280,
+    max_missing: float = 0.05,
+) -> Clip:
+    """Decode the kept frames of one video sample with decord (in this process).
+
+    ``fps`` from the manifest is used when the container has none (and to convert ``start_s``/``end_s``);
+    ``max_missing`` is the tolerated shortfall of decodable frames against the container's claim, as a
+    fraction (at least 2 frames are always tolerated: containers commonly over-report by one or two).
+    """
+    import decord
+
+    t0 = time.perf_counter()
+    claimed, decodable, width, height = count_decodable(path)
+    if decodable == 0:
+        raise SampleError("decode", f"zero decodable frames (container claims {claimed})")
+    missing = claimed - decodable
+    if missing > max(2, max_missing * claimed):
+        raise SampleError("decode", f"truncated: {decodable} of {claimed} frames decode")
+    region = crop_region(width, height, bbox, bbox_margin)
+    scale = _scale_for(region[2] - region[0], region[3] - region[1], max_side)
+    size: dict[str, int] = {}
+    sx = sy = 1.0
+    if scale < 1.0:
+        # Let the decoder scale (several times cheaper than full-size RGB frames resized afterwards).
+        size = {"width": max(2, round(width * scale)), "height": max(2, round(height * scale))}
+        sx, sy = size["width"] / width, size["height"] / height
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, **size)
+    except (decord.DECORDError, RuntimeError) as e:
+        raise SampleError("decode", f"unreadable video ({_one_line(e)})") from None
+    container_fps = float(vr.get_avg_fps() or 0.0)
+    use_fps = container_fps if np.isfinite(container_fps) and container_fps > 0 else (fps or None)
+    available = min(decodable, len(vr))
+    start, end = resolve_span(available, start_frame, end_frame, start_s, end_s, fps or use_fps)
+    rel = sampling.select(end - start)
+    absolute = (rel + start).tolist()
+    x0, y0 = int(np.floor(region[0] * sx)), int(np.floor(region[1] * sy))
+    x1 = min(int(np.ceil(region[2] * sx)), size.get("width", width))
+    y1 = min(int(np.ceil(region[3] * sy)), size.get("height", height))
+    chunks = []
+    try:
+        for i in range(0, len(absolute), _DECODE_CHUNK):
+            batch = vr.get_batch(absolute[i : i + _DECODE_CHUNK]).asnumpy()
+            chunks.append(np.ascontiguousarray(batch[:, y0:y1, x0:x1]))
+    except (decord.DECORDError, RuntimeError) as e:
+        raise SampleError("decode", f"corrupt video ({_one_line(e)})") from None
+    finally:
+        del vr
+    frames = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
+    return Clip(
+        frames=frames,
+        frame_indices=rel,
+        span=(start, end),
+        fps=use_fps,
+        width=width,
+        height=height,
+        offset=(x0 / sx, y0 / sy),
+        scale=(sx, sy),
+        reported_frames=claimed,
+        decodable_frames=decodable,
+        decode_s=time.perf_counter() - t0,
+    )
+
+
+# --------------------------------------------------------------------------------- frame-image folders
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in _DIGITS.split(name)]
+
+
+def list_frame_images(uri: str) -> list[str]:
+    """The frame images of a directory, in frame order (natural sort of the file names).
+
+    A directory without images but with exactly one sub-directory is descended into (PHOENIX-2014T keeps a
+    sample's frames in ``{name}/1/``).
+    """
+    for _ in range(3):
+        entries = storage.listdir(uri)
+        images = [e for e in entries if storage.basename(e).lower().endswith(IMAGE_SUFFIXES)]
+        if images:
+            return sorted(images, key=lambda e: _natural_key(storage.basename(e)))
+        subdirs = [e for e in entries if storage.isdir(e)]
+        if len(subdirs) != 1:
+            break
+        uri = subdirs[0]
+    return []
+
+
+def decode_images(
+    paths: Sequence[str],
+    *,
+    bbox: Sequence[float] | None = None,
+    bbox_margin: float = 0.1,
+    max_side: int | None = 1280,
+) -> tuple[np.ndarray, int, int, tuple[int, int, int, int], tuple[float, float]]:
+    """Decode local image files (all of them, in order) to RGB frames; all must share one size.
+
+    PIL decodes them: OpenCV's PNG reader breaks (``libpng error: bad parameters to zlib``) in a process
+    that imported decord before cv2, because the two ship clashing zlib builds.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    frames = []
+    size = None
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                img = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise SampleError("decode", f"unreadable frame image {os.path.basename(p)}") from None
+        if size is None:
+            size = img.shape[:2]
+        elif img.shape[:2] != size:
+            raise SampleError(
+                "decode", f"frame {os.path.basename(p)} is {img.shape[1]}x{img.shape[0]}, not {size[1]}x{size[0]}"
+            )
+        frames.append(img)
+    if not frames:
+        raise SampleError("decode", "zero frames")
+    height, width = size
+    region = crop_region(width, height, bbox, bbox_margin)
+    scale = _scale_for(region[2] - region[0], region[3] - region[1], max_side)
+    out, exact = _crop_resize(np.stack(frames), region, scale)
+    return out, width, height, region, exact
+
+
+# --------------------------------------------------------------------------------------- the decoder
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text[:300]
+
+
+def _run_request(req: dict[str, Any]) -> Clip:
+    """Execute one decode request (the same in the child process and in-process)."""
+    sampling = Sampling(**req["sampling"])
+    if req["kind"] == "video":
+        return decode_video(
+            req["path"],
+            sampling,
+            start_frame=req.get("start_frame"),
+            end_frame=req.get("end_frame"),
+            start_s=req.get("start_s"),
+            end_s=req.get("end_s"),
+            fps=req.get("fps"),
+            bbox=req.get("bbox"),
+            bbox_margin=req.get("bbox_margin", 0.1),
+            max_side=req.get("max_side"),
+            max_missing=req.get("max_missing", 0.05),
+        )
+    t0 = time.perf_counter()
+    frames, width, height, region, scale = decode_images(
+        req["paths"], bbox=req.get("bbox"), bbox_margin=req.get("bbox_margin", 0.1), max_side=req.get("max_side")
+    )
+    return Clip(
+        frames=frames,
+        frame_indices=np.asarray(req["frame_indices"], dtype=np.int64),
+        span=tuple(req["span"]),
+        fps=req.get("fps"),
+        width=width,
+        height=height,
+        offset=(float(region[0]), float(region[1])),
+        scale=scale,
+        reported_frames=int(req["reported_frames"]),
+        decodable_frames=int(req["reported_frames"]),
+        decode_s=time.perf_counter() - t0,
+    )
+
+
+def _clip_header(clip: Clip) -> dict:
+    return {
+        "ok": True,
+        "shape": list(clip.frames.shape),
+        "frame_indices": clip.frame_indices.tolist(),
+        "span": list(clip.span),
+        "fps": clip.fps,
+        "width": clip.width,
+        "height": clip.height,
+        "offset": list(clip.offset),
+        "scale": list(clip.scale),
+        "reported_frames": clip.reported_frames,
+        "decodable_frames": clip.decodable_frames,
+        "decode_s": clip.decode_s,
+    }
+
+
+def _clip_from_header(h: dict, frames: np.ndarray) -> Clip:
+    return Clip(
+        frames=frames,
+        frame_indices=np.asarray(h["frame_indices"], dtype=np.int64),
+        span=(int(h["span"][0]), int(h["span"][1])),
+        fps=h["fps"],
+        width=int(h["width"]),
+        height=int(h["height"]),
+        offset=(float(h["offset"][0]), float(h["offset"][1])),
+        scale=(float(h["scale"][0]), float(h["scale"][1])),
+        reported_frames=int(h["reported_frames"]),
+        decodable_frames=int(h["decodable_frames"]),
+        decode_s=float(h["decode_s"]),
+    )
+
+
+def _child_main() -> None:
+    """The decoder process: one JSON request per line on stdin; a length-prefixed JSON header (and the raw
+    frames when it says ``ok``) per request on stdout."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        frames = None
+        try:
+            clip = _run_request(json.loads(line))
+            header, frames = _clip_header(clip), np.ascontiguousarray(clip.frames)
+        except SampleError as e:
+            header = {"ok": False, "stage": e.stage, "reason": e.reason}
+        except Exception as e:  # anything else in a hostile file is still one sample's error
+            header = {"ok": False, "stage": "decode", "reason": f"{type(e).__name__}: {_one_line(e)}"}
+        blob = json.dumps(header).encode()
+        out.write(_HEADER.pack(len(blob)))
+        out.write(blob)
+        if frames is not None:
+            out.write(memoryview(frames).cast("B"))
+        out.flush()
+
+
+class Decoder:
+    """Decodes samples with a deadline, in a child process (default) or in this process.
+
+    ``decode(request)`` takes a request from :func:`video_request`/:func:`image_request` and returns a
+    :class:`Clip` or raises :class:`SampleError`. A request that exceeds ``timeout_s`` kills the child
+    (a fresh one starts with the next request) and raises ``SampleError("decode", "timed out ...")``.
+    """
+
+    def __init__(self, timeout_s: float = 120.0, isolated: bool = True):
+        self.timeout_s = float(timeout_s)
+        self.isolated = isolated
+        self._proc: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "ray_slt.features.video"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                bufsize=0,
+            )
+        return self._proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10)
+            self._proc = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self._proc = None
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._kill()
+
+    def decode(self, request: dict[str, Any]) -> Clip:
+        if not self.isolated:
+            return _run_request(request)
+        proc = self._start()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            fd = proc.stdout.fileno()
+            (n,) = _HEADER.unpack(bytes(_read_exact(fd, _HEADER.size, deadline)))
+            header = json.loads(bytes(_read_exact(fd, n, deadline)))
+            if not header["ok"]:
+                raise SampleError(header["stage"], header["reason"])
+            shape = tuple(int(s) for s in header["shape"])
+            frames = np.empty(shape, dtype=np.uint8)
+            _read_exact(fd, frames.nbytes, deadline, into=frames.reshape(-1))
+        except TimeoutError:
+            self._kill()
+            raise SampleError("decode", f"timed out after {self.timeout_s:g}s (decoder restarted)") from None
+        except (EOFError, BrokenPipeError, OSError):
+            code = proc.poll()
+            self._kill()
+            raise SampleError("decode", f"decoder process died (exit code {code})") from None
+        return _clip_from_header(header, frames)
+
+
+def _read_exact(fd: int, n: int, deadline: float, into: np.ndarray | None = None) -> memoryview:
+    buf = memoryview(into if into is not None else bytearray(n)).cast("B")
+    got = 0
+    while got < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            raise TimeoutError
+        k = os.readv(fd, [buf[got:]])
+        if k == 0:
+            raise EOFError
+        got += k
+    return buf
+
+
+# ----------------------------------------------------------------------------------- request builders
+
+
+def video_request(
+    local_path: str,
+    row: dict[str, Any],
+    sampling: Sampling,
+    *,
+    bbox_margin: float,
+    max_side: int | None,
+    max_missing: float,
+) -> dict[str, Any]:
+    """A decode request for a video file (already local) and its manifest row."""
+    return {
+        "kind": "video",
+        "path": local_path,
+        "sampling": _sampling_dict(sampling),
+        "start_frame": row.get("start_frame"),
+        "end_frame": row.get("end_frame"),
+        "start_s": row.get("start_s"),
+        "end_s": row.get("end_s"),
+        "fps": row.get("fps"),
+        "bbox": list(row["bbox"]) if row.get("bbox") is not None else None,
+        "bbox_margin": bbox_margin,
+        "max_side": max_side,
+        "max_missing": max_missing,
+    }
+
+
+def _sampling_dict(s: Sampling) -> dict:
+    return {"mode": s.mode, "t_max": s.t_max, "max_frames": s.max_frames, "overflow": s.overflow}
+
+
+@contextlib.contextmanager
+def image_request(
+    images: Sequence[str], row: dict[str, Any], sampling: Sampling, *, bbox_margin: float, max_side: int | None
+) -> Iterator[dict[str, Any]]:
+    """A decode request for a folder's frame images (``images`` in frame order, local or remote).
+
+    Only the kept frames' files are fetched (remote ones into a temporary directory for the request's life).
+    """
+    start, end = resolve_span(
+        len(images),
+        row.get("start_frame"),
+        row.get("end_frame"),
+        row.get("start_s"),
+        row.get("end_s"),
+        row.get("fps"),
+    )
+    rel = sampling.select(end - start)
+    chosen = [images[start + int(i)] for i in rel]
+    base = {
+        "kind": "images",
+        "sampling": _sampling_dict(sampling),
+        "frame_indices": rel.tolist(),
+        "span": [start, end],
+        "fps": row.get("fps"),
+        "bbox": list(row["bbox"]) if row.get("bbox") is not None else None,
+        "bbox_margin": bbox_margin,
+        "max_side": max_side,
+        "reported_frames": len(images),
+    }
+    if all(storage.is_local(p) for p in chosen):
+        yield {**base, "paths": [storage.normalize(p) for p in chosen]}
+        return
+    with tempfile.TemporaryDirectory(prefix="ray_slt_frames_") as d:
+        local = []
+        for i, uri in enumerate(chosen):
+            path = os.path.join(d, f"{i:06d}{os.path.splitext(storage.basename(uri))[1]}")
+            with open(path, "wb") as f:
+                f.write(storage.read_bytes(uri))
+            local.append(path)
+        yield {**base, "paths": local}
+
+
+if __name__ == "__main__":
+    _child_main()
