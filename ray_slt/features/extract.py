@@ -558,7 +558,7 @@ def _pool_sizes(cfg: ExtractConfig, visual: bool) -> dict[str, Any]:
     cpus, gpus = float(res.get("CPU", 1.0)), float(res.get("GPU", 0.0))
     w = cfg.workers
     visual_gpus = w.visual.num_gpus if w.visual.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
-    reserve = w.visual.num_cpus * (w.visual.min_size if visual and visual_gpus == 0 else 0)
+    reserve = w.visual.num_cpus * w.visual.min_size if visual else 0.0  # CPUs the visual actors need
     pose_max = w.pose.max_size or max(w.pose.min_size, int((cpus - reserve) // max(w.pose.num_cpus, 1e-9)))
     if visual_gpus > 0:
         visual_max = w.visual.max_size or max(w.visual.min_size, int(gpus // visual_gpus))
@@ -732,7 +732,8 @@ def _summary(cfg, out, run_id, ehash, rows, skipped, results, index, errors, sta
         "ok": len(ok),
         "errors": len(bad),
         "errors_by_stage": dict(Counter(r["stage"] for r in bad)),
-        "error_records": [{k: r[k] for k in ("sample_id", "stage", "reason")} for r in bad],
+        # The first 100 (all of them are in errors.parquet).
+        "error_records": [{k: r[k] for k in ("sample_id", "stage", "reason")} for r in bad[:100]],
         "frames": frames,
         "wall_s": round(wall, 3),
         "samples_per_s": round(len(results) / wall, 4) if wall > 0 else None,

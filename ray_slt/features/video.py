@@ -123,12 +123,23 @@ def _crop_resize(
 # ------------------------------------------------------------------------------------------ video files
 
 
-def count_decodable(path: str) -> tuple[int, int, int, int]:
-    """``(claimed, decodable, width, height)`` of a video: the frames its container states, the frames that
-    really decode, and the frame size.
+@dataclass
+class Probe:
+    """What a decode-only pass learned about a video."""
 
-    ``decodable`` counts frames out of a decode-only PyAV pass (no colour conversion); a decoding error ends
-    the count (a truncated or corrupt tail).
+    claimed: int  # frames the container states (stream header, else duration x rate)
+    decodable: int  # frames that decoded (up to ``stop_after`` when given)
+    complete: bool  # the pass reached the end of the stream (else it stopped at ``stop_after``)
+    width: int
+    height: int
+    fps: float | None
+
+
+def count_decodable(path: str, stop_after: int | None = None) -> Probe:
+    """Count the frames of a video that really decode, with a decode-only PyAV pass (no colour conversion).
+
+    A decoding error ends the count (a truncated or corrupt tail). With ``stop_after``, counting stops once that
+    many frames decoded (a sample that ends early in a long video needs no more).
     """
     import av
 
@@ -141,18 +152,22 @@ def count_decodable(path: str) -> tuple[int, int, int, int]:
             raise SampleError("decode", "no video stream")
         stream = container.streams.video[0]
         claimed = int(stream.frames or 0)
-        if not claimed and stream.duration and stream.average_rate:
-            claimed = round(float(stream.duration * stream.time_base) * float(stream.average_rate))
+        rate = float(stream.average_rate) if stream.average_rate else None
+        if not claimed and stream.duration and rate:
+            claimed = round(float(stream.duration * stream.time_base) * rate)
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        decoded = 0
+        decoded, complete = 0, True
         try:
             for frame in container.decode(stream):
                 decoded += 1
                 if not width:
                     width, height = frame.width, frame.height
+                if stop_after is not None and decoded >= stop_after:
+                    complete = False
+                    break
         except (av.FFmpegError, OSError, ValueError):
             pass
-    return max(claimed, decoded), decoded, width, height
+    return Probe(max(claimed, decoded), decoded, complete, width, height, rate)
 
 
 def decode_video(
@@ -178,11 +193,16 @@ def decode_video(
     import decord
 
     t0 = time.perf_counter()
-    claimed, decodable, width, height = count_decodable(path)
+    stop_after = None
+    if end_frame is not None:
+        stop_after = int(end_frame)
+    elif end_s is not None and (fps or 0) > 0:
+        stop_after = int(np.ceil(end_s * fps))
+    probe = count_decodable(path, stop_after)
+    claimed, decodable, width, height = probe.claimed, probe.decodable, probe.width, probe.height
     if decodable == 0:
         raise SampleError("decode", f"zero decodable frames (container claims {claimed})")
-    missing = claimed - decodable
-    if missing > max(2, max_missing * claimed):
+    if probe.complete and claimed - decodable > max(2, max_missing * claimed):
         raise SampleError("decode", f"truncated: {decodable} of {claimed} frames decode")
     region = crop_region(width, height, bbox, bbox_margin)
     scale = _scale_for(region[2] - region[0], region[3] - region[1], max_side)
@@ -379,7 +399,10 @@ def _child_main() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    out = sys.stdout.buffer
+    # The protocol gets its own copy of stdout; fd 1 then points at stderr, so a library that prints to stdout
+    # cannot corrupt the frames stream.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     for line in sys.stdin.buffer:
         if not line.strip():
             continue

@@ -274,6 +274,8 @@ def test_reader_api(first_run, ray_local):
     ds = store.load_features(out, split=["test", "dev"])
     rows = ds.take_all()
     assert {r["sample_id"] for r in rows} == GOOD - train_ids
+    mapped = ds.filter(lambda r: r["sample_id"] == "how2sign.g0i_3").map(store.decode_row).take_all()
+    assert mapped[0]["keypoints"].shape == (6, 77, 2) and mapped[0]["box_source"].shape == (6, 3)
     decoded = store.decode_row(next(r for r in rows if r["sample_id"] == "how2sign.g0i_3"))
     assert decoded["keypoints"].shape == (6, 77, 2) and decoded["face_features"].shape == (6, 32)
     assert decoded["text"] == "I'm having fun." and decoded["split"] == "test"

@@ -25,14 +25,24 @@ def _request(path, sampling=ALL, row=None, **kw):
 
 def test_over_reported_frames_are_not_decoded(shared_data):
     # The container of WLASL 00338 claims 72 frames; 71 decode (the shared data's README says so too).
-    claimed, decodable, w, h = count_decodable(str(shared_data / "wlasl/videos/00338.mp4"))
-    assert (claimed, decodable, w, h) == (72, 71, 288, 192)
+    probe = count_decodable(str(shared_data / "wlasl/videos/00338.mp4"))
+    assert (probe.claimed, probe.decodable, probe.complete, probe.width, probe.height) == (72, 71, True, 288, 192)
     clip = decode_video(str(shared_data / "wlasl/videos/00338.mp4"), ALL)
     assert clip.frames.shape == (71, 192, 288, 3)
     assert clip.span == (0, 71) and clip.reported_frames == 72 and clip.decodable_frames == 71
     # An end frame from a table that over-reports is clipped to what decodes.
     clip = decode_video(str(shared_data / "wlasl/videos/00338.mp4"), ALL, start_frame=10, end_frame=72)
     assert clip.span == (10, 71) and clip.frame_indices.tolist() == list(range(61))
+
+
+def test_a_sample_that_ends_early_needs_only_its_frames(shared_data, corrupt_videos):
+    probe = count_decodable(str(shared_data / "wlasl/videos/00338.mp4"), stop_after=30)
+    assert (probe.decodable, probe.complete) == (30, False)
+    # The cut-off file still holds intact frames for a sample that ends before the cut.
+    clip = decode_video(str(corrupt_videos["truncated_faststart"]), ALL, start_frame=5, end_frame=25)
+    assert clip.span == (5, 25) and clip.frames.shape[0] == 20
+    with pytest.raises(SampleError, match="truncated"):
+        decode_video(str(corrupt_videos["truncated_faststart"]), ALL, start_frame=5, end_frame=80)
 
 
 def test_uniform_sampling_decodes_only_the_sampled_frames(shared_data):

@@ -1,0 +1,191 @@
+"""Pose extraction throughput: what users do today vs a straightforward loop vs the Ray Data pipeline.
+
+Run (from the repository root; reads the real clips in ../shared/data, takes a few minutes on 2 cores):
+
+    .venv/bin/python benchmarks/extract.py [--cpus 2] [--json out.json]
+
+On the same real clips, in one run, with MediaPipe Holistic and all frames of every clip:
+
+1. ``videos_to_poses`` (pose-format's command, one process) on a folder holding the clips;
+2. the straightforward loop in one process: decode (decord) -> pose -> 77-point layout -> boxes and 224x224
+   crops -> .pose file, clip after clip;
+3. ``ray_slt.features.extract`` (Ray Data, a local Ray with ``--cpus`` CPUs, one pose actor per CPU);
+4. the same pipeline with ``uniform:64`` sampling: only the sampled frames are decoded and estimated.
+
+Reported: videos/s, frames/s, per-stage time (summed over workers) and speedup ratios against the one-process
+baselines. Ray's start-up is timed separately (a cluster pays it once). Nothing here passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = (REPO / ".." / "shared" / "data").resolve()
+
+CLIPS = [
+    "wlasl/videos/05732.mp4",
+    "wlasl/videos/13158.mp4",
+    "wlasl/videos/14882.mp4",
+    "wlasl/videos/25241.mp4",
+    "wlasl/videos/02238.mp4",
+    "wlasl/videos/00338.mp4",
+    "how2sign/videos/-g0iPSnQt6w_8-1-rgb_front.mp4",
+    "how2sign/videos/-g0iPSnQt6w_16-1-rgb_front.mp4",
+    "slp_site/asl_house.mp4",
+    "slp_site/asl_different.mp4",
+    "slp_pose/test_video.mp4",
+    "autsl/signer0_sample1000_color.mp4",
+    "phoenix14t/video_excerpts/excerpt_a.mp4",
+]
+
+
+def videos_to_poses(clips: list[Path], work: Path) -> dict:
+    """pose-format's `videos_to_poses` on a folder of the clips (one worker: what its docs run)."""
+    folder = work / "videos_to_poses"
+    folder.mkdir()
+    for i, c in enumerate(clips):
+        os.symlink(c, folder / f"{i:02d}_{c.name}")
+    exe = Path(sys.executable).parent / "videos_to_poses"
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [str(exe), "--format", "mediapipe", "--directory", str(folder), "--num-workers", "1"],
+        capture_output=True,
+        text=True,
+        input="y\n",
+    )
+    wall = time.perf_counter() - t0
+    made = sorted(folder.glob("*.pose"))
+    if r.returncode != 0 or len(made) != len(clips):
+        raise RuntimeError(f"videos_to_poses failed ({r.returncode}): {r.stderr[-2000:]}")
+    return {"wall_s": wall, "videos": len(made)}
+
+
+def straightforward_loop(clips: list[Path], work: Path) -> dict:
+    """decode -> pose -> layout -> boxes + crops -> .pose, one clip after another, in this process."""
+    from ray_slt.features.crops import crop_parts, part_boxes
+    from ray_slt.features.layouts import layout77_from_arrays
+    from ray_slt.features.pose import MediaPipeHolistic, build_pose, pose_to_bytes
+    from ray_slt.features.sampling import parse_sampling
+    from ray_slt.features.video import decode_video
+
+    out = work / "loop"
+    out.mkdir()
+    est = MediaPipeHolistic()
+    stage = {"decode": 0.0, "pose": 0.0, "crops": 0.0}
+    frames = 0
+    t0 = time.perf_counter()
+    for i, c in enumerate(clips):
+        t = time.perf_counter()
+        clip = decode_video(str(c), parse_sampling("all"))
+        stage["decode"] += time.perf_counter() - t
+        t = time.perf_counter()
+        data, conf = est.estimate(clip.frames)
+        data[..., :2] = clip.to_source(data[..., :2])
+        pose = build_pose(est.components(), data, conf, clip.fps, clip.width, clip.height)
+        lay = layout77_from_arrays(data, conf, pose.header)
+        (out / f"{i:02d}.pose").write_bytes(pose_to_bytes(pose))
+        stage["pose"] += time.perf_counter() - t
+        t = time.perf_counter()
+        boxes, _ = part_boxes(lay.pixels, lay.valid, lay.scale)
+        crop_parts(clip.frames, clip.to_frames(boxes), 224)
+        stage["crops"] += time.perf_counter() - t
+        frames += len(clip.frame_indices)
+    wall = time.perf_counter() - t0
+    est.close()
+    return {"wall_s": wall, "videos": len(clips), "frames": frames, "stage_s": stage}
+
+
+def pipeline(manifest: str, out: Path, sampling: str) -> dict:
+    from ray_slt.features.extract import ExtractConfig, run_extract
+
+    cfg = ExtractConfig.model_validate(
+        {"kind": "extract", "manifest": manifest, "out": str(out), "progress": False,
+         "frames": {"sampling": sampling}, "output": {"shard_rows": 4}}
+    )  # fmt: skip
+    s = run_extract(cfg, echo=False)
+    if s["errors"]:
+        raise RuntimeError(f"pipeline errors: {s['error_records']}")
+    return {"wall_s": s["wall_s"], "videos": s["ok"], "frames": s["frames"], "stage_s": s["stage_s"],
+            "pools": s["pools"]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--clips", type=int, default=len(CLIPS), help="only the first N clips (a quick check)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    clips = [DATA / c for c in CLIPS[: args.clips]]
+    missing = [str(c) for c in clips if not c.exists()]
+    if missing:
+        print(f"benchmark needs the real clips in {DATA}: missing {missing}", file=sys.stderr)
+        return 2
+
+    import ray
+
+    from ray_slt.data.manifest import make_row, write_manifest
+    from ray_slt.features.sampling import uniform_indices
+    from ray_slt.features.video import count_decodable
+
+    work = Path(tempfile.mkdtemp(prefix="ray_slt_bench_extract_"))
+    try:
+        decodable = [count_decodable(str(c)).decodable for c in clips]
+        rows = [
+            make_row(sample_id=f"bench.{i:02d}", dataset="bench", split="test", sign_language="ase",
+                     spoken_language="en", video_uri=str(c), text=c.stem)
+            for i, c in enumerate(clips)
+        ]  # fmt: skip
+        manifest = str(work / "manifest.parquet")
+        write_manifest(rows, manifest)
+
+        results = {}
+        print(f"{len(clips)} clips, {sum(decodable)} frames; one process each for the baselines", file=sys.stderr)
+        results["videos_to_poses"] = videos_to_poses(clips, work)
+        results["videos_to_poses"]["frames"] = sum(decodable)
+        results["loop"] = straightforward_loop(clips, work)
+        t0 = time.perf_counter()
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray_start = time.perf_counter() - t0
+        results["ray_data"] = pipeline(manifest, work / "pipeline_all", "all")
+        results["ray_data_uniform64"] = pipeline(manifest, work / "pipeline_u64", "uniform:64")
+        ray.shutdown()
+        expected_u64 = sum(len(uniform_indices(n, 64)) for n in decodable)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    base = results["videos_to_poses"]["wall_s"]
+    loop = results["loop"]["wall_s"]
+    lines = [
+        f"| method ({args.cpus} CPUs, {len(clips)} real clips) | wall s | videos/s | frames/s | decode s | pose s "
+        "| crops s | vs videos_to_poses | vs loop |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        st = r.get("stage_s", {})
+        lines.append(
+            f"| {name} | {r['wall_s']:.1f} | {r['videos'] / r['wall_s']:.2f} | {r['frames'] / r['wall_s']:.1f} "
+            f"| {st.get('decode', float('nan')):.1f} | {st.get('pose', float('nan')):.1f} "
+            f"| {st.get('crops', float('nan')):.2f} | {base / r['wall_s']:.2f}x | {loop / r['wall_s']:.2f}x |"
+        )
+    lines.append(f"Ray start-up (not in the pipeline rows): {ray_start:.1f}s. uniform:64 estimated "
+                 f"{results['ray_data_uniform64']['frames']} frames (Eq. 1 expects {expected_u64}) of "
+                 f"{sum(decodable)}.")  # fmt: skip
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "ray_start_s": ray_start}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
