@@ -31,21 +31,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / ".." / "shared" / "data").resolve()
 
+# Every real RGB signing clip of the shared data (WLASL, How2Sign, the SLP site and pose-format samples, AUTSL,
+# PHOENIX excerpts): ~2200 frames of many sizes, frame rates and codecs.
 CLIPS = [
-    "wlasl/videos/05732.mp4",
-    "wlasl/videos/13158.mp4",
-    "wlasl/videos/14882.mp4",
-    "wlasl/videos/25241.mp4",
-    "wlasl/videos/02238.mp4",
-    "wlasl/videos/00338.mp4",
-    "how2sign/videos/-g0iPSnQt6w_8-1-rgb_front.mp4",
-    "how2sign/videos/-g0iPSnQt6w_16-1-rgb_front.mp4",
+    *(f"wlasl/videos/{v}.mp4" for v in (
+        "00335", "00336", "00338", "00339", "02233", "02238", "02712", "05732", "11767", "13158", "14882", "14893",
+        "24955", "25241", "38530", "56557", "62780", "65145", "65402", "66755",
+    )),
+    *(f"how2sign/videos/{v}-rgb_front.mp4" for v in (
+        "-fZc293MpJk_0-1", "-g0iPSnQt6w_16-1", "-g0iPSnQt6w_2-1", "-g0iPSnQt6w_3-1", "-g0iPSnQt6w_8-1",
+    )),
     "slp_site/asl_house.mp4",
     "slp_site/asl_different.mp4",
+    "slp_pose/SOUP.mp4",
     "slp_pose/test_video.mp4",
+    "slp_pose/sample_video.mp4",
     "autsl/signer0_sample1000_color.mp4",
     "phoenix14t/video_excerpts/excerpt_a.mp4",
-]
+    "phoenix14t/video_excerpts/excerpt_b.mp4",
+]  # fmt: skip
 
 
 def videos_to_poses(clips: list[Path], work: Path) -> dict:

@@ -442,6 +442,7 @@ class PoseStage:
 
     def __init__(self, config: dict, out: str, run_id: str, manifest_dir: str | None):
         self.proc = SampleProcessor(ExtractConfig.model_validate(config), out, run_id, manifest_dir)
+        self.proc.decoder.start()
         if self.proc.cfg.pose.backend != "none":
             _ = self.proc.estimator  # a missing backend fails the job now, not every sample
 

@@ -435,6 +435,11 @@ class Decoder:
         self.isolated = isolated
         self._proc: subprocess.Popen | None = None
 
+    def start(self) -> None:
+        """Start the child process now (it imports its decoders while the caller does other work)."""
+        if self.isolated:
+            self._start()
+
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             env = dict(os.environ, OMP_NUM_THREADS="1")
