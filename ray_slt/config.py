@@ -30,6 +30,7 @@ from ray_slt.errors import ConfigError
 # kind -> "module:Class". Each stage registers its schema here.
 CONFIG_KINDS: dict[str, str] = {
     "prepare": "ray_slt.data.prepare:PrepareConfig",
+    "serve": "ray_slt.serve.config:ServeConfig",
     "extract": "ray_slt.features.extract:ExtractConfig",
     "train": "ray_slt.training.config:TrainConfig",
 }

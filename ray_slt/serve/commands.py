@@ -1,1 +1,71 @@
-"""`ray-slt` subcommands of the serve stage (registered with ray_slt.cli.register)."""
+"""`ray-slt serve`: deploy the translation service (Ray Serve) from a config of kind ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from ray_slt.cli import register
+
+SERVE_HELP = """\
+Serve a translator over HTTP on Ray Serve: POST /translate (a video, a .pose or a URI), GET /healthz,
+a web page at /, OpenAPI docs at /docs. Binds 127.0.0.1 by default.
+
+  ray-slt serve conf/serve.yaml translator.checkpoint=runs/demo/train/best
+  ray-slt serve conf/serve.yaml http.port=8080 translator.batching.enabled=false
+  SLT_TOKEN=secret ray-slt serve conf/serve.yaml auth.token_env=SLT_TOKEN     # bearer-token auth
+
+Without ray_address a local Ray starts and the server runs until Ctrl-C (then stops cleanly). With
+ray_address (or RAY_ADDRESS) and --detach, the app is deployed on that cluster and the command returns.
+"""
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="a YAML config of kind 'serve' (e.g. conf/serve.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
+    p.add_argument(
+        "--detach", action="store_true", help="deploy on an existing cluster (ray_address) and return at once"
+    )
+
+
+def _run(args: argparse.Namespace) -> dict:
+    import os
+
+    import ray
+    from ray import serve
+
+    from ray_slt.config import load_config
+    from ray_slt.errors import RaySltError
+    from ray_slt.serve.app import start
+
+    cfg = load_config(args.config, args.overrides)
+    if cfg.kind != "serve":
+        raise RaySltError(f"{args.config}: a config of kind 'serve' is needed, not {cfg.kind!r}")
+    if args.detach and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+        raise RaySltError("--detach needs a running cluster (ray_address=... or RAY_ADDRESS); a local Ray "
+                          "would stop with this command")  # fmt: skip
+    url = start(cfg)
+    print(f"ray-slt serve: {cfg.app_name} ready at {url} (docs: {url}docs, health: {url}healthz)", flush=True)
+    summary = {"app": cfg.app_name, "url": url, "detached": bool(args.detach)}
+    if args.detach:
+        return summary
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    print("ray-slt serve: press Ctrl-C to stop", flush=True)
+    stopping.wait()
+    print("ray-slt serve: stopping ...", flush=True)
+    serve.shutdown()
+    ray.shutdown()
+    return {**summary, "stopped": True}
+
+
+register(
+    "serve",
+    "serve translators over HTTP on Ray Serve (a web page, /translate, /healthz)",
+    _configure,
+    _run,
+    render=lambda s: f"ray-slt serve: {s['app']} {'deployed' if s['detached'] else 'stopped'} ({s['url']})",
+    description=SERVE_HELP,
+)

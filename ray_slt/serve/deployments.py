@@ -1,0 +1,346 @@
+"""The model-side deployments of the serving application, composed by the ingress through handles.
+
+* :class:`FeatureExtractor`: a clip (video bytes, ``.pose`` bytes or a URI under the allowed prefix) -> the
+  77-point keypoints a translator reads, with the extraction stage's own per-sample code
+  (:class:`ray_slt.features.extract.SampleProcessor`: decode in a child process with a deadline -> MediaPipe
+  Holistic -> 77-point layout; or a shipped ``.pose`` -> layout; DINOv2 features through
+  :class:`ray_slt.features.extract.VisualStage` when the checkpoint fuses them), plus the pose in pixels for
+  the web page to draw.
+* :class:`Translator`: the checkpoint (:class:`ray_slt.serve.model.TranslatorModel`), with dynamic batching
+  (``serve.batch``): concurrent requests that arrive within the batch wait are translated in one forward pass.
+
+Each returns plain dicts (numpy arrays inside); a refused input is ``{"ok": False, "status", "reason"}``,
+never an exception, so the ingress maps it to a 4xx and the replica stays healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from ray_slt import storage
+from ray_slt.errors import RaySltError
+from ray_slt.serve.config import ServeConfig
+from ray_slt.serve.inputs import POSE_SUFFIX, VIDEO_SUFFIXES, RequestError
+
+log = logging.getLogger("ray_slt.serve")
+
+
+def _refused(status: int, reason: str, stage: str = "input") -> dict[str, Any]:
+    return {"ok": False, "status": status, "stage": stage, "reason": " ".join(str(reason).split())[:500]}
+
+
+def probe_video(path: str, max_s: float) -> tuple[float, str]:
+    """``(duration_s, codec)`` of a video from its container (header, else packet timestamps: no frame is
+    decoded); 422 when it is not a readable video, 413 when longer than ``max_s``."""
+    import av
+
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise RequestError(422, f"not a readable video ({reason})") from None
+    with container:
+        if not container.streams.video:
+            raise RequestError(422, "the file has no video stream")
+        stream = container.streams.video[0]
+        codec = str(stream.codec_context.name or "unknown codec")
+        duration = 0.0
+        if container.duration and container.duration > 0:
+            duration = container.duration / 1_000_000
+        elif stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        if duration <= 0:  # e.g. a browser's MediaRecorder WebM, which states no duration: read packet times
+            try:
+                for packet in container.demux(stream):
+                    if packet.pts is not None and packet.time_base is not None:
+                        duration = max(duration, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                    if duration > max_s:
+                        break
+            except (av.FFmpegError, OSError, ValueError):
+                pass  # a broken tail: the decoder reports it below
+    if duration > max_s:
+        raise RequestError(413, f"clip of {duration:.1f} s exceeds the limit of {max_s:g} s")
+    return duration, codec
+
+
+def drawable_pose(row: dict[str, Any]) -> dict[str, Any]:
+    """The extracted 77-point pose in source pixels, for the web page: one list of x, y per kept frame
+    (``null`` where a point is missing), the kept frames' numbers in the source and its size and fps."""
+    kp, valid = row["keypoints"], row["keypoints_valid"]
+    pixels = kp * float(row["norm_scale"]) + np.asarray(row["norm_center"], dtype=np.float32)
+    points = []
+    for t in range(kp.shape[0]):
+        xy = np.round(pixels[t], 1).astype(float)
+        frame: list[float | None] = []
+        for p in range(kp.shape[1]):
+            frame.extend((xy[p, 0], xy[p, 1]) if valid[t, p] else (None, None))
+        points.append(frame)
+    start = int(row.get("span_start") or 0)
+    return {
+        "width": int(row["width"]),
+        "height": int(row["height"]),
+        "fps": float(row["fps"]) if row.get("fps") else None,
+        "frames": [start + int(i) for i in row["frame_indices"]],
+        "points": points,
+    }
+
+
+class FeatureService:
+    """Clip -> model input, with the extraction stage's per-sample code (usable in-process too)."""
+
+    def __init__(self, cfg: ServeConfig, needs_visual: bool = False):
+        from ray_slt.features.extract import SampleProcessor
+
+        self.cfg = cfg
+        self.limits = cfg.limits
+        self.prefix = cfg.inputs.uri_prefix
+        self.tmp = tempfile.mkdtemp(prefix="ray_slt_serve_")
+        ecfg = cfg.extract_config()
+        self.visual = None
+        if needs_visual:
+            from ray_slt.features.extract import VisualStage
+
+            if cfg.features.visual.kind == "none":
+                raise RaySltError(
+                    "the checkpoint fuses DINOv2 face/hand features: set features.visual.kind=dinov2 and "
+                    "features.visual.model to the DINOv2 it was trained with"
+                )
+            ecfg = ecfg.model_copy(update={"features": cfg.features.visual})
+            self.visual = VisualStage(ecfg.model_dump(mode="json"))
+        self.processor = SampleProcessor(ecfg, out=self.tmp, run_id="serve")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.processor.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---------------------------------------------------------------------------------------------- inputs
+
+    def _resolve_uri(self, uri: str) -> tuple[str, str]:
+        """``(uri, kind)`` of a client-named URI, checked against the allowed prefix and the size limit."""
+        if not self.prefix:
+            raise RequestError(403, "this server reads no URIs (inputs.uri_prefix is not set); upload the file")
+        try:
+            if storage.is_local(uri) and not os.path.isabs(uri.removeprefix("file://")):
+                uri = storage.join(self.prefix, uri)  # relative URIs are relative to the prefix
+            uri = storage.ensure_within(uri, self.prefix)
+        except RaySltError as e:
+            raise RequestError(403, str(e)) from None
+        if not storage.exists(uri):
+            raise RequestError(404, f"{uri}: no such file")
+        if storage.isdir(uri):
+            return uri, "frames"
+        size = storage.size(uri)
+        if size > self.limits.max_upload_mb * 1e6:
+            raise RequestError(413, f"{uri}: {size} bytes exceeds the limit of {self.limits.max_upload_mb:g} MB")
+        suffix = os.path.splitext(uri)[1].lower()
+        if suffix == POSE_SUFFIX:
+            return uri, "pose"
+        if suffix in VIDEO_SUFFIXES:
+            return uri, "video"
+        raise RequestError(415, f"{uri}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a .pose file")
+
+    def _check_pose(self, data: bytes, source: str) -> None:
+        from ray_slt.features.pose import read_pose
+
+        try:
+            pose = read_pose(data, source)
+        except RaySltError as e:
+            raise RequestError(422, str(e)) from None
+        frames = int(np.asarray(pose.body.confidence).shape[0])
+        if frames == 0:
+            raise RequestError(422, f"{source}: the pose has zero frames")
+        if frames > self.limits.max_pose_frames:
+            raise RequestError(
+                413, f"{source}: {frames} frames exceed the limit of {self.limits.max_pose_frames} frames"
+            )
+
+    def _check_frames(self, uri: str) -> None:
+        from ray_slt.features.video import list_frame_images
+
+        n = len(list_frame_images(uri))
+        if n == 0:
+            raise RequestError(422, f"{uri}: a directory without frame images")
+        seconds = n / self.cfg.features.decode.default_fps
+        if seconds > self.limits.max_video_s:
+            raise RequestError(413, f"{uri}: {n} frames ({seconds:.1f} s) exceed the limit of "
+                               f"{self.limits.max_video_s:g} s")  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------ main
+
+    def extract(self, clip: dict[str, Any]) -> dict[str, Any]:
+        """``clip``: ``{"kind": "video"|"pose", "data": bytes, "suffix": ".mp4"}`` or ``{"kind": "uri",
+        "uri": ...}``. Returns ``{"ok": True, "sample": {...}, "pose": {...}, "timings": {...}}`` or a refusal."""
+        t0 = time.perf_counter()
+        sid = f"request-{uuid.uuid4().hex[:16]}"
+        work = os.path.join(self.tmp, sid)
+        os.makedirs(work)
+        try:
+            kind, data = clip.get("kind"), None
+            if kind == "uri":
+                uri, kind = self._resolve_uri(str(clip.get("uri") or ""))
+                source = uri
+            elif kind in ("video", "pose"):
+                data = clip.get("data")
+                if not isinstance(data, bytes | bytearray) or not data:
+                    raise RequestError(400, "empty upload")
+                if len(data) > self.limits.max_upload_mb * 1e6:
+                    raise RequestError(413, f"upload exceeds the limit of {self.limits.max_upload_mb:g} MB")
+                suffix = POSE_SUFFIX if kind == "pose" else str(clip.get("suffix") or ".mp4")
+                if suffix not in (POSE_SUFFIX, *VIDEO_SUFFIXES):
+                    suffix = ".mp4"
+                source = os.path.join(work, "upload" + suffix)
+                with open(source, "wb") as f:
+                    f.write(data)
+                uri = source
+            else:
+                raise RequestError(400, f"unknown input kind {kind!r}")
+            with contextlib.ExitStack() as stack:
+                if kind == "pose":
+                    self._check_pose(data if data is not None else storage.read_bytes(uri), source)
+                    row = {"sample_id": sid, "pose_uri": uri}
+                elif kind == "frames":
+                    self._check_frames(uri)
+                    row = {"sample_id": sid, "video_uri": uri}
+                else:
+                    local = stack.enter_context(storage.local_file(uri))
+                    _, codec = probe_video(local, self.limits.max_video_s)
+                    row = {"sample_id": sid, "video_uri": local}
+                with self._lock:  # one decoder process and one pose graph per replica
+                    out = self.processor.process(row)
+                    if out["status"] == "ok" and self.visual is not None:
+                        out = self._visual(out)
+            if out["status"] != "ok":
+                reason = f"{out['stage']}: {out['reason']}"
+                if out["stage"] == "decode" and kind == "video":
+                    reason += f" [{codec} video]"
+                return _refused(422, self._scrub(reason), stage=out["stage"] or "extract")
+            return self._result(out, kind, t0)
+        except RequestError as e:
+            return _refused(e.status, self._scrub(e.reason))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                from ray_slt.features.store import pose_relpath
+
+                os.unlink(os.path.join(self.tmp, *pose_relpath(sid).split("/")))
+
+    def _scrub(self, reason: str) -> str:
+        """A reason without the server's temporary paths (they name nothing the client knows)."""
+        return re.sub(re.escape(self.tmp) + r"[^\s'\")]*", "<upload>", reason)
+
+    def _visual(self, out: dict[str, Any]) -> dict[str, Any]:
+        import pyarrow as pa
+
+        from ray_slt.features.extract import STAGE_SCHEMA
+
+        if out.get("crops") is None:
+            reason = "this model needs DINOv2 features of the video frames; a .pose has no pixels"
+            return {**out, "status": "error", "stage": "visual", "reason": reason}
+        table = self.visual(pa.Table.from_pylist([out], schema=STAGE_SCHEMA))
+        return table.to_pylist()[0]
+
+    def _result(self, out: dict[str, Any], kind: str, t0: float) -> dict[str, Any]:
+        from ray_slt.features.store import decode_row
+
+        row = decode_row({k: v for k, v in out.items() if k not in ("crops", "crops_shape")})
+        sample = {
+            k: row[k]
+            for k in ("keypoints", "keypoints_valid", "keypoints_confidence", "face_features",
+                      "left_hand_features", "right_hand_features")
+            if row.get(k) is not None
+        }  # fmt: skip
+        return {
+            "ok": True,
+            "sample": sample,
+            "pose": drawable_pose(row),
+            "info": {
+                "input_kind": kind,
+                "num_frames": int(row["num_frames"]),
+                "pose_estimator": row.get("pose_estimator"),
+                "layout_source": row.get("layout_source"),
+            },
+            "timings": {
+                "decode_s": round(float(row.get("decode_s") or 0.0), 4),
+                "pose_s": round(float(row.get("pose_s") or 0.0), 4),
+                "visual_s": round(float(row.get("visual_s") or 0.0), 4),
+                "extract_s": round(time.perf_counter() - t0, 4),
+            },
+        }
+
+
+@serve.deployment(name="features")
+class FeatureExtractor:
+    """Serve deployment around :class:`FeatureService` (sync method: Serve runs it in its thread pool)."""
+
+    def __init__(self, config: dict, needs_visual: bool = False):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        self.service = FeatureService(ServeConfig.model_validate(config), needs_visual)
+
+    def extract(self, clip: dict[str, Any]) -> dict[str, Any]:
+        return self.service.extract(clip)
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.service.close()
+
+
+@serve.deployment(name="translator")
+class Translator:
+    """Serve deployment of one checkpoint; ``translate(sample)`` is dynamically batched when enabled."""
+
+    def __init__(self, config: dict):
+        import torch
+
+        from ray_slt.serve.model import TranslatorModel
+
+        cfg = ServeConfig.model_validate(config)
+        t = cfg.translator
+        threads = t.torch_threads or max(1, round(t.deployment.num_cpus))
+        torch.set_num_threads(threads)
+        self.model = TranslatorModel(t.checkpoint, t.num_beams, t.max_new_tokens, t.model_id)
+        self.batching = t.batching
+        self._batched.set_max_batch_size(t.batching.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(t.batching.wait_timeout_s)
+        self._lock = threading.Lock()  # one forward pass at a time per replica, batched or not
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model.model_id,
+            "stage": self.model.stage,
+            "needs_visual": self.model.needs_visual,
+            "decoding": self.model.decoding,
+            "batching": self.batching.model_dump(),
+        }
+
+    def _run(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self._lock:
+            t0 = time.perf_counter()
+            texts = self.model.translate(samples)
+            seconds = round(time.perf_counter() - t0, 4)
+        return [{"text": text, "model_s": seconds, "batch_size": len(samples)} for text in texts]
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _batched(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._run, samples)
+
+    async def translate(self, sample: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        if self.batching.enabled:
+            out = await self._batched(sample)
+        else:
+            (out,) = await asyncio.to_thread(self._run, [sample])
+        return {**out, "model_id": self.model.model_id, "queue_s": round(time.perf_counter() - t0 - out["model_s"], 4)}

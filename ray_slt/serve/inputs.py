@@ -1,0 +1,208 @@
+"""What a ``POST /translate`` request carries, parsed and bounded before anything looks at its bytes.
+
+Three ways to send a clip (see the README, "Serving"):
+
+* the file as the raw body: ``Content-Type: video/mp4`` (``video/*``), or ``application/x-pose`` for a
+  ``.pose`` file (``application/octet-stream`` with ``?filename=clip.mp4`` works too);
+* ``multipart/form-data`` with a ``file`` field (a video or a ``.pose``: the file name or the part's content
+  type tells which), as an HTML form or ``curl -F file=@clip.mp4`` sends it; or with a ``uri`` field;
+* ``application/json`` ``{"uri": "..."}``: a file the server reads itself, allowed only under the configured
+  prefix (``inputs.uri_prefix``).
+
+Every problem is a :class:`RequestError` with an HTTP status and a one-line reason. The body is never
+trusted: its size is capped while it is read, its bytes are only ever handed to the video decoder (in a child
+process with a deadline) or to pose-format's reader, never to pickle or ``torch.load``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv")
+POSE_SUFFIX = ".pose"
+VIDEO_TYPES = {
+    "video/mp4": ".mp4",
+    "video/x-m4v": ".m4v",
+    "video/quicktime": ".mov",
+    "video/webm": ".webm",
+    "video/x-matroska": ".mkv",
+    "video/x-msvideo": ".avi",
+    "video/mpeg": ".mpg",
+    "video/ogg": ".ogv",
+}
+POSE_TYPES = ("application/x-pose", "application/pose")
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,./:=? -]{1,70}$")
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        self.status = status
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"{status}: {self.reason}")
+
+
+@dataclass
+class ClipInput:
+    """One clip to translate: ``kind`` is ``video``, ``pose`` or ``uri``."""
+
+    kind: str
+    data: bytes | None = None
+    uri: str | None = None
+    filename: str | None = None
+    suffix: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``("type/subtype", {param: value})`` of a Content-Type header, lower-cased type."""
+    if not content_type:
+        return "", {}
+    main, *rest = content_type.split(";")
+    params = {}
+    for item in rest:
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"')
+    return main.strip().lower(), params
+
+
+def kind_of(filename: str | None, content_type: str | None) -> tuple[str, str]:
+    """``("video" | "pose", suffix)`` from a file name (preferred) or a content type; 415 otherwise."""
+    suffix = os.path.splitext(filename or "")[1].lower()
+    if suffix == POSE_SUFFIX:
+        return "pose", POSE_SUFFIX
+    if suffix in VIDEO_SUFFIXES:
+        return "video", suffix
+    ctype, _ = media_type(content_type)
+    if ctype in POSE_TYPES:
+        return "pose", POSE_SUFFIX
+    if ctype in VIDEO_TYPES:
+        return "video", VIDEO_TYPES[ctype]
+    if ctype.startswith("video/"):
+        return "video", ".mp4"  # the decoder sniffs the container; the suffix is only a hint
+    what = f"file name {filename!r}" if filename else f"content type {ctype or 'none'!r}"
+    raise RequestError(
+        415,
+        f"unsupported input ({what}): send a video (video/*, {', '.join(VIDEO_SUFFIXES)}) or a .pose file "
+        f"({POSE_TYPES[0]})",
+    )
+
+
+async def read_body(stream: AsyncIterator[bytes], max_bytes: int, content_length: str | None = None) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``max_bytes`` (before reading it all when the
+    client declares its length)."""
+    limit_mb = f"{max_bytes / 1e6:g} MB"
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise RequestError(400, f"invalid Content-Length {content_length!r}") from None
+        if declared > max_bytes:
+            raise RequestError(413, f"request body of {declared} bytes exceeds the limit of {limit_mb}")
+    chunks, total = [], 0
+    async for chunk in stream:
+        total += len(chunk)
+        if total > max_bytes:
+            raise RequestError(413, f"request body exceeds the limit of {limit_mb}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_multipart(body: bytes, boundary: str | None) -> dict[str, tuple[str | None, str | None, bytes]]:
+    """``{field: (filename, content_type, data)}`` of a ``multipart/form-data`` body (RFC 7578).
+
+    A small strict parser: the body is already bounded in size; a field given twice is an error.
+    """
+    if not boundary or not _BOUNDARY.match(boundary):
+        raise RequestError(400, "multipart/form-data without a valid boundary parameter")
+    delimiter = b"--" + boundary.encode("ascii")
+    if not body.startswith(delimiter):
+        start = body.find(b"\r\n" + delimiter)
+        if start < 0:
+            raise RequestError(400, "malformed multipart body: the boundary does not occur in it")
+        body = body[start + 2 :]
+    fields: dict[str, tuple[str | None, str | None, bytes]] = {}
+    pos = len(delimiter)
+    while True:
+        if body[pos : pos + 2] == b"--":
+            return fields  # the closing delimiter
+        if body[pos : pos + 2] != b"\r\n":
+            raise RequestError(400, "malformed multipart body: a boundary line is not followed by CRLF")
+        head_end = body.find(b"\r\n\r\n", pos + 2)
+        if head_end < 0:
+            raise RequestError(400, "malformed multipart body: a part has no end of headers")
+        end = body.find(b"\r\n" + delimiter, head_end + 4)
+        if end < 0:
+            raise RequestError(400, "malformed multipart body: truncated (no closing boundary)")
+        headers = BytesHeaderParser().parsebytes(body[pos + 2 : head_end + 2])
+        disposition = headers.get("content-disposition", "")
+        if not disposition.lower().startswith("form-data"):
+            raise RequestError(400, "malformed multipart body: a part is not form-data")
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
+            raise RequestError(400, "malformed multipart body: a part has no field name")
+        if name in fields:
+            raise RequestError(400, f"field {name!r} given more than once")
+        filename = headers.get_filename()
+        fields[name] = (filename, headers.get("content-type"), body[head_end + 4 : end])
+        pos = end + 2 + len(delimiter)
+
+
+def _uri_input(value: object) -> ClipInput:
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(400, "'uri' must be a non-empty string")
+    if "\x00" in value or len(value) > 4096:
+        raise RequestError(400, "'uri' is not a valid path")
+    return ClipInput(kind="uri", uri=value.strip())
+
+
+def parse_request(content_type: str | None, body: bytes, query: Mapping[str, str]) -> ClipInput:
+    """The clip of a ``POST /translate`` request (see the module docstring for the accepted forms)."""
+    ctype, params = media_type(content_type)
+    if not ctype:
+        raise RequestError(415, "missing Content-Type: send multipart/form-data, video/*, application/x-pose "
+                           "or application/json")  # fmt: skip
+    if ctype == "multipart/form-data":
+        fields = parse_multipart(body, params.get("boundary"))
+        if "file" in fields and "uri" in fields:
+            raise RequestError(400, "send either a 'file' or a 'uri' field, not both")
+        if "uri" in fields:
+            return _uri_input(fields["uri"][2].decode("utf-8", "replace"))
+        if "file" not in fields:
+            raise RequestError(400, f"missing field 'file' (got {sorted(fields) or 'no fields'})")
+        filename, part_type, data = fields["file"]
+        kind, suffix = kind_of(filename, part_type)
+        return _file_input(kind, suffix, data, filename)
+    if ctype == "application/json":
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise RequestError(400, f"body is not valid JSON ({e})") from None
+        if not isinstance(payload, dict) or "uri" not in payload:
+            raise RequestError(400, "missing field 'uri' in the JSON body")
+        return _uri_input(payload["uri"])
+    filename = query.get("filename")
+    if ctype == "application/octet-stream":
+        if not filename:
+            raise RequestError(415, "application/octet-stream needs ?filename=NAME.mp4 or NAME.pose to say what "
+                               "it is; or send video/* or application/x-pose")  # fmt: skip
+        kind, suffix = kind_of(filename, None)
+    else:
+        kind, suffix = kind_of(filename, ctype)
+    return _file_input(kind, suffix, body, filename)
+
+
+def _file_input(kind: str, suffix: str, data: bytes, filename: str | None) -> ClipInput:
+    if not data:
+        raise RequestError(400, f"the {kind} file is empty (0 bytes)")
+    return ClipInput(kind=kind, data=data, filename=filename, suffix=suffix)

@@ -1,0 +1,211 @@
+// ray_slt web page: choose or record a clip, POST it to `translate?include_pose=true`, show the text and draw
+// the extracted 77-point pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page
+// works under any route prefix.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PART_COLORS = [
+  // [first point, last point + 1, colour] of the 77-point layout (ray_slt.features.layouts)
+  [0, 9, "#f2c14e"], [9, 30, "#4ea8de"], [30, 51, "#f25f5c"], [51, 59, "#c77dff"], [59, 77, "#9ef01a"],
+];
+const MAX_RECORD_S = 8;
+
+let clip = null; // {blob, name, isPose}
+let pose = null; // the server's drawable pose
+let animation = null;
+let recorder = null;
+
+function setState(state, message) {
+  document.body.dataset.state = state;
+  $("status").textContent = message || "";
+}
+
+function headers() {
+  const token = $("token").value.trim();
+  if (token) sessionStorage.setItem("ray_slt_token", token);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+async function loadService() {
+  try {
+    const r = await fetch("healthz");
+    const info = await r.json();
+    if (!r.ok) throw new Error(info.error || r.statusText);
+    $("service").textContent = `model ${info.model_id} · ${info.stage} · beams ${info.decoding.num_beams}` +
+      ` · batching ${info.batching.enabled ? "on" : "off"} · clips up to ${info.limits.max_video_s} s, ` +
+      `${info.limits.max_upload_mb} MB`;
+    $("token-row").hidden = !info.auth;
+    $("token").value = sessionStorage.getItem("ray_slt_token") || "";
+  } catch (e) {
+    $("service").textContent = "service unavailable: " + e.message;
+  }
+}
+
+function useClip(blob, name) {
+  clip = { blob, name, isPose: name.toLowerCase().endsWith(".pose") };
+  $("clip-name").textContent = `${name} (${(blob.size / 1e6).toFixed(2)} MB)`;
+  $("translate").disabled = false;
+  setState("ready", "");
+}
+
+$("file").addEventListener("change", (ev) => {
+  const f = ev.target.files[0];
+  if (f) useClip(f, f.name);
+});
+
+$("record").addEventListener("click", async () => {
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    setState("error", "recording is not supported by this browser; choose a file instead");
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    const chunks = [];
+    recorder = new MediaRecorder(stream, { mimeType: MediaRecorder.isTypeSupported("video/webm") ? "video/webm" : "" });
+    recorder.ondataavailable = (e) => e.data.size && chunks.push(e.data);
+    recorder.onstop = () => {
+      stream.getTracks().forEach((t) => t.stop());
+      const type = recorder.mimeType || "video/webm";
+      useClip(new Blob(chunks, { type }), type.includes("mp4") ? "recording.mp4" : "recording.webm");
+      $("record").hidden = false;
+      $("stop").hidden = true;
+    };
+    recorder.start();
+    $("record").hidden = true;
+    $("stop").hidden = false;
+    setState("recording", `recording (stops after ${MAX_RECORD_S} s)…`);
+    setTimeout(() => recorder && recorder.state === "recording" && recorder.stop(), MAX_RECORD_S * 1000);
+  } catch (e) {
+    setState("error", "cannot record: " + e.message);
+  }
+});
+
+$("stop").addEventListener("click", () => recorder && recorder.state === "recording" && recorder.stop());
+
+$("translate").addEventListener("click", async () => {
+  if (!clip) return;
+  const form = new FormData();
+  form.append("file", clip.blob, clip.name);
+  $("translate").disabled = true;
+  setState("working", "uploading and translating…");
+  try {
+    const r = await fetch("translate?include_pose=true", { method: "POST", body: form, headers: headers() });
+    const out = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+    if (!r.ok) throw new Error(`${r.status}: ${out.error || r.statusText}`);
+    showResult(out);
+    setState("done", `translated in ${out.timings.total_s.toFixed(2)} s`);
+  } catch (e) {
+    setState("error", e.message);
+  } finally {
+    $("translate").disabled = false;
+  }
+});
+
+function showResult(out) {
+  window.lastResult = out;
+  $("translation").textContent = out.text || "(empty translation)";
+  const rows = [
+    ["model", out.model_id],
+    ["input", `${out.input_kind}, ${out.num_frames} frames (${out.pose_estimator})`],
+    ["batch", `translated in a batch of ${out.batch_size}`],
+    ...Object.entries(out.timings).map(([k, v]) => [k.replace(/_s$/, " (s)"), v.toFixed(3)]),
+  ];
+  $("timings").replaceChildren(...rows.map(([k, v]) => {
+    const tr = document.createElement("tr");
+    for (const text of [k, v]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+  $("result-card").hidden = false;
+  showPose(out.pose);
+}
+
+function showPose(p) {
+  pose = p;
+  const canvas = $("overlay");
+  const video = $("video");
+  const stage = $("stage");
+  canvas.width = p.width;
+  canvas.height = p.height;
+  canvas.dataset.drawn = "0";
+  $("viewer-card").hidden = false;
+  if (animation) cancelAnimationFrame(animation);
+  if (video.src) URL.revokeObjectURL(video.src);
+  if (clip.isPose) {
+    stage.classList.add("pose-only");
+    video.removeAttribute("src");
+    const started = performance.now();
+    const fps = p.fps || 25;
+    const span = p.frames[p.frames.length - 1] + 1;
+    const tick = () => {
+      const frame = Math.floor(((performance.now() - started) / 1000) * fps) % span;
+      draw(frame, true);
+      animation = requestAnimationFrame(tick);
+    };
+    tick();
+  } else {
+    stage.classList.remove("pose-only");
+    video.src = URL.createObjectURL(clip.blob);
+    video.play().catch(() => {});
+    const tick = () => {
+      draw(Math.floor(video.currentTime * (p.fps || 25)), false);
+      animation = requestAnimationFrame(tick);
+    };
+    tick();
+  }
+}
+
+function keptFrameAt(frame) {
+  // the last kept frame at or before `frame` (binary search over the sorted source frame numbers)
+  const f = pose.frames;
+  let lo = 0, hi = f.length - 1;
+  if (frame <= f[0]) return 0;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (f[mid] <= frame) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+function draw(frame, clear) {
+  const canvas = $("overlay");
+  const ctx = canvas.getContext("2d");
+  const i = keptFrameAt(frame);
+  const pts = pose.points[i];
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (clear) {
+    ctx.fillStyle = "#111";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+  const scale = Math.max(canvas.width, canvas.height) / 640;
+  const colour = (k) => PART_COLORS.find(([a, b]) => k >= a && k < b)[2];
+  ctx.lineWidth = 2 * scale;
+  for (const [a, b] of pose.edges) {
+    const [xa, ya, xb, yb] = [pts[2 * a], pts[2 * a + 1], pts[2 * b], pts[2 * b + 1]];
+    if (xa === null || xb === null) continue;
+    ctx.strokeStyle = colour(a);
+    ctx.beginPath();
+    ctx.moveTo(xa, ya);
+    ctx.lineTo(xb, yb);
+    ctx.stroke();
+  }
+  for (let k = 0; k < pts.length / 2; k++) {
+    if (pts[2 * k] === null) continue;
+    ctx.fillStyle = colour(k);
+    ctx.beginPath();
+    ctx.arc(pts[2 * k], pts[2 * k + 1], 2.5 * scale, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
+  $("frame-info").textContent = `frame ${pose.frames[i]} · ${pose.points.length} frames extracted`;
+}
+
+$("play").addEventListener("click", () => {
+  const video = $("video");
+  if (clip && !clip.isPose) (video.paused ? video.play() : video.pause());
+});
+
+loadService();
