@@ -33,6 +33,9 @@ class DataSection(Schema):
     lang: str | None = None  # spoken language of the targets (BCP-47); None: the rows' spoken_language
     limit_train: int | None = Field(None, gt=0)  # only the first N training samples (by sample_id)
     limit_dev: int | None = Field(None, gt=0)  # only the first N dev samples (by sample_id)
+    # Read the training split into the object store before training starts. None (auto): when the workers
+    # take every CPU of the cluster, leaving none for Ray Data's read tasks to stream it.
+    materialize: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DataSection:

@@ -1,0 +1,679 @@
+"""The per-worker training function that Ray Train runs on every worker, for every task.
+
+``train_func(config)`` (config: :func:`loop_config` of a TrainConfig) does, on rank r of W::
+
+    setup    task = task_for(cfg); model = task.build(ctx) or the checkpoint's model (resume);
+             DDP (ray.train.torch.prepare_model) or DeepSpeed (deepspeed.initialize with the ZeRO config);
+             optimizer/RNG/step state restored from ray.train.get_checkpoint() when resuming
+    train    for each epoch: shard = ray.train.get_dataset_shard("train"); iter_batches -> task.collator ->
+             task.loss; gradient accumulation; warm-up + cosine/constant LR; clipping; bf16 autocast on GPUs
+    save     every trainer.checkpoint_every steps and at every epoch end: every rank writes its part of a
+             checkpoint directory (rank 0: the consolidated model + train_state.json; each rank: its optimizer
+             shard and RNG state) and calls ray.train.report(metrics, checkpoint=...) (Ray merges them)
+    eval     each eval.every_epochs epochs: dev generation split over the ranks, gathered on rank 0, scored with
+             ray_slt.eval.metrics.corpus_scores; reported as dev_bleu4 etc. (best checkpoint = max dev_bleu4)
+    curves   rank 0 writes {run_dir}/metrics/train.jsonl|csv (loss, lr per group, grad norm, samples/s per
+             step) and dev.jsonl|csv (scores per evaluation); dev predictions under {run_dir}/predictions/
+
+Checkpoint directory (one per report)::
+
+    model/                  the consolidated model (task.save: safetensors + PEFT adapter + tokenizer)
+    train_state.json        step, epoch, position in the epoch, samples seen, metrics, stage, config
+    state/rank-{r}.json|.safetensors   optimizer state (every rank under DeepSpeed, rank 0 under DDP) + RNG
+    dev_predictions.jsonl   the evaluation's predictions, when the checkpoint was evaluated
+
+Resume restores the model, optimizer, step/epoch counters and RNG, and skips the batches of the interrupted
+epoch that were already consumed. With one worker the data order is deterministic, so a resumed run ends
+in the same state as an uninterrupted one; with several workers Ray Data's split of the stream may differ.
+DeepSpeed optimizer state is per rank: resuming it needs the same number of workers (otherwise the model is
+restored and the optimizer starts afresh, with a warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ray_slt import storage
+from ray_slt.config import build_config, config_dict, config_hash
+from ray_slt.errors import ConfigError
+from ray_slt.training.config import TrainConfig
+
+log = logging.getLogger("ray_slt.train")
+
+MODEL_DIR = "model"
+STATE_FILE = "train_state.json"
+PREDICTIONS_FILE = "dev_predictions.jsonl"
+# dev_bleu4 of a checkpoint that was not evaluated (BLEU is >= 0; NaN does not survive Ray's JSON snapshots)
+NOT_EVALUATED = -1.0
+# DeepSpeed optimizer state entries that are objects, not data; its loader keeps its defaults for them.
+DS_DROP = ("loss_scaler", "param_slice_mappings", "universal_checkpoint_info")
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def loop_config(cfg: TrainConfig, run_dir: str, num_train_samples: int) -> dict[str, Any]:
+    """The ``train_loop_config`` of a run: plain JSON values only (Tune may add dotted overrides to it,
+    e.g. ``{"sft.lr_llm": 1e-4}``, which are applied on top of ``train_config``)."""
+    return {"train_config": config_dict(cfg), "run_dir": run_dir, "num_train_samples": int(num_train_samples)}
+
+
+def parse_loop_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str, int]:
+    known = {"train_config", "run_dir", "num_train_samples"}
+    overrides = [f"{k}={json.dumps(v)}" for k, v in config.items() if k not in known]
+    cfg = build_config(config["train_config"], overrides, source="train_loop_config")
+    return cfg, config["run_dir"], int(config["num_train_samples"])
+
+
+def steps_per_epoch(cfg: TrainConfig, num_train_samples: int) -> int:
+    """Optimizer steps per epoch: each worker gets an equal share of the samples (Ray Train's equal split);
+    a final incomplete gradient-accumulation group of an epoch is skipped."""
+    per_worker = num_train_samples // cfg.trainer.num_workers
+    micro = math.ceil(per_worker / cfg.optim.batch_size)
+    return micro // cfg.optim.grad_accum
+
+
+def total_steps(cfg: TrainConfig, num_train_samples: int) -> int:
+    total = steps_per_epoch(cfg, num_train_samples) * cfg.optim.epochs
+    return min(total, cfg.optim.max_steps) if cfg.optim.max_steps else total
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """LR multiplier for optimizer step ``step`` (0-based): linear warm-up, then constant or cosine decay to
+    ``min_lr_ratio``."""
+    o = cfg.optim
+    warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_ratio * total)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if o.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    import torch
+
+    if cfg.trainer.precision == "fp32":
+        return False
+    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if cfg.trainer.precision == "bf16" and not available:
+        log.warning("precision=bf16 requested but this device has no bf16 support; training in fp32")
+    return available
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int, bf16: bool) -> dict[str, Any]:
+    """The DeepSpeed config: the ZeRO settings of ``trainer.deepspeed`` (a JSON file or a mapping) with batch
+    sizes, accumulation, clipping and precision filled in from this config (they must agree)."""
+    src = cfg.trainer.deepspeed
+    ds = json.loads(storage.read_text(src)) if isinstance(src, str) else json.loads(json.dumps(src))
+    o = cfg.optim
+    if "optimizer" in ds or "scheduler" in ds:
+        raise ConfigError(
+            "the DeepSpeed config must not define an optimizer or scheduler: the task's AdamW parameter groups "
+            "and the optim section's schedule are used"
+        )
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
+        if ds.get(key, "auto") != "auto":
+            log.info("deepspeed %s=%s is replaced by the training config", key, ds[key])
+    ds["train_micro_batch_size_per_gpu"] = o.batch_size
+    ds["gradient_accumulation_steps"] = o.grad_accum
+    ds["train_batch_size"] = o.batch_size * o.grad_accum * world_size
+    ds["gradient_clipping"] = float(o.max_grad_norm or 0.0)
+    ds["bf16"] = {"enabled": bool(bf16)}
+    ds["fp16"] = {"enabled": False}
+    ds["zero_allow_untested_optimizer"] = True
+    ds.setdefault("steps_per_print", 1 << 30)
+    ds.setdefault("wall_clock_breakdown", False)
+    return ds
+
+
+# ------------------------------------------------------------------------------------------ distributed bits
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def barrier() -> None:
+    dist = _dist()
+    if dist is not None:
+        dist.barrier()
+
+
+def all_mean(values: list[float], device) -> list[float]:
+    import torch
+
+    dist = _dist()
+    if dist is None:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
+
+
+def all_sum(values: list[float], device) -> list[float]:
+    import torch
+
+    dist = _dist()
+    if dist is None:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_json(obj: Any, device) -> list[Any] | None:
+    """Every rank's ``obj`` (JSON values) on rank 0 (None elsewhere), without pickling."""
+    import torch
+
+    dist = _dist()
+    if dist is None:
+        return [obj]
+    data = torch.tensor(list(json.dumps(obj).encode()), dtype=torch.uint8, device=device)
+    size = torch.tensor([data.numel()], dtype=torch.long, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=device)
+    padded[: data.numel()] = data
+    parts = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    if dist.get_rank() != 0:
+        return None
+    return [json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)]
+
+
+# ------------------------------------------------------------------------------------------ learning curves
+class Curves:
+    """Rank 0's learning curves: JSONL + CSV files rewritten atomically (works on object stores, which have
+    no append), reloaded on resume and cut at the resumed step so a curve never has two histories."""
+
+    def __init__(self, run_dir: str, resume_step: int | None, enabled: bool):
+        self.enabled = enabled
+        self.dir = storage.join(run_dir, "metrics")
+        self.records: dict[str, list[dict]] = {"train": [], "dev": []}
+        self.dirty: set[str] = set()
+        if enabled and resume_step is not None:
+            for name in self.records:
+                uri = storage.join(self.dir, f"{name}.jsonl")
+                if storage.exists(uri):
+                    rows = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
+                    self.records[name] = [r for r in rows if r.get("step", 0) <= resume_step]
+
+    def add(self, name: str, record: dict) -> None:
+        if self.enabled:
+            self.records[name].append(record)
+            self.dirty.add(name)
+
+    def flush(self) -> None:
+        for name in sorted(self.dirty):
+            rows = self.records[name]
+            storage.write_text(
+                storage.join(self.dir, f"{name}.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            )
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+            storage.write_text(storage.join(self.dir, f"{name}.csv"), buf.getvalue())
+        self.dirty.clear()
+
+
+# ------------------------------------------------------------------------------------------ the loop
+class _Trainer:
+    """State of one worker's training run (built by :func:`train_func`)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        import ray.train
+        import ray.train.torch
+        import torch
+
+        from ray_slt.training.task import TaskContext, task_for
+
+        self.cfg, self.run_dir, self.num_train_samples = parse_loop_config(config)
+        cfg = self.cfg
+        tctx = ray.train.get_context()
+        self.rank, self.world = tctx.get_world_rank(), tctx.get_world_size()
+        self.device = ray.train.torch.get_device() if cfg.trainer.use_gpu else torch.device("cpu")
+        if not cfg.trainer.use_gpu:
+            torch.set_num_threads(max(1, int(cfg.trainer.cpus_per_worker)))
+        self.task = task_for(cfg)
+        self.ctx = TaskContext(self.rank, self.world, self.device, self.run_dir, cfg.optim.seed, barrier)
+        self.bf16 = use_bf16(cfg)
+        self.deepspeed = cfg.trainer.backend == "deepspeed"
+        self.zero3 = False
+        self.steps_per_epoch = max(1, steps_per_epoch(cfg, self.num_train_samples))
+        self.total = max(1, total_steps(cfg, self.num_train_samples))
+        self.step = self.epoch = self.step_in_epoch = 0
+        self.samples = 0
+        self.best: dict[str, Any] | None = None
+        self.train_time = 0.0
+        self.train_samples_timed = 0
+        self.last_dev: dict[str, float] = {}
+        self.last_loss = float("nan")
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import ray.train
+        import torch
+
+        cfg = self.cfg
+        checkpoint = ray.train.get_checkpoint()
+        resume_dir = None
+        self._resume_ctx = contextlib.ExitStack()
+        if checkpoint is not None:
+            resume_dir = self._resume_ctx.enter_context(checkpoint.as_directory())
+        elif cfg.trainer.resume_from:
+            resume_dir = self._resume_ctx.enter_context(_local_dir(cfg.trainer.resume_from))
+        self.resume_state = None
+        if resume_dir is not None:
+            with open(os.path.join(resume_dir, STATE_FILE), encoding="utf-8") as f:
+                self.resume_state = json.load(f)
+            model = self.task.load(os.path.join(resume_dir, MODEL_DIR), trainable=True)
+            log.info("rank %d: resuming from %s (step %d)", self.rank, resume_dir, self.resume_state["step"])
+        else:
+            model = self.task.build(self.ctx)
+        self.module = model
+        # dropout and any other randomness of training: seeded per rank (a resume restores the saved state)
+        torch.manual_seed(cfg.optim.seed * 1000 + self.rank)
+        groups = self.task.param_groups(model)
+        self.base_lrs = [g["lr"] for g in groups]
+        self.group_names = [g.get("name", f"group{i}") for i, g in enumerate(groups)]
+        optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+        if self.deepspeed:
+            import deepspeed
+
+            ds_cfg = deepspeed_config(cfg, self.world, self.bf16)
+            self.zero3 = ds_cfg.get("zero_optimization", {}).get("stage", 0) == 3
+            model.to(self.device)
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, optimizer=optimizer, config=ds_cfg, dist_init_required=False
+            )
+            self.wrapped = self.engine
+            self.module = self.engine.module
+        else:
+            import ray.train.torch
+
+            self.optimizer = optimizer
+            self.wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp" if self.world > 1 else None)
+            self.module = model
+        self.collate = self.task.collator(self.module)
+        if self.resume_state is not None:
+            self._restore(resume_dir)
+        self._resume_ctx.close()
+        self.curves = Curves(self.run_dir, self.step if self.resume_state else None, enabled=self.rank == 0)
+
+    def _restore(self, resume_dir: str) -> None:
+        from ray_slt.training.state import load_tree, set_rng_state
+
+        st = self.resume_state
+        self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
+        self.samples = st["samples"]
+        self.best = st.get("best")
+        prefix = os.path.join(resume_dir, "state", f"rank-{self.rank}")
+        same_world = st["world_size"] == self.world and st["backend"] == self.cfg.trainer.backend
+        if self.deepspeed:
+            if same_world and os.path.exists(prefix + ".json"):
+                opt_state = load_tree(prefix)["optimizer"]
+                lists = [None] * self.world
+                lists[self.rank] = opt_state
+                self.optimizer.load_state_dict(lists, load_optimizer_states=True, load_from_fp32_weights=True)
+            else:
+                log.warning("DeepSpeed optimizer state not restored (saved with %s workers)", st["world_size"])
+        else:
+            opt_prefix = os.path.join(resume_dir, "state", "rank-0")
+            self.optimizer.load_state_dict(load_tree(opt_prefix)["optimizer"])
+        if os.path.exists(prefix + ".json"):
+            set_rng_state(load_tree(prefix)["rng"])
+
+    # -- one optimizer step ----------------------------------------------------------------------------------
+    def _autocast(self):
+        import torch
+
+        if self.bf16 and not self.deepspeed and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, batch: dict) -> dict:
+        import torch
+
+        from ray_slt.models.batch import to_device
+
+        batch = to_device(batch, self.device)
+        if self.deepspeed and self.bf16:  # DeepSpeed bf16 holds the weights in bf16: inputs follow
+            batch = {k: v.bfloat16() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                     for k, v in batch.items()}  # fmt: skip
+        return batch
+
+    def _set_lr(self) -> list[float]:
+        factor = lr_factor(self.step, self.total, self.cfg)
+        lrs = []
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+            lrs.append(group["lr"])
+        return lrs
+
+    def train_step(self, micro_batches: list[dict]) -> dict[str, float]:
+        import torch
+
+        lrs = self._set_lr()
+        ga = len(micro_batches)
+        loss_sum, logs_sum, n = 0.0, {}, 0
+        for i, rows in enumerate(micro_batches):
+            batch = self._to_device(self.collate(rows))
+            n += len(batch.get("sample_ids") or batch.get("texts") or [])
+            last = i == ga - 1
+            if self.deepspeed:
+                with self._autocast():
+                    loss, logs = self.task.loss(self.wrapped, batch)
+                self.engine.backward(loss)
+                self.engine.step()
+            else:
+                sync = last or not hasattr(self.wrapped, "no_sync")
+                ctx = contextlib.nullcontext() if sync else self.wrapped.no_sync()
+                with ctx:
+                    with self._autocast():
+                        loss, logs = self.task.loss(self.wrapped, batch)
+                    (loss / ga).backward()
+            loss_sum += float(loss.detach())
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
+        if self.deepspeed:
+            grad_norm = self.engine.get_global_grad_norm()
+            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        else:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.cfg.optim.max_grad_norm:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.max_grad_norm))
+            else:
+                grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        keys = sorted(logs_sum)
+        means = all_mean([loss_sum / ga, *[logs_sum[k] / ga for k in keys]], self.device)
+        total_n = int(all_sum([float(n)], self.device)[0])
+        out = {"loss": means[0], **{k: v for k, v in zip(keys, means[1:])}, "grad_norm": grad_norm}
+        out.update({f"lr/{name}": lr for name, lr in zip(self.group_names, lrs)})
+        out["batch_samples"] = total_n
+        return out
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+    def evaluate(self) -> tuple[dict[str, Any], list[dict]]:
+        """Dev generation split over the ranks; scores on rank 0 (``{}`` elsewhere)."""
+        import ray.train
+        import torch
+
+        from ray_slt.eval.metrics import corpus_scores
+        from ray_slt.training.tasks import rows_of
+
+        cfg = self.cfg
+        shard = ray.train.get_dataset_shard("dev")
+        module = self.module
+        was_training = module.training
+        module.eval()
+        mine: list[dict] = []
+        loss_sum, loss_n = 0.0, 0
+        lang = self.task.lang
+        bs = cfg.eval.batch_size
+        with torch.no_grad():
+            for rows in shard.iter_batches(batch_size=bs * self.world, batch_format="numpy"):
+                everyone = rows_of(rows)
+                rows = everyone[self.rank :: self.world]
+                dummy = False
+                if not rows:
+                    if not self.zero3:
+                        continue
+                    # ZeRO-3: every rank must take part in every forward pass; decode a copy, drop its output
+                    rows, dummy = everyone[:1], True
+                if lang is None and rows[0].get("spoken_language") is not None:
+                    lang = str(rows[0]["spoken_language"])
+                batch = self._to_device(self.collate(rows))
+                with self._autocast():
+                    loss, _ = self.task.loss(module, batch)
+                    hyps = self.task.generate(
+                        module,
+                        batch,
+                        num_beams=cfg.eval.num_beams,
+                        max_new_tokens=cfg.eval.max_new_tokens,
+                        synced_gpus=self.zero3,
+                    )
+                if dummy:
+                    continue
+                loss_sum += float(loss) * len(hyps)
+                loss_n += len(hyps)
+                refs = self.task.references(batch)
+                ids = self.task.sample_ids(batch)
+                mine += [{"sample_id": i, "hypothesis": h, "reference": r} for i, h, r in zip(ids, hyps, refs)]
+        if was_training:
+            module.train()
+        loss_sum, loss_n = all_sum([loss_sum, float(loss_n)], self.device)
+        gathered = gather_json({"preds": mine, "lang": lang}, self.device)
+        if gathered is None:
+            return {}, []
+        preds = sorted((p for g in gathered for p in g["preds"]), key=lambda p: p["sample_id"])
+        lang = next((g["lang"] for g in gathered if g["lang"]), None)
+        if not preds:
+            raise RuntimeError("the dev split has no samples to evaluate")
+        scores = corpus_scores([p["hypothesis"] for p in preds], [p["reference"] for p in preds], lang=lang)
+        metrics = {
+            f"dev_{k}": v for k, v in scores.items() if k in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
+        }
+        metrics["dev_loss"] = loss_sum / max(1.0, loss_n)
+        metrics["dev_samples"] = len(preds)
+        metrics["dev_bleu_signature"] = scores["bleu_signature"]
+        metrics["dev_lang"] = lang
+        return metrics, preds
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def _gathered_params(self):
+        if self.zero3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def report(
+        self,
+        metrics: dict[str, Any],
+        checkpoint: bool,
+        preds: list[dict] | None = None,
+        position: tuple[int, int] | None = None,
+    ) -> None:
+        """``ray.train.report`` from this rank, with its part of a checkpoint. ``position`` is the (epoch,
+        optimizer steps done in it) a resume continues from (default: the current one)."""
+        import ray.train
+
+        from ray_slt.training.state import rng_state, save_tree
+
+        epoch, step_in_epoch = position or (self.epoch, self.step_in_epoch)
+        metrics = {**metrics, "step": self.step, "epoch": epoch, "samples": self.samples}
+        if not checkpoint:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="ray_slt_ckpt_") as d:
+            with self._gathered_params():
+                if self.rank == 0:
+                    self.task.save(self.module, os.path.join(d, MODEL_DIR))
+            state: dict[str, Any] = {"rng": rng_state()}
+            if self.deepspeed or self.rank == 0:
+                state["optimizer"] = self.optimizer.state_dict()
+            save_tree(state, os.path.join(d, "state", f"rank-{self.rank}"), drop=DS_DROP)
+            if self.rank == 0:
+                train_state = {
+                    "step": self.step,
+                    "epoch": epoch,
+                    "step_in_epoch": step_in_epoch,
+                    "samples": self.samples,
+                    "world_size": self.world,
+                    "backend": self.cfg.trainer.backend,
+                    "stage": self.cfg.stage,
+                    "config_hash": config_hash(self.cfg),
+                    "metrics": _finite(metrics),
+                    "best": self.best,
+                    "config": config_dict(self.cfg),
+                }
+                with open(os.path.join(d, STATE_FILE), "w", encoding="utf-8") as f:
+                    json.dump(train_state, f, indent=1, ensure_ascii=False)
+                if preds:
+                    with open(os.path.join(d, PREDICTIONS_FILE), "w", encoding="utf-8") as f:
+                        f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
+            name = f"checkpoint_e{epoch:03d}_s{self.step:07d}"
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_dir_name=name)
+
+    def _maybe_fail(self) -> None:
+        t = self.cfg.trainer
+        if t.fail_at_step != self.step or t.fail_rank != self.rank:
+            return
+        marker = storage.join(self.run_dir, "faults", f"step-{self.step}-rank-{self.rank}")
+        if storage.exists(marker):
+            return
+        storage.write_text(marker, json.dumps({"step": self.step, "time": time.time()}))
+        log.warning("fault injection: rank %d exits at step %d", self.rank, self.step)
+        self.curves.flush()
+        os._exit(3)
+
+    # -- the run ---------------------------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> Iterator[list]:
+        import ray.train
+
+        o = self.cfg.optim
+        shard = ray.train.get_dataset_shard("train")
+        it = shard.iter_batches(
+            batch_size=o.batch_size,
+            batch_format="numpy",
+            local_shuffle_buffer_size=max(o.batch_size * 16, 64),
+            local_shuffle_seed=o.seed * 1000 + epoch * 10 + self.rank,
+        )
+        group: list = []
+        for rows in it:
+            group.append(rows)
+            if len(group) == o.grad_accum:
+                yield group
+                group = []
+
+    def _evaluate_and_log(self) -> tuple[dict[str, Any], list[dict]]:
+        metrics, preds = self.evaluate()
+        if self.rank == 0:
+            self.last_dev = metrics
+            self.curves.add("dev", {"step": self.step, "epoch": self.epoch, **_finite(metrics)})
+            storage.write_text(
+                storage.join(self.run_dir, "predictions", f"dev_step{self.step:07d}.jsonl"),
+                "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds),
+            )
+            self.curves.flush()
+        return metrics, preds
+
+    def run(self) -> dict[str, Any] | None:
+        cfg = self.cfg
+        if self.cfg.eval.at_start and self.resume_state is None:
+            self._evaluate_and_log()
+        done = self.total <= self.step
+        log_every = cfg.trainer.log_every
+        t_log = time.perf_counter()
+        while not done and self.epoch < cfg.optim.epochs:
+            skip = self.step_in_epoch
+            for group in self._epoch_batches(self.epoch):
+                if skip:
+                    skip -= 1
+                    continue
+                if self.step_in_epoch >= self.steps_per_epoch:
+                    break  # keep every rank at the same number of steps
+                t0 = time.perf_counter()
+                logs = self.train_step(group)
+                dt = time.perf_counter() - t0
+                self.step += 1
+                self.step_in_epoch += 1
+                self.samples += logs["batch_samples"]
+                self.last_loss = logs["loss"]
+                self.train_time += dt
+                self.train_samples_timed += logs["batch_samples"]
+                record = {"step": self.step, "epoch": self.epoch, **logs, "samples": self.samples,
+                          "samples_per_s": logs["batch_samples"] / dt if dt > 0 else float("nan")}  # fmt: skip
+                self.curves.add("train", _finite(record))
+                if self.step % log_every == 0:
+                    self.curves.flush()
+                    log.info("step %d loss %.4f (%.1fs)", self.step, logs["loss"], time.perf_counter() - t_log)
+                    t_log = time.perf_counter()
+                end_of_epoch = self.step_in_epoch >= self.steps_per_epoch
+                done = self.step >= self.total
+                k = cfg.trainer.checkpoint_every
+                if k and self.step % k == 0 and not end_of_epoch and not done:
+                    # mid-epoch checkpoints carry no dev score: NOT_EVALUATED ranks below any BLEU, so they never
+                    # become the best (Ray keeps the latest one anyway, for resuming)
+                    self.report({"loss": logs["loss"], "dev_bleu4": NOT_EVALUATED}, checkpoint=True)
+                self._maybe_fail()
+                if done or end_of_epoch:
+                    break
+            self._end_epoch(done)
+            self.epoch += 1
+            self.step_in_epoch = 0
+        self.curves.flush()
+        if self.rank != 0:
+            return None
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "samples": self.samples,
+            "train_time_s": self.train_time,
+            "train_samples_per_s": self.train_samples_timed / self.train_time if self.train_time else None,
+            "best": self.best,
+            "last_dev": _finite(self.last_dev),
+        }
+
+    def _end_epoch(self, done: bool) -> None:
+        cfg = self.cfg
+        every = cfg.eval.every_epochs
+        evaluate = bool(every) and ((self.epoch + 1) % every == 0 or done or self.epoch + 1 == cfg.optim.epochs)
+        metrics: dict[str, Any] = {"dev_bleu4": NOT_EVALUATED}
+        preds: list[dict] = []
+        if evaluate:
+            metrics, preds = self._evaluate_and_log()
+            if self.rank == 0 and (self.best is None or metrics["dev_bleu4"] > self.best["dev_bleu4"]):
+                self.best = {"step": self.step, "epoch": self.epoch, "dev_bleu4": metrics["dev_bleu4"]}
+            if self.rank != 0:
+                metrics = {"dev_bleu4": NOT_EVALUATED}
+        metrics = {**metrics, "loss": self.last_loss}
+        # the epoch is complete: a resume continues with the next one
+        self.report(metrics, checkpoint=True, preds=preds, position=(self.epoch + 1, 0))
+
+
+def _finite(d: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe metrics: non-finite floats become None."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+@contextlib.contextmanager
+def _local_dir(uri: str) -> Iterator[str]:
+    """A local copy of a checkpoint directory (itself when local)."""
+    if storage.is_local(uri):
+        yield storage.normalize(uri)
+        return
+    base = storage.normalize(uri)
+    with tempfile.TemporaryDirectory(prefix="ray_slt_resume_") as d:
+        for u in storage.glob(storage.join(base, "**")):
+            if storage.isdir(u):
+                continue
+            rel = u[len(base) :].lstrip("/")
+            target = os.path.join(d, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            storage.copy(u, target)
+        yield d
+
+
+def train_func(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The Ray Train per-worker function (TorchTrainer's ``train_loop_per_worker``); everything comes from
+    ``config`` (see :func:`loop_config`). Returns the run summary on rank 0."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    trainer = _Trainer(config)
+    trainer.setup()
+    return trainer.run()

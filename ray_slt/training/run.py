@@ -1,0 +1,203 @@
+"""``run_training(cfg)``: a ``TorchTrainer`` running :func:`ray_slt.training.loop.train_func` on Ray Train.
+
+setup (datasets from the task, run directory, trainer) -> fit -> summary (``run.json`` in the run directory:
+best checkpoint on dev BLEU-4, latest checkpoint, curves) -> return it. The run directory is
+``{trainer.storage}/{trainer.name}`` (local or ``s3://``); Ray Train writes its checkpoints there
+(``checkpoint_e{epoch}_s{step}/``), the loop its learning curves (``metrics/``) and dev predictions.
+Re-running with the same storage and name resumes from that run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from ray_slt import storage
+from ray_slt.config import config_hash, dump_yaml
+from ray_slt.errors import RaySltError
+from ray_slt.training.config import TrainConfig
+from ray_slt.training.loop import MODEL_DIR, loop_config, steps_per_epoch, total_steps, train_func
+
+log = logging.getLogger("ray_slt.train")
+
+
+class TrainingError(RaySltError):
+    """The training run failed (after its allowed retries)."""
+
+
+def run_dir(cfg: TrainConfig) -> str:
+    return storage.join(cfg.trainer.storage, cfg.trainer.name)
+
+
+def _storage_args(uri: str) -> tuple[str, Any]:
+    """``(storage_path, storage_filesystem)`` for Ray Train: local paths as they are; remote URIs through
+    their fsspec filesystem, so endpoints and credentials come from the same place as all other I/O."""
+    if storage.is_local(uri):
+        return storage.normalize(uri), None
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return path, PyFileSystem(FSSpecHandler(fs))
+
+
+def _uri(path: str, like: str) -> str:
+    """A path returned by Ray Train (without scheme for remote storage) as a URI like ``like``."""
+    if storage.is_local(like) or "://" in path:
+        return path
+    return f"{storage.protocol(like)}://{path.lstrip('/')}"
+
+
+def count_samples(task, datasets: dict) -> int:
+    counter = getattr(task, "num_train_samples", None)
+    n = counter() if counter is not None else None
+    return int(n) if n is not None else int(datasets["train"].count())
+
+
+def prepare_datasets(cfg: TrainConfig, task, datasets: dict | None = None) -> dict:
+    """The task's datasets, with dev (read by every worker at each evaluation) and, when no CPU would be left
+    to stream it (``data.materialize``), train read into the object store once."""
+    import ray
+    from ray.data import DataContext
+
+    # Per-epoch progress bars of the split coordinator interleave with the workers' logs; the learning curves
+    # report progress instead.
+    DataContext.get_current().enable_progress_bars = False
+    datasets = dict(datasets if datasets is not None else task.datasets())
+    if "dev" in datasets:
+        datasets["dev"] = datasets["dev"].materialize()
+    t = cfg.trainer
+    materialize = cfg.data.materialize
+    if materialize is None:
+        spare = ray.cluster_resources().get("CPU", 0) - t.num_workers * t.cpus_per_worker
+        materialize = spare < 1
+        if materialize:
+            log.info(
+                "no CPU left for streaming reads beside %d workers: materializing the training data", t.num_workers
+            )
+    if materialize:
+        datasets["train"] = datasets["train"].materialize()
+    return datasets
+
+
+def build_trainer(cfg: TrainConfig, datasets: dict | None = None):
+    """The ``TorchTrainer`` of a config (not started) and ``info`` (run_dir, num_train_samples, total_steps).
+    ``datasets`` default to the task's; a Tune trainable calls this with the trial's config."""
+    import ray.train
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ray_slt.training.task import task_for
+
+    task = task_for(cfg)
+    datasets = prepare_datasets(cfg, task, datasets)
+    n_train = count_samples(task, datasets)
+    if steps_per_epoch(cfg, n_train) < 1:
+        raise RaySltError(
+            f"{n_train} training samples make no optimizer step per epoch with {cfg.trainer.num_workers} workers, "
+            f"batch {cfg.optim.batch_size} and grad_accum {cfg.optim.grad_accum}"
+        )
+    t = cfg.trainer
+    rdir = run_dir(cfg)
+    storage_path, filesystem = _storage_args(cfg.trainer.storage)
+    resources = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        resources["GPU"] = t.gpus_per_worker or 1
+    scaling = ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
+    run_config = RunConfig(
+        name=t.name,
+        storage_path=storage_path,
+        storage_filesystem=filesystem,
+        failure_config=FailureConfig(max_failures=t.max_failures),
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=t.num_to_keep, checkpoint_score_attribute="dev_bleu4", checkpoint_score_order="max"
+        ),
+    )
+    options = ExecutionOptions(preserve_order=True)  # a deterministic order (for exact resumes)
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config=loop_config(cfg, rdir, n_train),
+        scaling_config=scaling,
+        run_config=run_config,
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=options),
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+    )
+    info = {"run_dir": rdir, "num_train_samples": n_train, "total_steps": total_steps(cfg, n_train)}
+    return trainer, info
+
+
+def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
+    like = cfg.trainer.storage
+    best = None
+    checkpoints = []
+    for ckpt, metrics in result.best_checkpoints or []:
+        score = metrics.get("dev_bleu4")
+        entry = {
+            "checkpoint": _uri(ckpt.path, like),
+            "step": metrics.get("step"),
+            "epoch": metrics.get("epoch"),
+            "dev_bleu4": score if isinstance(score, int | float) and math.isfinite(score) and score >= 0 else None,
+        }
+        checkpoints.append(entry)
+        if entry["dev_bleu4"] is not None and (best is None or entry["dev_bleu4"] > best["dev_bleu4"]):
+            best = entry
+    latest = _uri(result.checkpoint.path, like) if result.checkpoint is not None else None
+    if best is None and latest is not None:  # no evaluation: the latest is the one to use
+        best = {"checkpoint": latest, "step": result.metrics.get("step"), "dev_bleu4": None}
+    if best is not None:
+        best["model"] = storage.join(best["checkpoint"], MODEL_DIR)
+    rdir = info["run_dir"]
+    ret = result.return_value or {}
+    return {
+        "run_dir": rdir,
+        "stage": cfg.stage,
+        "config_hash": config_hash(cfg),
+        "num_workers": cfg.trainer.num_workers,
+        "backend": cfg.trainer.backend,
+        "num_train_samples": info["num_train_samples"],
+        "total_steps": info["total_steps"],
+        "steps": ret.get("step"),
+        "samples": ret.get("samples"),
+        "train_time_s": ret.get("train_time_s"),
+        "train_samples_per_s": ret.get("train_samples_per_s"),
+        "best": best,
+        "latest": latest,
+        "checkpoints": checkpoints,
+        "metrics": {k: v for k, v in (result.metrics or {}).items() if not isinstance(v, float) or math.isfinite(v)},
+        "last_dev": ret.get("last_dev"),
+        "curves": {
+            "train": storage.join(rdir, "metrics", "train.jsonl"),
+            "dev": storage.join(rdir, "metrics", "dev.jsonl"),
+        },
+    }
+
+
+def run_training(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg`` on the connected Ray cluster (or a local one) and return the run summary."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    trainer, info = build_trainer(cfg)
+    rdir = info["run_dir"]
+    storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
+    from ray.train.v2.api.exceptions import TrainingFailedError
+
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as e:
+        raise TrainingError(f"training failed: {_first_line(e)} (run directory {rdir})") from e
+    if result.error is not None:
+        raise TrainingError(f"training failed: {_first_line(result.error)} (run directory {rdir})")
+    summary = _summary(cfg, result, info)
+    storage.write_text(storage.join(rdir, "run.json"), json.dumps(summary, indent=1, ensure_ascii=False))
+    return summary
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[-1] if text else type(error).__name__
