@@ -180,7 +180,8 @@ class Ingress:
             t_read = time.perf_counter()
             extracted = await self._call(
                 self.features, "extract",
-                {"kind": clip.kind, "data": clip.data, "uri": clip.uri, "suffix": clip.suffix}, deadline,
+                {"kind": clip.kind, "data": clip.data, "uri": clip.uri, "suffix": clip.suffix,
+                 "include_pose": include_pose}, deadline,
             )  # fmt: skip
             if not extracted["ok"]:
                 return _error(extracted["status"], extracted["reason"], stage=extracted.get("stage"))

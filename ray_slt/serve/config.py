@@ -34,7 +34,7 @@ class AutoscalingSection(Schema):
     target_ongoing_requests: float = Field(2.0, gt=0)
     upscale_delay_s: float = Field(3.0, ge=0)
     downscale_delay_s: float = Field(30.0, ge=0)
-    look_back_period_s: float = Field(10.0, gt=0)
+    look_back_period_s: float = Field(15.0, gt=0)  # above Serve's 10 s metrics interval
     num_cpus: float = Field(1.0, ge=0)  # per replica (fractions let several replicas share a laptop's cores)
     num_gpus: float = Field(0.0, ge=0)
     max_ongoing_requests: int = Field(8, ge=1)  # per replica; more wait in the caller's queue

@@ -15,7 +15,6 @@ never an exception, so the ingress maps it to a 4xx and the replica stays health
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -98,6 +97,19 @@ def drawable_pose(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scratch_dir() -> str | None:
+    """Where uploads and per-request files go: a memory file system (``/dev/shm``) when it has room for many
+    maximal uploads (files there cost no disk I/O: the extraction stage fsyncs what it writes), else the
+    system's temporary directory."""
+    shm = "/dev/shm"
+    try:
+        if os.path.isdir(shm) and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 << 30:
+            return shm
+    except OSError:
+        pass
+    return None
+
+
 class FeatureService:
     """Clip -> model input, with the extraction stage's per-sample code (usable in-process too)."""
 
@@ -107,7 +119,7 @@ class FeatureService:
         self.cfg = cfg
         self.limits = cfg.limits
         self.prefix = cfg.inputs.uri_prefix
-        self.tmp = tempfile.mkdtemp(prefix="ray_slt_serve_")
+        self.tmp = tempfile.mkdtemp(prefix="ray_slt_serve_", dir=scratch_dir())
         ecfg = cfg.extract_config()
         self.visual = None
         if needs_visual:
@@ -183,7 +195,8 @@ class FeatureService:
 
     def extract(self, clip: dict[str, Any]) -> dict[str, Any]:
         """``clip``: ``{"kind": "video"|"pose", "data": bytes, "suffix": ".mp4"}`` or ``{"kind": "uri",
-        "uri": ...}``. Returns ``{"ok": True, "sample": {...}, "pose": {...}, "timings": {...}}`` or a refusal."""
+        "uri": ...}``, optionally ``"include_pose": True``. Returns ``{"ok": True, "sample": {...}, "pose": {...} or
+        None, "timings": {...}}`` or a refusal."""
         t0 = time.perf_counter()
         sid = f"request-{uuid.uuid4().hex[:16]}"
         work = os.path.join(self.tmp, sid)
@@ -228,7 +241,7 @@ class FeatureService:
                 if out["stage"] == "decode" and kind == "video":
                     reason += f" [{codec} video]"
                 return _refused(422, self._scrub(reason), stage=out["stage"] or "extract")
-            return self._result(out, kind, t0)
+            return self._result(out, kind, t0, bool(clip.get("include_pose")))
         except RequestError as e:
             return _refused(e.status, self._scrub(e.reason))
         finally:
@@ -253,7 +266,7 @@ class FeatureService:
         table = self.visual(pa.Table.from_pylist([out], schema=STAGE_SCHEMA))
         return table.to_pylist()[0]
 
-    def _result(self, out: dict[str, Any], kind: str, t0: float) -> dict[str, Any]:
+    def _result(self, out: dict[str, Any], kind: str, t0: float, include_pose: bool) -> dict[str, Any]:
         from ray_slt.features.store import decode_row
 
         row = decode_row({k: v for k, v in out.items() if k not in ("crops", "crops_shape")})
@@ -266,7 +279,7 @@ class FeatureService:
         return {
             "ok": True,
             "sample": sample,
-            "pose": drawable_pose(row),
+            "pose": drawable_pose(row) if include_pose else None,
             "info": {
                 "input_kind": kind,
                 "num_frames": int(row["num_frames"]),
@@ -333,14 +346,17 @@ class Translator:
             seconds = round(time.perf_counter() - t0, 4)
         return [{"text": text, "model_s": seconds, "batch_size": len(samples)} for text in texts]
 
+    # The forward pass runs on the replica's event loop, blocking it: requests that arrive meanwhile wait in
+    # Ray's queue and are all enqueued as soon as it returns, so the next batch takes them together. (Run in a
+    # thread, the pass would hold the GIL against the loop and requests would trickle in one by one.)
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def _batched(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self._run, samples)
+        return self._run(samples)
 
     async def translate(self, sample: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         if self.batching.enabled:
             out = await self._batched(sample)
         else:
-            (out,) = await asyncio.to_thread(self._run, [sample])
+            (out,) = self._run([sample])
         return {**out, "model_id": self.model.model_id, "queue_s": round(time.perf_counter() - t0 - out["model_s"], 4)}
