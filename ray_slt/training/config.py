@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from ray_slt.config import Schema
 from ray_slt.models.config import PretrainConfig, SFTConfig
+from ray_slt.models.vlm.config import VLMConfig
 
 
 class DataSection(Schema):
@@ -111,6 +112,7 @@ class TrainConfig(Schema):
     data: DataSection
     sft: SFTConfig | None = None
     pretrain: PretrainConfig | None = None
+    vlm: VLMConfig | None = None  # stage vlm: the small-VLM translators (ray_slt.models.vlm)
     optim: OptimSection = Field(default_factory=OptimSection)
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     eval: EvalSection = Field(default_factory=EvalSection)

@@ -194,6 +194,7 @@ class Task(ABC):
 TASKS: dict[str, str] = {
     "sft": "ray_slt.training.tasks:SFTTask",
     "pretrain": "ray_slt.training.tasks:PretrainTask",
+    "vlm": "ray_slt.training.tasks_vlm:VLMTask",
 }
 
 

@@ -1,0 +1,285 @@
+"""The ``vlm`` task: small-VLM translators (SmolVLM2 / Qwen2.5-VL / InternVL3; RESEARCH.md section 1) on the
+generic Ray Train loop (:mod:`ray_slt.training.task` is the contract).
+
+Data: the manifest (``data.manifest``) gives the videos. ``datasets()`` streams each split through a Ray Data
+actor stage that, per sample, either reads the frozen vision tower's cached output (``vlm.cache``, written by
+:func:`ray_slt.features.vlm_cache.run_vlm_cache`; looked up under the model's cache key) or decodes the Eq. 1
+frames and prepares the family's pixel tensors. Rows reach the workers as safetensors payloads
+(:mod:`ray_slt.models.vlm.data`); the collator unpacks them and the model runs its tower only for samples that
+came without cached features.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from ray_slt.errors import ConfigError, DataError
+from ray_slt.models.vlm.config import VLMConfig
+from ray_slt.training.task import Batch, Rows, Task
+
+log = logging.getLogger("ray_slt.train.vlm")
+
+ROW_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("spoken_language", pa.string()),
+        pa.field("sign_language", pa.string()),
+        pa.field("payload", pa.large_binary()),
+    ]
+)
+
+
+class VLMRowStage:
+    """Ray Data actor: manifest rows (JSON) -> payload rows (cached tower output, or decoded pixels)."""
+
+    def __init__(
+        self,
+        model_type: str,
+        frame_spec: dict,
+        t_max: int,
+        decode: dict,
+        manifest_dir: str | None,
+        cache_key: str | None,
+    ):
+        from ray_slt.features.extract import DecodeConfig
+        from ray_slt.models.vlm.data import VideoSource
+        from ray_slt.models.vlm.families import FrameSpec, family_for
+
+        self.family = family_for(model_type)
+        self.spec = FrameSpec.from_dict(frame_spec)
+        self.key = cache_key
+        self.source = VideoSource(t_max, DecodeConfig.model_validate(decode), manifest_dir)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist(
+            [self.process(json.loads(r)) for r in batch.column("row").to_pylist()], schema=ROW_SCHEMA
+        )
+
+    def process(self, row: dict) -> dict:
+        from ray_slt.features.sampling import SampleError
+        from ray_slt.features.vlm_cache import VisionCache
+        from ray_slt.models.vlm.data import pack
+        from ray_slt.models.vlm.model import prepare_video
+
+        sid = row["sample_id"]
+        if row.get("cache_file"):
+            payload = VisionCache.load(row["cache_file"], sid, self.key)
+        else:
+            try:
+                clip = self.source.clip(row)
+            except SampleError as e:
+                raise DataError(
+                    f"sample {sid!r} cannot be decoded ({e}); run the VLM cache job to record such "
+                    "samples as errors (they are then left out)",
+                    row.get("video_uri"),
+                ) from None
+            pixels, layout = prepare_video(
+                self.family, self.spec, clip.frames, clip.frame_indices, clip.fps, clip.span[1] - clip.span[0]
+            )
+            payload = pack(pixels, "pixels", layout.as_dict(), sample_id=sid)
+        return {
+            "sample_id": sid,
+            "text": row["text"],
+            "spoken_language": row.get("spoken_language"),
+            "sign_language": row.get("sign_language"),
+            "payload": payload,
+        }
+
+
+class VLMTask(Task):
+    """Frozen vision tower + trained connector + LoRA language model, from video (see the module docstring)."""
+
+    stage = "vlm"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.data.manifest is None:
+            raise ConfigError("stage vlm reads videos: set data.manifest (the VLM translators take no pose features)")
+        self._key: str | None = None
+        self._spec: tuple[str, dict] | None = None
+
+    # -- configuration ----------------------------------------------------------------------------------------
+    @property
+    def vlm(self) -> VLMConfig:
+        """The model section with ``dtype: auto`` resolved for where training runs (bf16 on GPU workers)."""
+        from ray_slt.features.vlm_cache import resolve_dtype_name
+
+        v: VLMConfig = self.cfg.vlm
+        return v.model_copy(update={"dtype": resolve_dtype_name(v.dtype, self.cfg.trainer.use_gpu)})
+
+    # -- data -------------------------------------------------------------------------------------------------
+    def _rows(self, split: str) -> list[dict]:
+        from ray_slt.data.manifest import read_manifest
+
+        d = self.cfg.data
+        rows = sorted(
+            (r for r in read_manifest(d.manifest).to_pylist() if r["split"] == split), key=lambda r: r["sample_id"]
+        )
+        limit = d.limit_train if split == d.train_split else d.limit_dev
+        rows = rows[:limit] if limit is not None else rows
+        if not rows:
+            raise DataError(f"no samples of split {split!r}", d.manifest)
+        return rows
+
+    def texts(self) -> list[str]:
+        return [r["text"] for r in self._rows(self.cfg.data.train_split) if r["text"]]
+
+    def num_train_samples(self) -> int:
+        return len(self._usable(self._rows(self.cfg.data.train_split)))
+
+    def _base(self) -> str:
+        from ray_slt.models.vlm.tiny import ensure_tiny
+
+        v = self.vlm
+        return ensure_tiny(v, self.texts()) if v.is_tiny else v.model
+
+    def model_spec(self) -> tuple[str, dict]:
+        """``(model_type, frame spec)`` of the configured model, from its config files only."""
+        if self._spec is None:
+            from transformers import AutoConfig
+
+            from ray_slt.models.vlm.families import family_for
+            from ray_slt.models.vlm.model import _hub_or_local, read_preprocessor
+
+            v = self.vlm
+            with _hub_or_local(self._base(), v.revision) as local:
+                hf_config = AutoConfig.from_pretrained(local, trust_remote_code=False)
+                family = family_for(hf_config.model_type)
+                spec = family.frame_spec(hf_config, read_preprocessor(local), v.frames)
+            self._spec = (hf_config.model_type, spec.as_dict())
+        return self._spec
+
+    def cache_key(self) -> str | None:
+        """The cache key of the configured model (loads its weights once, on the driver), or None without a
+        cache."""
+        if self.vlm.cache is None:
+            return None
+        if self._key is None:
+            from ray_slt.features.vlm_cache import cache_key, key_fields
+            from ray_slt.models.vlm.model import load_base
+
+            v = self.vlm
+            model, _, family, spec = load_base(v, self._base())
+            self._key = cache_key(key_fields(v, family, model, spec))
+        return self._key
+
+    def _cache(self):
+        from ray_slt.features.vlm_cache import VisionCache
+
+        key = self.cache_key()
+        return None if key is None else VisionCache(self.vlm.cache, key)
+
+    def _known_errors(self) -> set[str]:
+        from ray_slt import storage
+        from ray_slt.features import store
+
+        key = self.cache_key()
+        if key is None:
+            return set()
+        kdir = storage.join(self.vlm.cache, key)
+        return set(store.read_errors(kdir).column("sample_id").to_pylist())
+
+    def _usable(self, rows: list[dict]) -> list[dict]:
+        bad = self._known_errors()
+        if bad:
+            left = [r for r in rows if r["sample_id"] not in bad]
+            if len(left) < len(rows):
+                log.warning(
+                    "leaving out %d samples the cache job could not decode (see its errors.parquet)",
+                    len(rows) - len(left),
+                )
+            return left
+        return rows
+
+    def _dataset(self, split: str, cache):
+        import ray.data
+
+        from ray_slt import storage
+
+        v = self.vlm
+        rows = self._usable(self._rows(split))
+        hits = 0
+        for r in rows:
+            r["cache_file"] = cache.lookup(r) if cache is not None else None
+            hits += r["cache_file"] is not None
+        if cache is not None:
+            log.info("vlm %s: %d of %d samples from the cache %s", split, hits, len(rows), cache.dir)
+            if v.cache_required and hits < len(rows):
+                missing = [r["sample_id"] for r in rows if r["cache_file"] is None]
+                raise DataError(
+                    f"{len(missing)} {split} samples are not in the cache (cache_required): "
+                    f"{missing[:5]}...; run the VLM cache job",
+                    cache.dir,
+                )
+        model_type, spec = self.model_spec()
+        items = [{"row": json.dumps(r, default=str)} for r in rows]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
+        return ds.map_batches(
+            VLMRowStage,
+            fn_constructor_kwargs={
+                "model_type": model_type,
+                "frame_spec": spec,
+                "t_max": v.frames.t_max,
+                "decode": v.decode.model_dump(),
+                "manifest_dir": storage.parent(self.cfg.data.manifest),
+                "cache_key": self.cache_key(),
+            },
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=v.data_workers),
+            num_cpus=v.data_worker_cpus,
+        )
+
+    def datasets(self) -> dict[str, Any]:
+        cache = self._cache()
+        out = {"train": self._dataset(self.cfg.data.train_split, cache)}
+        if self.cfg.eval.every_epochs or self.cfg.eval.at_start:
+            out["dev"] = self._dataset(self.cfg.data.dev_split, cache)
+        return out
+
+    # -- model ------------------------------------------------------------------------------------------------
+    def fresh(self):
+        from ray_slt.models.vlm.model import build_vlm
+
+        return build_vlm(self.vlm, texts=self.texts(), seed=self.cfg.optim.seed)
+
+    def collator(self, model) -> Callable[[Rows], Batch]:
+        from ray_slt.models.vlm.data import rows_of, sample_from_payload
+
+        def fn(rows: Rows) -> Batch:
+            samples = []
+            for r in rows_of(rows):
+                s = sample_from_payload(bytes(r["payload"]))
+                s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})
+                samples.append(s)
+            return model.collate(samples)
+
+        return fn
+
+    def loss(self, model, batch: Batch):
+        return model(batch).loss, {}
+
+    def generate(self, model, batch: Batch, num_beams=None, max_new_tokens=None, synced_gpus=False) -> list[str]:
+        return model.generate(batch, max_new_tokens=max_new_tokens, num_beams=num_beams, synced_gpus=synced_gpus)
+
+    def param_groups(self, model) -> list[dict[str, Any]]:
+        from ray_slt.models.vlm.model import param_groups
+
+        return param_groups(model)
+
+    def save(self, model, uri: str) -> None:
+        from ray_slt.models.vlm.checkpoint import save_vlm
+
+        save_vlm(model, uri)
+
+    @classmethod
+    def load(cls, uri: str, trainable: bool = False):
+        from ray_slt.models.vlm.checkpoint import load_vlm
+
+        return load_vlm(uri, trainable=trainable)
