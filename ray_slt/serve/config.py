@@ -82,7 +82,7 @@ class BatchingSection(Schema):
 
 
 class TranslatorSection(Schema):
-    checkpoint: str  # a translator/pretrain checkpoint directory (local or s3://) with MANIFEST.json
+    checkpoint: str  # a training run dir (its best checkpoint), a checkpoint dir or a model dir; local or s3://
     model_id: str | None = None  # reported with every translation; None: directory name @ manifest hash
     num_beams: int | None = Field(None, ge=1)  # None: the checkpoint's own setting
     max_new_tokens: int | None = Field(None, ge=1)

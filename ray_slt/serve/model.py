@@ -10,7 +10,6 @@ and go through the model's own collator, as in training and evaluation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,34 +17,43 @@ from typing import Any
 from ray_slt import storage
 from ray_slt.errors import ConfigError, StorageError
 
-TRANSLATOR_META, PRETRAIN_META, MANIFEST = "translator.json", "pretrain.json", "MANIFEST.json"
+TRANSLATOR_META, PRETRAIN_META = "translator.json", "pretrain.json"
 
 
 def checkpoint_info(uri: str) -> dict[str, Any]:
-    """What a checkpoint is, from its JSON files only (no weights): ``stage`` (``sft``/``pretrain``), its model
-    config, whether it needs DINOv2 features, and a content id (directory name @ manifest hash)."""
-    manifest_uri = storage.join(uri, MANIFEST)
-    if not storage.exists(manifest_uri):
-        raise StorageError(f"{uri}: not a complete checkpoint (no {MANIFEST})")
-    digest = hashlib.sha256(storage.read_bytes(manifest_uri)).hexdigest()[:10]
-    name = storage.basename(storage.normalize(uri)) or "model"
-    found = [(name, s) for name, s in ((TRANSLATOR_META, "sft"), (PRETRAIN_META, "pretrain"))
-             if storage.exists(storage.join(uri, name))]  # fmt: skip
-    if not found:
-        raise StorageError(f"{uri}: neither {TRANSLATOR_META} nor {PRETRAIN_META}: not a translator checkpoint")
-    meta_name, stage = found[0]
-    config = json.loads(storage.read_text(storage.join(uri, meta_name))).get("config") or {}
+    """What a checkpoint is: ``model`` (the model directory), ``stage`` (``sft``/``pretrain``), its model config,
+    whether it needs DINOv2 features, and ``model_id`` (checkpoint name @ content hash of the model's files, the
+    ``checkpoint_id`` that ``ray-slt eval`` records in metrics.json).
+
+    ``uri`` is what the training stages write: a run directory (its best checkpoint), a checkpoint directory
+    (``checkpoint_*/`` with ``model/``) or a model directory itself (``MANIFEST.json``)."""
+    from ray_slt.training.evaluate import checkpoint_id, resolve_checkpoint
+
+    ref = resolve_checkpoint(uri)
+    model, stage = ref["model"], ref["stage"]
+    meta_name = TRANSLATOR_META if stage == "sft" else PRETRAIN_META
+    if stage not in ("sft", "pretrain") or not storage.exists(storage.join(model, meta_name)):
+        raise StorageError(f"{uri}: not a translator checkpoint (stage {stage!r})")
+    config = json.loads(storage.read_text(storage.join(model, meta_name))).get("config") or {}
+    name = storage.basename(storage.normalize(ref["checkpoint"])) or "model"
     needs_visual = False
     if stage == "sft":
         if (config.get("encoder") or {}).get("type") == "gloss":
             raise ConfigError(f"{uri}: this translator reads glosses, not signing; serving translates videos and poses")
         fusion = config.get("fusion") or {}
         needs_visual = bool(fusion.get("face", True) or fusion.get("hand", True))
-    return {"stage": stage, "config": config, "needs_visual": needs_visual, "model_id": f"{name}@{digest}"}
+    return {
+        "model": model,
+        "stage": stage,
+        "config": config,
+        "needs_visual": needs_visual,
+        "model_id": f"{name}@{checkpoint_id(model)}",
+    }
 
 
 class TranslatorModel:
-    """A loaded checkpoint (eval mode, CPU unless ``device`` says otherwise)."""
+    """A loaded checkpoint (eval mode, CPU unless ``device`` says otherwise); ``uri`` as for
+    :func:`checkpoint_info`."""
 
     def __init__(
         self,
@@ -58,6 +66,7 @@ class TranslatorModel:
         import torch
 
         info = checkpoint_info(uri)
+        uri = info["model"]
         self.stage = info["stage"]
         self.needs_visual = info["needs_visual"]
         self.model_id = model_id or info["model_id"]
