@@ -1,0 +1,93 @@
+"""`ray-slt demo` end to end at a small size (a tiny synthetic corpus, one epoch), and the labels.csv layout of
+``make demo DATA=DIR``. The full ``make demo`` (600 sentences, a few minutes of training) is run by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+from testlib import shared
+
+from ray_slt.errors import DataError
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
+    import ray
+
+    from ray_slt.data.manifest import read_manifest
+    from ray_slt.demo import run_demo
+    from ray_slt.features.store import load_sample
+    from ray_slt.serve.model import TranslatorModel
+
+    out = tmp_path / "demo"
+    summary = run_demo(str(out), size="tiny", quiet=True, train_overrides=["optim.epochs=1"], cpus=2)
+    assert len(summary["steps"]) == 7
+    assert summary["splits"] == {"train": 32, "dev": 8, "test": 8}
+    assert summary["extract"]["ok"] == 48 and summary["extract"]["errors"] == 0
+    for name in ("untrained", "trained"):
+        assert summary["dev"][name]["n"] == 8 and 0 <= summary["dev"][name]["bleu4"] <= 100
+    assert summary["train"]["steps"] == 4  # 32 samples, batch 8, one epoch
+    # the held-out sample is a test sample, translated over HTTP by the trained checkpoint
+    http = summary["http"]
+    manifest = {r["sample_id"]: r for r in read_manifest(str(out / "manifest.parquet")).to_pylist()}
+    assert manifest[http["sample_id"]]["split"] == "test"
+    assert http["reference"] == manifest[http["sample_id"]]["text"]
+    model = TranslatorModel(summary["train"]["run_dir"])
+    assert http["model_id"] == model.model_id
+    sample = load_sample(str(out / "features"), http["sample_id"])
+    assert http["hypothesis"] == model.translate([sample])[0]
+    # stopped cleanly: no Ray left in this process, nothing listening on the demo's port
+    assert not ray.is_initialized()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(http["url"] + "healthz", timeout=5)
+    assert json.loads((out / "summary.json").read_text())["http"]["hypothesis"] == http["hypothesis"]
+
+
+def _corpus(tmp_path, rows: list[str], clips: dict[str, str]):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    for name, src in clips.items():
+        os.symlink(src, d / name)
+    (d / "labels.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def test_labels_csv_layout_of_make_demo_data(tmp_path):
+    from ray_slt.data.manifest import read_manifest
+    from ray_slt.demo import labels_manifest
+
+    videos = sorted(shared("wlasl", "videos").glob("*.mp4"))[:12]
+    clips = {f"clip{i:02d}.mp4": str(v) for i, v in enumerate(videos)}
+    rows = ["file,text", *(f"{name},sign number {i}" for i, name in enumerate(clips))]
+    d = _corpus(tmp_path, rows, clips)
+    out = labels_manifest(str(d), str(tmp_path / "m.parquet"))
+    # no split column: every tenth clip to dev, the next to test
+    assert out["splits"] == {"train": 10, "dev": 1, "test": 1}
+    table = read_manifest(str(tmp_path / "m.parquet")).to_pylist()
+    assert {r["video_uri"] for r in table} == {str(d / n) for n in clips}
+    assert {r["sign_language"] for r in table} == {"sgn"} and {r["spoken_language"] for r in table} == {"en"}
+    by_id = {r["sample_id"]: r for r in table}
+    assert by_id["custom:clip08"]["split"] == "dev" and by_id["custom:clip09"]["split"] == "test"
+
+
+@pytest.mark.parametrize(
+    ("rows", "words"),
+    [
+        (["file,label", "a.mp4,hello"], "missing columns ['text']"),
+        (["file,text", "missing.mp4,hello"], "no such video"),
+        (["file,text,split", "a.mp4,hello,train", "a.mp4,again,dev"], "duplicate"),
+        (["file,text,split", "a.mp4,hello,train"], "needs train, dev and test"),
+        (["file,text,split", "a.mp4,hello,holdout"], "labels.csv:2: unknown split 'holdout'"),
+        (["file,text", "a.mp4,"], "empty file or text"),
+    ],
+)
+def test_labels_csv_problems_name_the_line(tmp_path, rows, words):
+    from ray_slt.demo import labels_manifest
+
+    clip = shared("slp_site", "asl_house.mp4")
+    d = _corpus(tmp_path, rows, {"a.mp4": str(clip)})
+    with pytest.raises(DataError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        labels_manifest(str(d), str(tmp_path / "m.parquet"))
