@@ -30,7 +30,7 @@ from ray_slt.config import build_config
 from ray_slt.errors import ConfigError, DataError, StorageError
 from ray_slt.training.loop import MODEL_DIR, STATE_FILE
 
-META_STAGES = {"translator.json": "sft", "pretrain.json": "pretrain"}
+META_STAGES = {"translator.json": "sft", "pretrain.json": "pretrain", "vlm.json": "vlm"}
 
 
 def resolve_checkpoint(uri: str) -> dict[str, Any]:
@@ -156,7 +156,8 @@ def evaluate(
     task = cls(cfg)
     columns = task.columns() if hasattr(task, "columns") else None
     source = cfg.data.features or cfg.data.manifest
-    collate = model.collator()
+    # a task whose samples need more than the model's collator (e.g. video decoding) provides eval_collator
+    collate = task.eval_collator(model) if hasattr(task, "eval_collator") else model.collator()
     mcfg = model.cfg
     beams = num_beams or mcfg.num_beams
     new_tokens = max_new_tokens or mcfg.max_new_tokens

@@ -329,10 +329,13 @@ class _Trainer:
                 lists[self.rank] = opt_state
                 self.optimizer.load_state_dict(lists, load_optimizer_states=True, load_from_fp32_weights=True)
             else:
-                log.warning("DeepSpeed optimizer state not restored (saved with %s workers)", st["world_size"])
-        else:
+                log.warning("optimizer state not restored (saved by %s workers with %s; now %s with deepspeed)",
+                            st["world_size"], st["backend"], self.world)  # fmt: skip
+        elif st["backend"] == "ddp":  # one replica's state serves any number of DDP workers
             opt_prefix = os.path.join(resume_dir, "state", "rank-0")
             self.optimizer.load_state_dict(load_tree(opt_prefix)["optimizer"])
+        else:
+            log.warning("optimizer state not restored (saved with %s, now ddp)", st["backend"])
         if os.path.exists(prefix + ".json"):
             set_rng_state(load_tree(prefix)["rng"])
 
@@ -508,6 +511,8 @@ class _Trainer:
             if self.deepspeed or self.rank == 0:
                 state["optimizer"] = self.optimizer.state_dict()
             save_tree(state, os.path.join(d, "state", f"rank-{self.rank}"), drop=DS_DROP)
+            # every rank's trainable weights, summarised: replicas (DDP, ZeRO-1/2) must agree
+            checksums = gather_json(self._param_checksum(), self.device)
             if self.rank == 0:
                 train_state = {
                     "step": self.step,
@@ -520,6 +525,7 @@ class _Trainer:
                     "config_hash": config_hash(self.cfg),
                     "metrics": _finite(metrics),
                     "best": self.best,
+                    "param_checksums": checksums,
                     "config": config_dict(self.cfg),
                 }
                 with open(os.path.join(d, STATE_FILE), "w", encoding="utf-8") as f:
@@ -529,6 +535,16 @@ class _Trainer:
                         f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
             name = f"checkpoint_e{epoch:03d}_s{self.step:07d}"
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_dir_name=name)
+
+    def _param_checksum(self) -> list[float] | None:
+        """Sum and sum of squares of this rank's trainable parameters (None under ZeRO-3, which shards them)."""
+        import torch
+
+        if self.zero3:
+            return None
+        with torch.no_grad():
+            params = [p.detach().double() for p in self.module.parameters() if p.requires_grad]
+            return [float(sum(p.sum() for p in params)), float(sum((p * p).sum() for p in params))]
 
     def _maybe_fail(self) -> None:
         t = self.cfg.trainer
@@ -562,8 +578,10 @@ class _Trainer:
                 group = []
 
     def _evaluate_and_log(self) -> tuple[dict[str, Any], list[dict]]:
+        t0 = time.perf_counter()
         metrics, preds = self.evaluate()
         if self.rank == 0:
+            metrics["dev_eval_s"] = round(time.perf_counter() - t0, 3)
             self.last_dev = metrics
             self.curves.add("dev", {"step": self.step, "epoch": self.epoch, **_finite(metrics)})
             storage.write_text(

@@ -51,8 +51,7 @@ def _uri(path: str, like: str) -> str:
 
 
 def count_samples(task, datasets: dict) -> int:
-    counter = getattr(task, "num_train_samples", None)
-    n = counter() if counter is not None else None
+    n = task.num_train_samples()
     return int(n) if n is not None else int(datasets["train"].count())
 
 
@@ -180,6 +179,10 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     """Train ``cfg`` on the connected Ray cluster (or a local one) and return the run summary."""
     import ray
 
+    if cfg.stage == "grpo":  # RVLF stage 3 trains with TRL's GRPO trainer on Ray Train, not with this loop
+        from ray_slt.training.grpo import run_grpo
+
+        return run_grpo(cfg)
     if not ray.is_initialized():
         ray.init()
     trainer, info = build_trainer(cfg)
@@ -194,8 +197,27 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     if result.error is not None:
         raise TrainingError(f"training failed: {_first_line(result.error)} (run directory {rdir})")
     summary = _summary(cfg, result, info)
+    if summary["best"] is not None:
+        # a stable path to the chosen model (Ray deletes checkpoints beyond num_to_keep; this copy stays)
+        summary["best_model"] = storage.join(rdir, "best", MODEL_DIR)
+        copy_model(summary["best"]["model"], summary["best_model"])
+        storage.write_text(
+            storage.join(rdir, "best", "best.json"), json.dumps(summary["best"], indent=1, ensure_ascii=False)
+        )
     storage.write_text(storage.join(rdir, "run.json"), json.dumps(summary, indent=1, ensure_ascii=False))
     return summary
+
+
+def copy_model(src: str, dst: str) -> None:
+    """Copy a model directory file by file (each copy atomic), its MANIFEST.json last."""
+    from ray_slt.models.checkpoint import MANIFEST
+
+    files = json.loads(storage.read_text(storage.join(src, MANIFEST)))["files"]
+    storage.remove(storage.join(dst, MANIFEST))
+    for f in files:
+        parts = f["path"].split("/")
+        storage.copy(storage.join(src, *parts), storage.join(dst, *parts))
+    storage.copy(storage.join(src, MANIFEST), storage.join(dst, MANIFEST))
 
 
 def _first_line(error: BaseException) -> str:

@@ -133,6 +133,11 @@ class Task(ABC):
     def datasets(self) -> dict[str, ray.data.Dataset]:
         """``{"train": ..., "dev": ...}`` Ray Datasets of samples (dev may be absent when eval is off)."""
 
+    def num_train_samples(self) -> int | None:
+        """Optional: the size of the training split without reading it (None: the driver counts the dataset).
+        The loop needs it for the number of steps (LR schedule)."""
+        return None
+
     # -- worker side -----------------------------------------------------------------------------------------
     @abstractmethod
     def fresh(self) -> nn.Module:

@@ -89,6 +89,12 @@ class DataSource:
             ds = ds.filter(lambda row: row["sample_id"] in wanted)
         return ds
 
+    def count(self, split: str) -> int:
+        """Number of samples of a split (from the feature-store index or the manifest: no data pass)."""
+        if self.data.manifest is not None:
+            return self._manifest(split).num_rows
+        return len(self._ids(split))
+
     def texts(self, split: str) -> tuple[list[str], list[str]]:
         """The (texts, glosses) of a split in sample_id order (to train tokenizers and vocabularies)."""
         if self.data.manifest is not None:
@@ -135,6 +141,9 @@ class _TranslatorTask(Task):
         if self.cfg.eval.every_epochs or self.cfg.eval.at_start:
             out["dev"] = src.dataset(self.cfg.data.dev_split)
         return out
+
+    def num_train_samples(self) -> int:
+        return self.source().count(self.cfg.data.train_split)
 
     def collator(self, model) -> Callable[[Rows], Batch]:
         collate = model.collator()

@@ -1,0 +1,108 @@
+"""Unit tests of the training stage's pieces that need no Ray: config rules, LR schedule, DeepSpeed config,
+and the pickle-free training-state format."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from ray_slt.config import build_config
+from ray_slt.errors import ConfigError
+from ray_slt.training.loop import deepspeed_config, lr_factor, steps_per_epoch, total_steps
+from ray_slt.training.state import load_tree, save_tree
+
+BASE = {"kind": "train", "data": {"features": "runs/x"}}
+
+
+def cfg(*overrides):
+    return build_config(BASE, list(overrides))
+
+
+def test_config_rules():
+    c = cfg("sft.lr_llm=1e-3", "trainer.backend=deepspeed")
+    assert c.stage == "sft" and c.sft.lr_llm == 1e-3 and c.pretrain is None
+    assert c.trainer.deepspeed == {"zero_optimization": {"stage": 2}}  # deepspeed without a file: ZeRO-2
+    assert build_config({**BASE, "stage": "pretrain"}).pretrain.skeleton.hidden == 512
+    with pytest.raises(ConfigError, match="test split is never used during training"):
+        cfg("data.dev_split=test")
+    with pytest.raises(ConfigError, match=r"exactly one of data\.features"):
+        build_config({"kind": "train", "data": {"features": "a", "manifest": "b.parquet"}})
+    with pytest.raises(ConfigError, match="unknown stage 'sftt'"):
+        build_config({**BASE, "stage": "sftt"})
+    with pytest.raises(ConfigError, match=r"unknown key 'optim.epoch'.*did you mean 'optim.epochs'"):
+        cfg("optim.epoch=3")
+    with pytest.raises(ConfigError, match="fail_rank 2 is not a rank of 2 workers"):
+        cfg("trainer.num_workers=2", "trainer.fail_rank=2")
+
+
+def test_steps_and_lr_schedule():
+    c = cfg("optim.batch_size=4", "optim.grad_accum=2", "trainer.num_workers=2", "optim.epochs=3",
+            "optim.warmup_steps=2", "optim.min_lr_ratio=0.1")  # fmt: skip
+    # 101 samples -> 50 per worker -> 13 micro-batches -> 6 full accumulation groups per epoch
+    assert steps_per_epoch(c, 101) == 6 and total_steps(c, 101) == 18
+    total = total_steps(c, 101)
+    f = [lr_factor(s, total, c) for s in range(total)]
+    assert f[0] == pytest.approx(0.5) and f[1] == pytest.approx(1.0)  # linear warm-up over 2 steps
+    assert all(a >= b for a, b in itertools.pairwise(f[1:]))  # then non-increasing (cosine)
+    assert f[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 15 / 16)))
+    assert lr_factor(total, total, c) == pytest.approx(0.1)  # the floor
+    const = cfg("optim.schedule=constant", "optim.warmup_ratio=0.25")
+    assert [lr_factor(s, 8, const) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    assert total_steps(cfg("optim.max_steps=5"), 1000) == 5
+
+
+def test_deepspeed_config_takes_sizes_from_the_training_config(tmp_path):
+    path = tmp_path / "z3.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 3}, "train_batch_size": 999}))
+    c = cfg("trainer.backend=deepspeed", f"trainer.deepspeed={path}", "optim.batch_size=3", "optim.grad_accum=2",
+            "optim.max_grad_norm=0.5")  # fmt: skip
+    ds = deepspeed_config(c, world_size=4, bf16=True)
+    assert ds["zero_optimization"] == {"stage": 3}
+    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]) == (
+        3,
+        2,
+        24,
+    )
+    assert ds["gradient_clipping"] == 0.5 and ds["bf16"] == {"enabled": True} and ds["fp16"] == {"enabled": False}
+    bad = build_config(BASE, ["trainer.backend=deepspeed"])
+    bad.trainer.deepspeed = {"optimizer": {"type": "Adam"}}
+    with pytest.raises(ConfigError, match="must not define an optimizer"):
+        deepspeed_config(bad, 1, False)
+
+
+def test_every_shipped_deepspeed_config_is_valid_json():
+    from testlib import REPO
+
+    for name, stage in (("deepspeed_zero2.json", 2), ("deepspeed_zero3.json", 3)):
+        c = cfg("trainer.backend=deepspeed", f"trainer.deepspeed={REPO / 'conf' / name}")
+        assert deepspeed_config(c, 2, False)["zero_optimization"]["stage"] == stage
+
+
+def test_state_tree_round_trip_without_pickle(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW([{"params": model.parameters(), "lr": 0.1, "name": "all"}], betas=(0.8, 0.9))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tree = {"optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}, "x": [1, 2.5, None, "s"],
+            "nan": float("nan"), "junk": object()}  # fmt: skip
+    with pytest.raises(TypeError, match=r"cannot store object at state\.junk"):
+        save_tree(tree, str(tmp_path / "bad"))
+    save_tree(tree, str(tmp_path / "rank-0"), drop=["junk"])
+    back = load_tree(str(tmp_path / "rank-0"))
+    assert "junk" not in back and math.isnan(back["nan"]) and back["x"] == [1, 2.5, None, "s"]
+    assert back["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.9)  # tuples stay tuples
+    state = back["optimizer"]["state"]
+    assert sorted(state) == [0, 1]  # int keys stay ints, as load_state_dict needs
+    for k in (0, 1):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(state[k][name], opt.state_dict()["state"][k][name])
+    assert torch.equal(back["rng"]["torch"], tree["rng"]["torch"])
+    fresh = torch.optim.AdamW([{"params": model.parameters(), "lr": 0.1, "name": "all"}])
+    fresh.load_state_dict(back["optimizer"])  # what a resume does
+    assert fresh.param_groups[0]["betas"] == (0.8, 0.9)
+    # the files are safetensors + JSON: nothing to unpickle
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank-0.json", "rank-0.safetensors"]
