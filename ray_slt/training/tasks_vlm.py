@@ -262,6 +262,43 @@ class VLMTask(Task):
 
         return fn
 
+    def eval_collator(self, model) -> Callable[[Rows], Batch]:
+        """Raw manifest rows -> a batch (``ray-slt eval``): the cached tower output where the cache
+        (``vlm.cache``, under this model's key) has the sample, else the decoded video."""
+        from ray_slt import storage
+        from ray_slt.features.vlm_cache import VisionCache
+        from ray_slt.models.vlm.data import VideoSource, rows_of, sample_from_payload
+        from ray_slt.models.vlm.model import prepare_video
+
+        v = model.cfg
+        cache = VisionCache.for_model(self.cfg.vlm.cache, model) if self.cfg.vlm.cache else None
+        source = VideoSource(v.frames.t_max, v.decode, storage.parent(self.cfg.data.manifest))
+
+        def fn(rows: Rows) -> Batch:
+            samples = []
+            for r in rows_of(rows):
+                uri = cache.lookup(r) if cache is not None else None
+                if uri is not None:
+                    s = sample_from_payload(VisionCache.load(uri, r["sample_id"], cache.key))
+                else:
+                    if cache is not None and self.cfg.vlm.cache_required:
+                        raise DataError(f"sample {r['sample_id']!r} is not in the cache (cache_required)", cache.dir)
+                    clip = source.clip(r)
+                    pixels, layout = prepare_video(
+                        model.family,
+                        model.frame_spec,
+                        clip.frames,
+                        clip.frame_indices,
+                        clip.fps,
+                        clip.span[1] - clip.span[0],
+                    )
+                    s = {"vision": None, "pixels": pixels, "layout": layout}
+                s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})
+                samples.append(s)
+            return model.collate(samples)
+
+        return fn
+
     def loss(self, model, batch: Batch):
         return model(batch).loss, {}
 

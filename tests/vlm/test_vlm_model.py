@@ -172,12 +172,14 @@ def test_greedy_generation_defaults(tiny_model):
     m = tiny_model.eval()
     assert m.cfg.max_new_tokens == 128 and m.cfg.num_beams == 1
     batch = m.collate([sample(m, 4, None, seed=5, cached=True), sample(m, 2, None, seed=6, cached=True)])
-    ids = m.generate_ids(batch)
-    assert ids.shape[0] == 2 and ids.shape[1] <= 128
-    if not (ids == m.end_id).any():  # an untrained model rarely stops: it runs to the limit
-        assert ids.shape[1] == 128
     short = m.generate_ids(batch, max_new_tokens=8)
-    assert torch.equal(short, ids[:, : short.shape[1]])  # greedy: a shorter run is a prefix
+    if m.family.name == "smolvlm":  # the default limit (one family: 128 CPU decoding steps are slow)
+        ids = m.generate_ids(batch)
+        assert ids.shape[0] == 2 and ids.shape[1] <= 128
+        if not (ids == m.end_id).any():  # an untrained model rarely stops: it runs to the limit
+            assert ids.shape[1] == 128
+        assert torch.equal(short, ids[:, : short.shape[1]])  # greedy: a shorter run is a prefix
+    assert torch.equal(short, m.generate_ids(batch, max_new_tokens=8))  # deterministic
     # left padding does not change a sample's translation
     single = m.generate_ids(m.collate([sample(m, 2, None, seed=6, cached=True)]), max_new_tokens=8)
     assert [t for t in short[1].tolist() if t != m.pad_id] == [t for t in single[0].tolist() if t != m.pad_id]
