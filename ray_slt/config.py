@@ -33,6 +33,7 @@ CONFIG_KINDS: dict[str, str] = {
     "serve": "ray_slt.serve.config:ServeConfig",
     "extract": "ray_slt.features.extract:ExtractConfig",
     "train": "ray_slt.training.config:TrainConfig",
+    "vlm_cache": "ray_slt.features.vlm_cache:VLMCacheConfig",
 }
 
 

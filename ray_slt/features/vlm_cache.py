@@ -533,3 +533,41 @@ def _write_provenance(kdir: str, provenance: dict, run_id: str, summary: dict | 
     if summary is not None:
         entry.update({k: summary[k] for k in ("ok", "errors", "skipped", "wall_s")})
     storage.write_text(path, json.dumps(provenance | {"runs": [*runs, entry]}, indent=2, sort_keys=True, default=str))
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def config_from(uri: str, overrides: list[str] | tuple[str, ...] = ()) -> VLMCacheConfig:
+    """A cache job's config from a YAML of kind ``vlm_cache``, or from a training config of ``stage: vlm``
+    (its manifest and ``vlm`` section: the cache then has exactly the key its training run looks up)."""
+    from ray_slt.config import load_config
+
+    cfg = load_config(uri, overrides)
+    if isinstance(cfg, VLMCacheConfig):
+        return cfg
+    if getattr(cfg, "kind", None) == "train" and getattr(cfg, "stage", None) == "vlm":
+        if not cfg.vlm.cache:
+            raise ConfigError(f"{uri}: vlm.cache is not set (where the cache lives)")
+        return VLMCacheConfig(manifest=cfg.data.manifest, vlm=cfg.vlm)
+    raise ConfigError(f"{uri}: expected a config of kind 'vlm_cache' or a training config with stage 'vlm'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ray_slt.features.vlm_cache CONFIG [key=value ...]``: run the cache job (on the cluster of
+    RAY_ADDRESS, else a local Ray); the run summary is printed as JSON on the last line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(main.__doc__)
+        return 0 if argv else 2
+    try:
+        summary = run_vlm_cache(config_from(argv[0], argv[1:]))
+    except RaySltError as e:
+        print(f"vlm-cache: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "error_records"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
