@@ -205,8 +205,17 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
+def _pre(pre: dict, key: str, default: Any = None) -> Any:
+    """A preprocessing setting: the video processor's, else the image processor's, else ``default``."""
+    for part in ("video", "image"):
+        value = (pre.get(part) or {}).get(key)
+        if value is not None:
+            return value
+    return default
+
+
 def _mean_std(pre: dict, default_mean, default_std) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean, std = pre.get("image_mean"), pre.get("image_std")
+    mean, std = _pre(pre, "image_mean"), _pre(pre, "image_std")
     return (
         tuple(float(v) for v in mean) if mean else default_mean,
         tuple(float(v) for v in std) if std else default_std,
@@ -304,7 +313,7 @@ class Family:
         return []
 
     def tiny_preprocessor(self, tiny) -> dict[str, Any]:
-        """The ``preprocessor_config.json`` of a tiny checkpoint (the values :meth:`frame_spec` reads)."""
+        """The ``video_preprocessor_config.json`` of a tiny checkpoint (the values :meth:`frame_spec` reads)."""
         return {}
 
 
@@ -333,7 +342,7 @@ class SmolVLMFamily(Family):
     def frame_spec(self, model_config, pre, overrides) -> FrameSpec:
         mean, std = _mean_std(pre, HALF, HALF)
         size = overrides.size or int(model_config.vision_config.image_size)
-        return FrameSpec("smolvlm", mean, std, int(pre.get("resample", LANCZOS)), size=size)
+        return FrameSpec("smolvlm", mean, std, int(_pre(pre, "resample", LANCZOS)), size=size)
 
     def pixels(self, frames, spec):
         frames = _check_frames(frames)
@@ -467,14 +476,16 @@ class Qwen25VLFamily(Family):
     def frame_spec(self, model_config, pre, overrides) -> FrameSpec:
         v = model_config.vision_config
         mean, std = _mean_std(pre, CLIP_MEAN, CLIP_STD)
-        size = pre.get("size") or {}
-        min_px = overrides.min_pixels or pre.get("min_pixels") or size.get("shortest_edge") or QWEN_VIDEO_MIN_PIXELS
-        max_px = overrides.max_pixels or pre.get("max_pixels") or size.get("longest_edge") or QWEN_VIDEO_MAX_PIXELS
+        # pixel bounds per frame: the video processor's only (the image processor's bounds are for single images)
+        video = pre.get("video") or {}
+        size = video.get("size") or {}
+        min_px = overrides.min_pixels or video.get("min_pixels") or size.get("shortest_edge") or QWEN_VIDEO_MIN_PIXELS
+        max_px = overrides.max_pixels or video.get("max_pixels") or size.get("longest_edge") or QWEN_VIDEO_MAX_PIXELS
         return FrameSpec(
             "qwen2_5_vl",
             mean,
             std,
-            int(pre.get("resample", BICUBIC)),
+            int(_pre(pre, "resample", BICUBIC)),
             patch_size=int(v.patch_size),
             merge_size=int(v.spatial_merge_size),
             temporal_patch_size=int(v.temporal_patch_size),
@@ -643,7 +654,7 @@ class InternVLFamily(Family):
     def frame_spec(self, model_config, pre, overrides) -> FrameSpec:
         mean, std = _mean_std(pre, IMAGENET_MEAN, IMAGENET_STD)
         size = overrides.size or int(model_config.vision_config.image_size[0])
-        return FrameSpec("internvl", mean, std, int(pre.get("resample", BICUBIC)), size=size)
+        return FrameSpec("internvl", mean, std, int(_pre(pre, "resample", BICUBIC)), size=size)
 
     def pixels(self, frames, spec):
         frames = _check_frames(frames)

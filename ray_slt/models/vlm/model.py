@@ -266,17 +266,20 @@ class VLMTranslator(nn.Module):
 # ------------------------------------------------------------------------------------------------ building
 
 
-def read_preprocessor(local_dir: str) -> dict[str, Any]:
-    """The checkpoint's video preprocessor config (or its image one), as a dict ({} when it has none)."""
+def read_preprocessor(local_dir: str) -> dict[str, dict[str, Any]]:
+    """The checkpoint's preprocessor configs: ``{"image": preprocessor_config.json, "video":
+    video_preprocessor_config.json}`` as dicts (empty when absent). Families read the video one first: a
+    video processor's settings (e.g. Qwen2.5-VL's pixel bounds per frame) differ from the image processor's."""
     import os
 
-    merged: dict[str, Any] = {}
-    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):  # the video one wins
+    out: dict[str, dict[str, Any]] = {}
+    for key, name in (("image", "preprocessor_config.json"), ("video", "video_preprocessor_config.json")):
         path = os.path.join(local_dir, name)
+        out[key] = {}
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                merged.update(json.load(f))
-    return merged
+                out[key] = json.load(f)
+    return out
 
 
 def _hub_or_local(path: str, revision: str | None):

@@ -53,7 +53,7 @@ def save_tiny_checkpoint(family_name: str, tiny: TinyVLMConfig, texts: Sequence[
     with tempfile.TemporaryDirectory(prefix="ray_slt_tiny_vlm_") as d:
         model.save_pretrained(d, safe_serialization=True)
         tokenizer.save_pretrained(d)
-        with open(os.path.join(d, "preprocessor_config.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(d, "video_preprocessor_config.json"), "w", encoding="utf-8") as f:
             json.dump(family.tiny_preprocessor(tiny), f, indent=1)
         publish(d, uri)
     return uri
