@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from typing import Any
 
 from ray_slt import storage
@@ -116,6 +117,9 @@ def build_trainer(cfg: TrainConfig, datasets: dict | None = None):
         ),
     )
     options = ExecutionOptions(preserve_order=True)  # a deterministic order (for exact resumes)
+    # Relative local paths in a config (data, caches, trainer.storage) mean the driver's working directory; by
+    # default Ray Train moves every worker into a per-run scratch directory, where they do not exist.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     trainer = TorchTrainer(
         train_func,
         train_loop_config=loop_config(cfg, rdir, n_train),
