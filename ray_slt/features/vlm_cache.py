@@ -25,7 +25,8 @@ Any change gives a new key, hence a new directory and recomputation, never a sta
 records the *input fingerprint* of its manifest row (video reference, span, bbox, fps): a row that changed is a
 miss. Each entry file also carries its key and sample id in its header, checked on every read.
 
-Layout under ``{root}/{key}/`` (local or ``s3://``)::
+The root is any URI; the configs put it inside the corpus's feature store (``{features}/vlm_cache``), beside
+what ``ray-slt extract`` writes there. Layout under ``{root}/{key}/`` (local or ``s3://``)::
 
     provenance.json             the key's fields, model id/revision, versions, runs
     index.parquet               one row per cached sample (sample_id, dataset, split, file, input_fingerprint,
