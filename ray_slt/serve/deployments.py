@@ -41,9 +41,11 @@ def _refused(status: int, reason: str, stage: str = "input") -> dict[str, Any]:
     return {"ok": False, "status": status, "stage": stage, "reason": " ".join(str(reason).split())[:500]}
 
 
-def probe_video(path: str, max_s: float) -> tuple[float, str]:
-    """``(duration_s, codec)`` of a video from its container (header, else packet timestamps: no frame is
-    decoded); 422 when it is not a readable video, 413 when longer than ``max_s``."""
+def probe_video(path: str, max_s: float) -> tuple[float, str, bool]:
+    """``(duration_s, codec, complete)`` of a video from its container, without decoding a frame: the duration
+    its header states when it also states a frame count, else the one its packet timestamps give. ``complete``
+    says whether the header states a right duration and a frame rate (the video decoder needs both; a browser's
+    recording has neither). 422 when it is not a readable video, 413 when longer than ``max_s``."""
     import av
 
     try:
@@ -56,12 +58,14 @@ def probe_video(path: str, max_s: float) -> tuple[float, str]:
             raise RequestError(422, "the file has no video stream")
         stream = container.streams.video[0]
         codec = str(stream.codec_context.name or "unknown codec")
-        duration = 0.0
+        header = 0.0
         if container.duration and container.duration > 0:
-            duration = container.duration / 1_000_000
+            header = container.duration / 1_000_000
         elif stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        if duration <= 0:  # e.g. a browser's MediaRecorder WebM, which states no duration: read packet times
+            header = float(stream.duration * stream.time_base)
+        duration, stated = header, header > 0
+        if not stream.frames:  # e.g. WebM/Matroska; a browser's recording states no duration or a wrong one
+            duration = 0.0
             try:
                 for packet in container.demux(stream):
                     if packet.pts is not None and packet.time_base is not None:
@@ -70,9 +74,44 @@ def probe_video(path: str, max_s: float) -> tuple[float, str]:
                         break
             except (av.FFmpegError, OSError, ValueError):
                 pass  # a broken tail: the decoder reports it below
+            stated = header > 0 and abs(header - duration) <= max(0.1, 0.1 * duration)
+        stated = stated and bool(stream.average_rate)
     if duration > max_s:
         raise RequestError(413, f"clip of {duration:.1f} s exceeds the limit of {max_s:g} s")
-    return duration, codec
+    return duration, codec, stated
+
+
+def remux(src: str, dst: str) -> str:
+    """Copy the video stream's packets into a Matroska file that states its duration and frame rate (no
+    re-encoding).
+
+    A browser's MediaRecorder writes WebM as a live stream: no duration (or a wrong one), no frame count, no
+    index, and variable frame timing. The video decoder (decord) refuses such files ("broken metadata"); the same
+    packets in a finished container with evenly spaced timestamps (at the recording's mean frame rate) decode.
+    Timestamps are respaced only when the packets come in presentation order (no B-frames); otherwise they are
+    copied as they are.
+    """
+    import av
+
+    try:
+        with av.open(src) as inp:
+            stream = inp.streams.video[0]
+            pts = [p.pts for p in inp.demux(stream) if p.dts is not None]
+        even = all(p is not None for p in pts) and pts == sorted(pts) and len(pts) > 1 and pts[-1] > pts[0]
+        step = round((pts[-1] - pts[0]) / (len(pts) - 1)) if even else 0
+        with av.open(src) as inp, av.open(dst, "w", format="matroska") as out:
+            stream = inp.streams.video[0]
+            target = out.add_stream_from_template(stream)
+            for i, packet in enumerate(p for p in inp.demux(stream) if p.dts is not None):  # no end-of-stream marker
+                if step > 0:
+                    packet.pts = packet.dts = i * step
+                    packet.duration = step
+                packet.stream = target
+                out.mux(packet)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise RequestError(422, f"unreadable video stream ({reason})") from None
+    return dst
 
 
 def drawable_pose(row: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +269,9 @@ class FeatureService:
                     row = {"sample_id": sid, "video_uri": uri}
                 else:
                     local = stack.enter_context(storage.local_file(uri))
-                    _, codec = probe_video(local, self.limits.max_video_s)
+                    _, codec, complete = probe_video(local, self.limits.max_video_s)
+                    if not complete:  # e.g. a recording from the web page
+                        local = remux(local, os.path.join(work, "remuxed.mkv"))
                     row = {"sample_id": sid, "video_uri": local}
                 with self._lock:  # one decoder process and one pose graph per replica
                     out = self.processor.process(row)

@@ -66,19 +66,21 @@ class Chromium:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def launch(cls, user_data_dir: str, timeout: float = 30.0):
+    async def launch(cls, user_data_dir: str, timeout: float = 30.0, extra_flags: tuple[str, ...] = ()):
         import aiohttp
 
         exe = chromium_path()
         if exe is None:
             raise CDPError("chromium is not installed")
         os.makedirs(user_data_dir, exist_ok=True)
+        port_file = os.path.join(user_data_dir, "DevToolsActivePort")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(port_file)  # a previous browser's port: wait for this one's
         proc = subprocess.Popen(
-            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+            [exe, *CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={user_data_dir}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        port_file = os.path.join(user_data_dir, "DevToolsActivePort")
         deadline = time.monotonic() + timeout
         while len(_read(port_file).split()) < 2:
             if proc.poll() is not None or time.monotonic() > deadline:

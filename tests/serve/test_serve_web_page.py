@@ -115,6 +115,60 @@ def test_page_animates_a_pose_file(server, tmp_path):
     assert out["canvas"]["coloured"] > 200 and (out["canvas"]["width"], out["canvas"]["height"]) == (640, 480)
 
 
+def _camera_feed(src: Path, dst: Path) -> str:
+    """A real clip as raw YUV4MPEG frames: what Chromium's fake camera plays (in a loop) instead of a webcam."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for frame in inp.decode(video=0):
+            for pkt in stream.encode(frame.reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return str(dst)
+
+
+async def _record_in_page(url: str, profile: str, camera: str, seconds: float) -> dict:
+    flags = (
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",  # grant the camera without a prompt
+        f"--use-file-for-fake-video-capture={camera}",
+        "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling",
+    )
+    async with Chromium.launch(profile, extra_flags=flags) as browser:
+        page = await browser.new_page()
+        await page.goto(url)
+        await page.wait_for("document.getElementById('service').textContent.startsWith('model')")
+        await page.eval("document.getElementById('record').click()")
+        await page.wait_for("document.body.dataset.state === 'recording'")
+        await asyncio.sleep(seconds)
+        await page.eval("document.getElementById('stop').click()")
+        await page.wait_for("!document.getElementById('translate').disabled")
+        clip = await page.eval("document.getElementById('clip-name').textContent")
+        await page.eval("document.getElementById('translate').click()")
+        state = await page.wait_for(
+            "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=180
+        )
+        status = await page.eval("document.getElementById('status').textContent")
+        result = await page.eval("window.lastResult || null")
+        return {"clip": clip, "state": state, "status": status, "result": result}
+
+
+def test_page_records_a_clip_and_translates_it(server, shared_data, tmp_path):
+    """The page records from the camera (a real signing clip fed to Chromium's fake camera) and uploads the
+    browser's own WebM (no duration, variable frame timing): the server decodes it and finds the signer."""
+    camera = _camera_feed(shared_data / "slp_site" / "asl_different.mp4", tmp_path / "camera.y4m")
+    out = asyncio.run(_record_in_page(server.url, str(tmp_path / "profile"), camera, seconds=2.0))
+    assert out["clip"].startswith("recording.webm")
+    assert out["state"] == "done", out["status"]
+    result = out["result"]
+    assert result["input_kind"] == "video" and result["pose_estimator"] == "mediapipe-holistic"
+    assert result["num_frames"] > 10  # about 2 s of recording
+
+
 def test_page_shows_the_servers_refusal(server, tmp_path):
     bad = Path(tmp_path / "notes.mp4")
     bad.write_text("this is not a video\n" * 10)

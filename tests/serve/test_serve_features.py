@@ -1,0 +1,45 @@
+"""The feature service in-process (the class the Serve deployment wraps): container quirks of real uploads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _live_webm(src: Path, dst: Path) -> bytes:
+    """The real clip as a browser's MediaRecorder writes WebM: a live stream, no duration, no index."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="webm", options={"live": "1"}) as out:
+        stream = out.add_stream("libvpx", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for frame in inp.decode(video=0):
+            for pkt in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return dst.read_bytes()
+
+
+def test_a_recorded_webm_without_duration_is_decoded(shared_data, tmp_path):
+    # made before decord is imported: decord's bundled FFmpeg libraries break PyAV's libvpx encoder
+    data = _live_webm(shared_data / "slp_site" / "asl_different.mp4", tmp_path / "live.webm")
+    import decord
+
+    from ray_slt.serve.config import ServeConfig
+    from ray_slt.serve.deployments import FeatureService, probe_video
+
+    duration, codec, complete = probe_video(str(tmp_path / "live.webm"), max_s=10)
+    assert not complete and codec == "vp8" and 2.0 < duration < 2.3  # from the packets: no duration stated
+    with pytest.raises(decord.DECORDError, match="metadata"):  # the decoder alone refuses it: why we remux
+        decord.VideoReader(str(tmp_path / "live.webm"))
+    frames = {"sampling": "uniform:16"}  # 16 of the 64 frames: a quicker test
+    cfg = ServeConfig.model_validate({"translator": {"checkpoint": "unused"}, "features": {"frames": frames}})
+    service = FeatureService(cfg)
+    try:
+        out = service.extract({"kind": "video", "data": data, "suffix": ".webm"})
+    finally:
+        service.close()
+    assert out["ok"], out
+    assert out["info"]["num_frames"] == 16 and out["info"]["pose_estimator"] == "mediapipe-holistic"
