@@ -171,7 +171,7 @@ def _train_config(out: str, features: str, lang: str, overrides: list[str]):
     return load_config(
         str(TRAIN_CONFIG),
         [f"data.features={features}", f"data.lang={lang}", f"trainer.storage={out}", "trainer.name=train",
-         "trainer.num_workers=1", *overrides],
+         *overrides],
     )  # fmt: skip
 
 
@@ -358,7 +358,11 @@ def run_demo(
 
         cfg = _train_config(out, features, lang, train_overrides or [])
         run_dir = storage.join(out, "train")
-        say(f"    config {TRAIN_CONFIG.name}: {cfg.optim.epochs} epochs, batch {cfg.optim.batch_size}, "
+        if storage.exists(run_dir):  # a previous demo's run would be resumed, finished: train afresh instead
+            say(f"    replacing the previous demo's training run in {run_dir}")
+            storage.remove(run_dir, recursive=True)
+        say(f"    config {TRAIN_CONFIG.name}: {cfg.optim.epochs} epochs, {cfg.trainer.num_workers} worker(s) x batch "
+            f"{cfg.optim.batch_size}, "
             f"{cfg.sft.lm} LM + LoRA r={cfg.sft.lora.r}; learning curves in {run_dir}/metrics")  # fmt: skip
 
         def train():

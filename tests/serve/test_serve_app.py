@@ -3,14 +3,17 @@ an ephemeral port, with a tiny random translator checkpoint, bearer-token auth o
 real clips from ../shared/data and synthetic .pose files.
 
 Covers the endpoints, uploads (raw, multipart, URIs under the allowed prefix), dynamic batching, the bad
-inputs of the issue (each a 4xx with a reason while the service stays healthy), auth, and a translator
-replica killed mid-load (Serve restarts it; clients get an answer or a clean 503, none hang)."""
+inputs of the issue (each a 4xx with a reason while the service stays healthy), auth, the web page in headless
+Chromium (upload, recording, pose drawing, refusals), and a translator replica killed mid-load (Serve restarts
+it; clients get an answer or a clean 503, none hang)."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import glob
 import http.client
+import json
 import os
 import shutil
 import time
@@ -20,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cdp import Chromium, chromium_path
 from serve_helpers import multipart, request, tiny_checkpoint, wait_until
 from testlib import free_port
 
@@ -79,7 +83,7 @@ def server(ray_local, media, tmp_path_factory):
     )
     url = start(cfg)
     try:
-        yield SimpleNamespace(url=url, cfg=cfg, ckpt=ckpt, auth={"Authorization": f"Bearer {token}"})
+        yield SimpleNamespace(url=url, cfg=cfg, ckpt=ckpt, token=token, auth={"Authorization": f"Bearer {token}"})
     finally:
         serve.shutdown()
         os.environ.pop(TOKEN_ENV, None)
@@ -319,6 +323,156 @@ def test_auth_required_but_unset_refuses_to_start(server, monkeypatch):
                         "auth": {"token_env": "RAY_SLT_UNSET_TOKEN", "required": True}})  # fmt: skip
     with pytest.raises(ConfigError, match="RAY_SLT_UNSET_TOKEN"):
         build_app(cfg)
+
+
+# ---------------------------------------------------------------------------------------- the web page (Chromium)
+# Headless Debian Chromium (installed by .ci/run), driven over the DevTools protocol: the page itself uploads a real
+# clip chosen in its file input (or recorded from the camera), shows the server's translation and draws the
+# extracted pose over the frames; the access token is entered in the page, as auth is on.
+
+needs_chromium = pytest.mark.skipif(
+    chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's chromium package)"
+)
+
+
+async def _enter_token(page, token: str) -> None:
+    assert await page.eval("!document.getElementById('token-row').hidden"), "the page hides the token field"
+    await page.eval(f"document.getElementById('token').value = {json.dumps(token)}")
+
+
+async def _upload_in_page(url: str, clip: str, profile: str, token: str, screenshot: str | None = None) -> dict:
+    async with Chromium.launch(profile) as browser:
+        page = await browser.new_page()
+        await page.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 1000, "height": 1400, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+        await page.goto(url)
+        service = await page.wait_for(
+            "document.getElementById('service').textContent.startsWith('model') && "
+            "document.getElementById('service').textContent"
+        )
+        await _enter_token(page, token)
+        await page.set_files("#file", [clip])
+        await page.wait_for("!document.getElementById('translate').disabled")
+        await page.eval("document.getElementById('translate').click()")
+        state = await page.wait_for(
+            "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=180
+        )
+        out = {
+            "service": service,
+            "state": state,
+            "status": await page.eval("document.getElementById('status').textContent"),
+            "translation": await page.eval("document.getElementById('translation').textContent"),
+            "result": await page.eval("window.lastResult || null"),
+        }
+        if state == "done":
+            # the skeleton animation runs: frames get drawn, and the canvas holds coloured pixels
+            await page.wait_for("Number(document.getElementById('overlay').dataset.drawn) > 10", timeout=30)
+            out["canvas"] = await page.eval(
+                """(() => { const c = document.getElementById('overlay');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let coloured = 0;
+                   for (let i = 0; i < d.length; i += 4)
+                     if (d[i + 3] > 0 && (d[i] > 60 || d[i + 1] > 60 || d[i + 2] > 60)) coloured++;
+                   return {width: c.width, height: c.height, coloured,
+                           frameInfo: document.getElementById('frame-info').textContent}; })()"""
+            )
+        if screenshot:
+            await page.screenshot(screenshot)
+        return out
+
+
+@needs_chromium
+def test_page_uploads_a_real_video_and_draws_its_pose(server, shared_data, tmp_path):
+    clip = shared_data / "slp_site" / "asl_different.mp4"
+    shot = tmp_path / "page.png"
+    out = asyncio.run(_upload_in_page(server.url, str(clip), str(tmp_path / "profile"), server.token, str(shot)))
+    assert out["state"] == "done", out["status"]
+    result = out["result"]
+    assert result["input_kind"] == "video" and result["pose_estimator"] == "mediapipe-holistic"
+    assert out["translation"] == (result["text"] or "(empty translation)")
+    assert result["model_id"] in out["service"]
+    # the page shows what the API answers for the same file
+    status, api = post(server, clip.read_bytes(), "video/mp4")
+    assert status == 200 and api["text"] == result["text"] and api["num_frames"] == result["num_frames"]
+    canvas = out["canvas"]
+    assert (canvas["width"], canvas["height"]) == (320, 240)  # the clip's own pixels
+    assert canvas["coloured"] > 200, "no skeleton drawn over the video"
+    assert "64 frames extracted" in canvas["frameInfo"]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_chromium
+def test_page_animates_a_pose_file(server, media, tmp_path):
+    out = asyncio.run(_upload_in_page(server.url, media.poses[3], str(tmp_path / "profile"), server.token))
+    assert out["state"] == "done", out["status"]
+    assert out["result"]["input_kind"] == "pose"
+    assert out["canvas"]["coloured"] > 200 and (out["canvas"]["width"], out["canvas"]["height"]) == (640, 480)
+
+
+def _camera_feed(src: Path, dst: Path) -> str:
+    """A real clip as raw YUV4MPEG frames: what Chromium's fake camera plays (in a loop) instead of a webcam."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for frame in inp.decode(video=0):
+            for pkt in stream.encode(frame.reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return str(dst)
+
+
+async def _record_in_page(url: str, profile: str, token: str, camera: str, seconds: float) -> dict:
+    flags = (
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",  # grant the camera without a prompt
+        f"--use-file-for-fake-video-capture={camera}",
+        "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling",
+    )
+    async with Chromium.launch(profile, extra_flags=flags) as browser:
+        page = await browser.new_page()
+        await page.goto(url)
+        await page.wait_for("document.getElementById('service').textContent.startsWith('model')")
+        await _enter_token(page, token)
+        await page.eval("document.getElementById('record').click()")
+        await page.wait_for("document.body.dataset.state === 'recording'")
+        await asyncio.sleep(seconds)
+        await page.eval("document.getElementById('stop').click()")
+        await page.wait_for("!document.getElementById('translate').disabled")
+        clip = await page.eval("document.getElementById('clip-name').textContent")
+        await page.eval("document.getElementById('translate').click()")
+        state = await page.wait_for(
+            "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=180
+        )
+        status = await page.eval("document.getElementById('status').textContent")
+        result = await page.eval("window.lastResult || null")
+        return {"clip": clip, "state": state, "status": status, "result": result}
+
+
+@needs_chromium
+def test_page_records_a_clip_and_translates_it(server, shared_data, tmp_path):
+    """The page records from the camera (a real signing clip fed to Chromium's fake camera) and uploads the
+    browser's own WebM (no duration, variable frame timing): the server decodes it and finds the signer."""
+    camera = _camera_feed(shared_data / "slp_site" / "asl_different.mp4", tmp_path / "camera.y4m")
+    out = asyncio.run(_record_in_page(server.url, str(tmp_path / "profile"), server.token, camera, seconds=2.0))
+    assert out["clip"].startswith("recording.webm")
+    assert out["state"] == "done", out["status"]
+    result = out["result"]
+    assert result["input_kind"] == "video" and result["pose_estimator"] == "mediapipe-holistic"
+    assert result["num_frames"] > 10  # about 2 s of recording
+
+
+@needs_chromium
+def test_page_shows_the_servers_refusal(server, tmp_path):
+    bad = Path(tmp_path / "notes.mp4")
+    bad.write_text("this is not a video\n" * 10)
+    out = asyncio.run(_upload_in_page(server.url, str(bad), str(tmp_path / "profile"), server.token))
+    assert out["state"] == "error"
+    assert out["status"].startswith("422") and "not a readable video" in out["status"]
+    assert request(server.url + "healthz")[0] == 200
 
 
 # ---------------------------------------------------------------------------------------------- failure drill
