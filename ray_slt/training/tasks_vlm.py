@@ -1,12 +1,13 @@
 """The ``vlm`` task: small-VLM translators (SmolVLM2 / Qwen2.5-VL / InternVL3; RESEARCH.md section 1) on the
 generic Ray Train loop (:mod:`ray_slt.training.task` is the contract).
 
-Data: the manifest (``data.manifest``) gives the videos. ``datasets()`` streams each split through a Ray Data
-actor stage that, per sample, either reads the frozen vision tower's cached output (``vlm.cache``, written by
-:func:`ray_slt.features.vlm_cache.run_vlm_cache`; looked up under the model's cache key) or decodes the Eq. 1
-frames and prepares the family's pixel tensors. Rows reach the workers as safetensors payloads
-(:mod:`ray_slt.models.vlm.data`); the collator unpacks them and the model runs its tower only for samples that
-came without cached features.
+Data: the manifest (``data.manifest``) gives the videos. ``datasets()`` looks every sample up in the frozen
+vision tower's cache (``vlm.cache``, written by :func:`ray_slt.features.vlm_cache.run_vlm_cache`, under the
+model's cache key) on the driver, and streams each split through a Ray Data actor stage: a cached sample passes
+through as the URI of its cache entry (the worker's collator reads it from storage: ~100 MB per SmolVLM2 sample
+never crosses the object store), any other is decoded (Eq. 1 frames) into the family's pixel tensors, carried
+as a safetensors payload (:mod:`ray_slt.models.vlm.data`). The model runs its tower only for samples that came
+without cached features.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ ROW_SCHEMA = pa.schema(
         pa.field("text", pa.string()),
         pa.field("spoken_language", pa.string()),
         pa.field("sign_language", pa.string()),
-        pa.field("payload", pa.large_binary()),
+        pa.field("cache_file", pa.string()),  # a cached sample: its entry (read by the collator)
+        pa.field("payload", pa.large_binary()),  # any other: its decoded pixels
     ]
 )
 
@@ -63,14 +65,12 @@ class VLMRowStage:
 
     def process(self, row: dict) -> dict:
         from ray_slt.features.sampling import SampleError
-        from ray_slt.features.vlm_cache import VisionCache
         from ray_slt.models.vlm.data import pack
         from ray_slt.models.vlm.model import prepare_video
 
         sid = row["sample_id"]
-        if row.get("cache_file"):
-            payload = VisionCache.load(row["cache_file"], sid, self.key)
-        else:
+        payload = None
+        if not row.get("cache_file"):
             try:
                 clip = self.source.clip(row)
             except SampleError as e:
@@ -88,6 +88,7 @@ class VLMRowStage:
             "text": row["text"],
             "spoken_language": row.get("spoken_language"),
             "sign_language": row.get("sign_language"),
+            "cache_file": row.get("cache_file"),
             "payload": payload,
         }
 
@@ -250,12 +251,20 @@ class VLMTask(Task):
         return build_vlm(self.vlm, texts=self.texts(), seed=self.cfg.optim.seed)
 
     def collator(self, model) -> Callable[[Rows], Batch]:
+        """Rows of :meth:`datasets` -> a batch: cache entries are read here (and checked to be this model's
+        features of that sample), decoded pixels unpacked."""
+        from ray_slt.features.vlm_cache import VisionCache, model_cache_key
         from ray_slt.models.vlm.data import rows_of, sample_from_payload
+
+        key = model_cache_key(model) if self.cfg.vlm.cache else None
 
         def fn(rows: Rows) -> Batch:
             samples = []
             for r in rows_of(rows):
-                s = sample_from_payload(bytes(r["payload"]))
+                if r.get("cache_file"):
+                    s = sample_from_payload(VisionCache.load(r["cache_file"], r["sample_id"], key))
+                else:
+                    s = sample_from_payload(bytes(r["payload"]))
                 s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})
                 samples.append(s)
             return model.collate(samples)

@@ -23,8 +23,9 @@ def _cache_cfg(manifest: str, vlm, out: str | None = None) -> VLMCacheConfig:
 
 
 def test_cache_job_exact_resumable_and_invalidated(ray_local, tiny_paths, real_manifest, tmp_path):
-    from ray_slt.models.vlm.data import VideoSource, rows_of, sample_from_payload
+    from ray_slt.models.vlm.data import VideoSource, sample_from_payload
     from ray_slt.models.vlm.model import build_vlm, prepare_video
+    from ray_slt.training.task import task_for
     from ray_slt.training.tasks_vlm import VLMRowStage
 
     fam = "internvl"
@@ -68,23 +69,22 @@ def test_cache_job_exact_resumable_and_invalidated(ray_local, tiny_paths, real_m
         entry = sample_from_payload(VisionCache.load(cache.lookup(r), r["sample_id"], cache.key))
         assert torch.equal(entry["vision"], model.vision_features(pixels)) and entry["layout"] == layout.as_dict()
     source.close()
-    spec = model.frame_spec.as_dict()
-    stage = VLMRowStage(model.config.model_type, spec, vlm.frames.t_max, vlm.decode.model_dump(), None, cache.key)
+    # the training task's path: its row stage passes cached samples through as entry URIs (read by its
+    # collator on the worker) and decodes the others; both give the same loss
+    task = task_for(_train_config(manifest, tiny_cfg(fam, tiny_paths[fam], cache=root), tmp_path, fam))
+    assert task.cache_key() == cache.key
+    model_type, spec = task.model_spec()
+    stage = VLMRowStage(model_type, spec, vlm.frames.t_max, vlm.decode.model_dump(), None, cache.key)
     from_cache = [stage.process({**r, "cache_file": cache.lookup(r)}) for r in good]
     from_video = [stage.process({**r, "cache_file": None}) for r in good]
-
-    def loss(payload_rows):
-        samples = []
-        for r in rows_of(payload_rows):
-            one = sample_from_payload(r["payload"])
-            one.update(sample_id=r["sample_id"], text=r["text"], sign_language=r["sign_language"])
-            samples.append(one)
-        assert all((x["vision"] is None) == (payload_rows is from_video) for x in samples)
-        with torch.no_grad():
-            return model(model.collate(samples)).loss
-
-    assert torch.equal(loss(from_cache), loss(from_video))
     stage.source.close()
+    assert all(r["payload"] is None and r["cache_file"] for r in from_cache)
+    assert all(r["payload"] is not None and r["cache_file"] is None for r in from_video)
+    collate = task.collator(model)
+    cached_batch, video_batch = collate(from_cache), collate(from_video)
+    assert all(v is not None for v in cached_batch["vision"]) and all(v is None for v in video_batch["vision"])
+    with torch.no_grad():
+        assert torch.equal(model(cached_batch).loss, model(video_batch).loss)
 
     # resumable: a re-run encodes only what it lacks: a row whose span changed (a miss under the same key) and
     # the broken sample (errors are retried, and it fails again)
