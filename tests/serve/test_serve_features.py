@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+_LIVE_WEBM = """
+import sys, av
+src, dst = sys.argv[1], sys.argv[2]
+with av.open(src) as inp, av.open(dst, "w", format="webm", options={"live": "1"}) as out:
+    stream = out.add_stream("libvpx", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    for frame in inp.decode(video=0):
+        for pkt in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+            out.mux(pkt)
+    for pkt in stream.encode():
+        out.mux(pkt)
+"""
+
 
 def _live_webm(src: Path, dst: Path) -> bytes:
-    """The real clip as a browser's MediaRecorder writes WebM: a live stream, no duration, no index."""
-    import av
+    """The real clip as a browser's MediaRecorder writes WebM: a live stream, no duration, no index.
 
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="webm", options={"live": "1"}) as out:
-        stream = out.add_stream("libvpx", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        for frame in inp.decode(video=0):
-            for pkt in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
-                out.mux(pkt)
-        for pkt in stream.encode():
-            out.mux(pkt)
+    Encoded in a fresh interpreter: once decord is loaded (any earlier test in the session may have loaded it),
+    its bundled FFmpeg libraries break PyAV's libvpx encoder in that process."""
+    subprocess.run([sys.executable, "-c", _LIVE_WEBM, str(src), str(dst)], check=True, capture_output=True)
     return dst.read_bytes()
 
 
 def test_a_recorded_webm_without_duration_is_decoded(shared_data, tmp_path):
-    # made before decord is imported: decord's bundled FFmpeg libraries break PyAV's libvpx encoder
     data = _live_webm(shared_data / "slp_site" / "asl_different.mp4", tmp_path / "live.webm")
     import decord
 
