@@ -125,3 +125,44 @@ def test_config_file_and_job_entry_point(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("extract: error:")
     r = subprocess.run([sys.executable, "jobs/extract.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0 and "ray job submit" in r.stdout
+
+
+_PIN = """
+import os, sys, time
+cpus = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, set(cpus))
+from ray_slt.features.extract import pin_to_free_cpu
+cpu = pin_to_free_cpu(sys.argv[1])
+print(cpu if cpu is None else f"{cpu} {sorted(os.sched_getaffinity(0))}", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_pose_actors_pin_to_distinct_cpus(tmp_path):
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs")
+
+    def start():
+        p = subprocess.Popen([sys.executable, "-c", _PIN, str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)  # fmt: skip
+        return p, p.stdout.readline().strip()
+
+    a, got_a = start()
+    b, got_b = start()
+    c, got_c = start()
+    try:
+        assert got_a != got_b and got_a != "None" and got_b != "None"
+        for got in (got_a, got_b):
+            cpu, allowed = got.split(" ", 1)
+            assert allowed == f"[{cpu}]"
+        assert got_c == "None"  # both CPUs taken: stays unpinned
+        a.kill()
+        a.wait()
+        d, got_d = start()  # a killed worker's CPU is free again
+        assert got_d == got_a
+        d.kill()
+    finally:
+        for p in (a, b, c):
+            p.kill()
