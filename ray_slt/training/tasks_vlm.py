@@ -32,6 +32,7 @@ ROW_SCHEMA = pa.schema(
         pa.field("spoken_language", pa.string()),
         pa.field("sign_language", pa.string()),
         pa.field("cache_file", pa.string()),  # a cached sample: its entry (read by the collator)
+        pa.field("cache_key", pa.string()),  # ... under this key (the driver's, from the configured model)
         pa.field("payload", pa.large_binary()),  # any other: its decoded pixels
     ]
 )
@@ -89,6 +90,7 @@ class VLMRowStage:
             "spoken_language": row.get("spoken_language"),
             "sign_language": row.get("sign_language"),
             "cache_file": row.get("cache_file"),
+            "cache_key": self.key if row.get("cache_file") else None,
             "payload": payload,
         }
 
@@ -251,18 +253,26 @@ class VLMTask(Task):
         return build_vlm(self.vlm, texts=self.texts(), seed=self.cfg.optim.seed)
 
     def collator(self, model) -> Callable[[Rows], Batch]:
-        """Rows of :meth:`datasets` -> a batch: cache entries are read here (and checked to be this model's
-        features of that sample), decoded pixels unpacked."""
+        """Rows of :meth:`datasets` -> a batch: cache entries are read here (each checked to be the features of
+        its sample under the run's key), decoded pixels unpacked."""
         from ray_slt.features.vlm_cache import VisionCache, model_cache_key
         from ray_slt.models.vlm.data import rows_of, sample_from_payload
 
-        key = model_cache_key(model) if self.cfg.vlm.cache else None
+        # The worker's own model must have the key the driver looked entries up with (not checkable under ZeRO-3,
+        # whose parameters are partitioned across ranks: the key's weights hash then runs on the driver only).
+        partitioned = any(getattr(p, "ds_numel", None) is not None for p in model.vision_tower.parameters())
+        mine = model_cache_key(model) if self.cfg.vlm.cache and not partitioned else None
 
         def fn(rows: Rows) -> Batch:
             samples = []
             for r in rows_of(rows):
                 if r.get("cache_file"):
-                    s = sample_from_payload(VisionCache.load(r["cache_file"], r["sample_id"], key))
+                    if mine is not None and r["cache_key"] != mine:
+                        raise ConfigError(
+                            f"this worker's model has cache key {mine}, the run looked samples up "
+                            f"under {r['cache_key']} (different weights, dtype or settings)"
+                        )
+                    s = sample_from_payload(VisionCache.load(r["cache_file"], r["sample_id"], r["cache_key"]))
                 else:
                     s = sample_from_payload(bytes(r["payload"]))
                 s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})

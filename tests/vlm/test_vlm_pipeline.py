@@ -203,6 +203,13 @@ def test_prepare_cache_train_eval_in_process(family, tiny_paths, real_manifest, 
         opt.zero_grad()
         loss.backward()
         opt.step()
+    # a worker whose model is not the one the run looked entries up with refuses them (never a stale hit)
+    from ray_slt.errors import ConfigError
+    from ray_slt.models.vlm.model import build_vlm
+
+    other = build_vlm(tiny_cfg(family, tiny_paths[family], dtype="bfloat16", cache=str(root)))
+    with pytest.raises(ConfigError, match="cache key"):
+        task.collator(other)(rows_of(train[:1]))
     uri = str(tmp_path / "model")
     task.save(model, uri)
     assert VLMTask.load(uri).cfg == model.cfg
