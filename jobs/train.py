@@ -3,7 +3,7 @@
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/train.py conf/train_qwen3_8b_cluster.yaml trainer.storage=s3://my-bucket/runs
+        python jobs/train.py conf/train_sft_qwen3_8b_cluster.yaml trainer.storage=s3://my-bucket/runs
 
 Arguments: a config of kind ``train`` followed by ``key=value`` overrides (the same as ``ray-slt train``).
 The job connects to the cluster it runs on (RAY_ADDRESS), trains, and prints the run summary (best

@@ -19,7 +19,7 @@ examples:
   ray-slt train conf/train_synthetic_tiny.yaml trainer.num_workers=2
   ray-slt train conf/train_phoenix_gloss2text.yaml optim.epochs=1 trainer.backend=deepspeed \\
       trainer.deepspeed=conf/deepspeed_zero2.json
-  ray-slt train conf/train_qwen3_8b_cluster.yaml --address auto
+  ray-slt train conf/train_sft_qwen3_8b_cluster.yaml --address auto
 """
 
 EVAL_DESCRIPTION = """\
