@@ -34,6 +34,7 @@ CONFIG_KINDS: dict[str, str] = {
     "extract": "ray_slt.features.extract:ExtractConfig",
     "train": "ray_slt.training.config:TrainConfig",
     "vlm_cache": "ray_slt.features.vlm_cache:VLMCacheConfig",
+    "tune": "ray_slt.tune.config:SweepConfig",
 }
 
 

@@ -82,9 +82,10 @@ def prepare_datasets(cfg: TrainConfig, task, datasets: dict | None = None) -> di
     return datasets
 
 
-def build_trainer(cfg: TrainConfig, datasets: dict | None = None):
+def build_trainer(cfg: TrainConfig, datasets: dict | None = None, callbacks: list | None = None):
     """The ``TorchTrainer`` of a config (not started) and ``info`` (run_dir, num_train_samples, total_steps).
-    ``datasets`` default to the task's; a Tune trainable calls this with the trial's config."""
+    ``datasets`` default to the task's; ``callbacks`` are Ray Train ``UserCallback``s (a Tune trial passes one
+    that forwards the dev evaluations to Tune, see :mod:`ray_slt.tune.trial`)."""
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -112,6 +113,7 @@ def build_trainer(cfg: TrainConfig, datasets: dict | None = None):
         storage_path=storage_path,
         storage_filesystem=filesystem,
         failure_config=FailureConfig(max_failures=t.max_failures),
+        callbacks=list(callbacks or []),
         checkpoint_config=CheckpointConfig(
             num_to_keep=t.num_to_keep, checkpoint_score_attribute="dev_bleu4", checkpoint_score_order="max"
         ),
@@ -179,8 +181,9 @@ def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
     }
 
 
-def run_training(cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg`` on the connected Ray cluster (or a local one) and return the run summary."""
+def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train ``cfg`` on the connected Ray cluster (or a local one) and return the run summary. ``callbacks``:
+    Ray Train ``UserCallback``s of the run (e.g. the Tune trial's reporter)."""
     import ray
 
     if cfg.stage == "grpo":  # RVLF stage 3 trains with TRL's GRPO trainer on Ray Train, not with this loop
@@ -189,7 +192,7 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
         return run_grpo(cfg)
     if not ray.is_initialized():
         ray.init()
-    trainer, info = build_trainer(cfg)
+    trainer, info = build_trainer(cfg, callbacks=callbacks)
     rdir = info["run_dir"]
     storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
     from ray.train.v2.api.exceptions import TrainingFailedError
