@@ -13,27 +13,20 @@ with a one-line reason on bad input.
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.config import load_config
-    from ray_slt.errors import RaySltError
     from ray_slt.features.extract import render_summary, run_extract
+    from ray_slt.jobs import job_main, require
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_config(argv[0], argv[1:])
+    def run(cfg):
+        require(cfg, argv[0], "extract")
         summary = run_extract(cfg)
-    except RaySltError as e:
-        print(f"extract: error: {e}", file=sys.stderr)
-        return 2
-    print(render_summary(summary), file=sys.stderr)
-    print(json.dumps(summary, ensure_ascii=False, default=str))
-    return 0
+        print(render_summary(summary), file=sys.stderr)
+        return summary
+
+    return job_main(argv, __doc__, "extract", run)
 
 
 if __name__ == "__main__":

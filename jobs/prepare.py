@@ -11,26 +11,18 @@ the last line of the job's log. Exits 2 with a one-line reason on bad input.
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.config import load_config
     from ray_slt.data.prepare import prepare
-    from ray_slt.errors import RaySltError
+    from ray_slt.jobs import job_main, require
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_config(argv[0], argv[1:])
-        summary = prepare(cfg, progress=True)
-    except RaySltError as e:
-        print(f"prepare: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
+    def run(cfg):
+        require(cfg, argv[0], "prepare")
+        return prepare(cfg, progress=True)
+
+    return job_main(argv, __doc__, "prepare", run)
 
 
 if __name__ == "__main__":

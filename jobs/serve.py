@@ -13,28 +13,18 @@ reason on bad input (a missing checkpoint, an unknown key, auth required but no 
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.config import load_config
-    from ray_slt.errors import RaySltError
+    from ray_slt.jobs import job_main, require
     from ray_slt.serve.app import start
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_config(argv[0], argv[1:])
-        if cfg.kind != "serve":
-            raise RaySltError(f"{argv[0]}: a config of kind 'serve' is needed, not {cfg.kind!r}")
-        url = start(cfg)
-    except RaySltError as e:
-        print(f"serve: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"app": cfg.app_name, "url": url}))
-    return 0
+    def run(cfg):
+        require(cfg, argv[0], "serve")
+        return {"app": cfg.app_name, "url": start(cfg)}
+
+    return job_main(argv, __doc__, "serve", run)
 
 
 if __name__ == "__main__":

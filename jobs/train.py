@@ -13,31 +13,20 @@ reason on bad input or a failed run. Submitting it again with the same config re
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.config import load_config
-    from ray_slt.errors import RaySltError
+    from ray_slt.jobs import job_main, require
     from ray_slt.training.commands import init_ray
-    from ray_slt.training.config import TrainConfig
     from ray_slt.training.run import run_training
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_config(argv[0], argv[1:])
-        if not isinstance(cfg, TrainConfig):
-            raise RaySltError(f"{argv[0]}: a config of kind 'train' is needed, not {cfg.kind!r}")
+    def run(cfg):
+        require(cfg, argv[0], "train")
         init_ray(None)
-        summary = run_training(cfg)
-    except RaySltError as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
+        return run_training(cfg)
+
+    return job_main(argv, __doc__, "train", run)
 
 
 if __name__ == "__main__":

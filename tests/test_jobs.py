@@ -25,7 +25,15 @@ client = JobSubmissionClient(address)
 if entrypoint == "--ping":
     client.list_jobs()
     sys.exit(0)
-job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": working_dir})
+deadline = time.time() + 120
+while True:  # the head's job agent comes up after its HTTP API, which answers "try again later" until then
+    try:
+        job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": working_dir})
+        break
+    except RuntimeError as e:
+        if "No available agent" not in str(e) or time.time() > deadline:
+            raise
+        time.sleep(2)
 deadline = time.time() + 300
 while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
     if time.time() > deadline:
