@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from ray_slt.config import Schema
 from ray_slt.models.config import PretrainConfig, SFTConfig
 from ray_slt.models.vlm.config import VLMConfig
+from ray_slt.training.grpo_config import GRPOSection
 
 
 class DataSection(Schema):
@@ -113,6 +114,7 @@ class TrainConfig(Schema):
     sft: SFTConfig | None = None
     pretrain: PretrainConfig | None = None
     vlm: VLMConfig | None = None  # stage vlm: the small-VLM translators (ray_slt.models.vlm)
+    grpo: GRPOSection | None = None  # stage grpo: RVLF stage 3 on an SFT checkpoint (ray_slt.training.grpo)
     optim: OptimSection = Field(default_factory=OptimSection)
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     eval: EvalSection = Field(default_factory=EvalSection)

@@ -200,6 +200,7 @@ TASKS: dict[str, str] = {
     "sft": "ray_slt.training.tasks:SFTTask",
     "pretrain": "ray_slt.training.tasks:PretrainTask",
     "vlm": "ray_slt.training.tasks_vlm:VLMTask",
+    "grpo": "ray_slt.training.grpo:GRPOTask",
 }
 
 
