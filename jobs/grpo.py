@@ -1,0 +1,46 @@
+"""RVLF stage 3: GRPO of an SFT translator with TRL on Ray Train, as a Ray job.
+
+Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
+
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/grpo.py conf/grpo_phoenix_gloss2text.yaml grpo.init=runs/phoenix_gloss2text
+
+Arguments: a config of kind ``train`` with ``stage: grpo`` followed by ``key=value`` overrides (the same as
+``ray-slt train``). The job connects to the cluster it runs on (RAY_ADDRESS), runs GRPO (one TRL trainer per
+Ray Train worker, DDP), and prints the run summary (best checkpoint on dev BLEU-4, run directory, curves,
+completions/s) as JSON on the last line of its log. Exits 2 with a one-line reason on bad input or a failed
+run. Submitting it again with the same config resumes the run from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from ray_slt.config import load_config
+    from ray_slt.errors import RaySltError
+    from ray_slt.training.commands import init_ray
+    from ray_slt.training.config import TrainConfig
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    try:
+        cfg = load_config(argv[0], argv[1:])
+        if not isinstance(cfg, TrainConfig) or cfg.stage != "grpo":
+            raise RaySltError(f"{argv[0]}: a config of kind 'train' with stage 'grpo' is needed")
+        from ray_slt.training.grpo import run_grpo
+
+        init_ray(None)
+        summary = run_grpo(cfg)
+    except RaySltError as e:
+        print(f"grpo: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
