@@ -31,8 +31,9 @@ def main(argv: list[str]) -> int:
         cfg = load_config(argv[0], argv[1:])
         if not isinstance(cfg, TrainConfig) or cfg.stage != "grpo":
             raise RaySltError(f"{argv[0]}: a config of kind 'train' with stage 'grpo' is needed")
-        from ray_slt.training.grpo import run_grpo
+        from ray_slt.training.grpo import read_sft_config, run_grpo
 
+        read_sft_config(cfg.grpo.init)  # a missing SFT checkpoint fails here, before Ray starts
         init_ray(None)
         summary = run_grpo(cfg)
     except RaySltError as e:
