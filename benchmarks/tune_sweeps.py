@@ -3,7 +3,7 @@ gloss -> German), and the wall time of the same sweep with its trials two at a t
 
 Run (from the repository root; reads ../shared/data/phoenix14t in place):
 
-    .venv/bin/python benchmarks/tune_sweeps.py [--out runs/bench_tune] [--train 1000] [--dev 200] [--epochs 2]
+    .venv/bin/python benchmarks/tune_sweeps.py [--out runs/bench_tune] [--train 2000] [--dev 200] [--epochs 2]
 
 It prepares the PHOENIX-2014T manifest (text side: glosses and German sentences), then runs
 ``ray-slt tune conf/tune_phoenix_gloss2text.yaml`` reduced to 4 trials (LoRA rank {8, 64} x learning rate
@@ -24,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,10 +54,36 @@ def load() -> list[float]:
     return [round(x, 1) for x in os.getloadavg()]
 
 
+class LoadSampler:
+    """The 1-minute load average every ``every`` seconds while a run goes on (the machine is shared: other jobs'
+    load during one run and not the other skews the comparison; the samples show whether it did)."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.samples, self._stop = every, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def stats(self) -> dict[str, float]:
+        xs = self.samples or [os.getloadavg()[0]]
+        return {"mean": round(sum(xs) / len(xs), 1), "max": round(max(xs), 1), "samples": len(xs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench_tune", help="where the manifest and the sweeps go")
-    p.add_argument("--train", type=int, default=1000, help="training sentences (the first N by sample id)")
+    p.add_argument("--train", type=int, default=2000, help="training sentences (the first N by sample id)")
     p.add_argument("--dev", type=int, default=200, help="dev sentences scored after every epoch")
     p.add_argument("--epochs", type=int, default=2)
     args = p.parse_args(argv)
@@ -75,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[int, dict] = {}
     for n in (2, 1):
         at_start = load()
-        s = cli("tune", *common, f"name=phoenix_{n}_at_a_time_{stamp}", f"search.max_concurrent_trials={n}")
+        with LoadSampler() as sampler:
+            s = cli("tune", *common, f"name=phoenix_{n}_at_a_time_{stamp}", f"search.max_concurrent_trials={n}")
         runs[n] = {
             "summary": s,
             "wall_time_s": s["wall_time_s"],
@@ -83,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             "sum_of_trial_times_s": round(sum(r["time_s"] or 0 for r in s["trials"]), 1),
             "load_avg_at_start": at_start,
             "load_avg_at_end": load(),
+            "load_avg_1min_during": sampler.stats(),
         }
         print(f"{n} at a time: {s['wall_time_s']:.0f} s", flush=True)
 
@@ -119,15 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Best: trial {b['trial_id']} ({', '.join(f'{k}={v}' for k, v in b['params'].items())}): dev BLEU-4 "
         f"{b['dev_bleu4']:.2f} at epoch {b['epoch']}. Plots: `plots/*.png` in the sweep directory.\n\n"
         "## Wall time: two trials at a time vs one after another (the same sweep, fresh processes)\n\n"
-        "| trials at a time | sweep wall time (s) | sum of trial times (s) | load avg at start / end |\n"
+        "| trials at a time | sweep wall time (s) | sum of trial times (s) | 1-min load avg during: mean (max) |\n"
         "|---|---|---|---|\n"
         + "".join(
-            f"| {n} | {r['wall_time_s']:.0f} | {r['sum_of_trial_times_s']:.0f} | {r['load_avg_at_start'][0]} / "
-            f"{r['load_avg_at_end'][0]} |\n"
+            f"| {n} | {r['wall_time_s']:.0f} | {r['sum_of_trial_times_s']:.0f} | "
+            f"{r['load_avg_1min_during']['mean']} ({r['load_avg_1min_during']['max']}) |\n"
             for n, r in sorted(runs.items())
         )
         + f"\nOne after another / two at a time: {ratio:.2f}x wall time. Every trial scored the same in both runs: "
-        f"{'yes' if same_scores else 'NO'}.\n"
+        f"{'yes' if same_scores else 'NO'}. The machine ({os.cpu_count()} CPUs) is shared: a load average "
+        "above 2 means other jobs took CPU time from the trials, and more of it in one run than in the other skews "
+        "the ratio.\n"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tune_sweeps.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
