@@ -15,29 +15,21 @@ same config resumes the sweep (finished trials are kept).
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.errors import RaySltError
+    from ray_slt.jobs import job_main
     from ray_slt.training.commands import init_ray
     from ray_slt.tune.config import base_train_dict, check_space, load_sweep
     from ray_slt.tune.sweep import run_sweep
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_sweep(argv[0], argv[1:])
-        check_space(cfg, base_train_dict(cfg))
+    def run(cfg):
+        check_space(cfg, base_train_dict(cfg))  # bad paths/values fail before Ray starts
         init_ray(None)
-        summary = run_sweep(cfg)
-    except RaySltError as e:
-        print(f"tune: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
+        return run_sweep(cfg)
+
+    return job_main(argv, __doc__, "tune", run, load=load_sweep)
 
 
 if __name__ == "__main__":
