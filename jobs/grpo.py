@@ -14,33 +14,22 @@ run. Submitting it again with the same config resumes the run from its latest ch
 
 from __future__ import annotations
 
-import json
 import sys
 
 
 def main(argv: list[str]) -> int:
-    from ray_slt.config import load_config
-    from ray_slt.errors import RaySltError
+    from ray_slt.jobs import job_main, require
     from ray_slt.training.commands import init_ray
-    from ray_slt.training.config import TrainConfig
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    try:
-        cfg = load_config(argv[0], argv[1:])
-        if not isinstance(cfg, TrainConfig) or cfg.stage != "grpo":
-            raise RaySltError(f"{argv[0]}: a config of kind 'train' with stage 'grpo' is needed")
+    def run(cfg):
+        require(cfg, argv[0], "train", stage="grpo")
         from ray_slt.training.grpo import read_sft_config, run_grpo
 
         read_sft_config(cfg.grpo.init)  # a missing SFT checkpoint fails here, before Ray starts
         init_ray(None)
-        summary = run_grpo(cfg)
-    except RaySltError as e:
-        print(f"grpo: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
+        return run_grpo(cfg)
+
+    return job_main(argv, __doc__, "grpo", run)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 from ray_slt import storage
 from ray_slt.config import config_hash, dump_yaml
-from ray_slt.errors import RaySltError
+from ray_slt.errors import ConfigError, RaySltError
 from ray_slt.training.config import TrainConfig
 from ray_slt.training.loop import MODEL_DIR, loop_config, steps_per_epoch, total_steps, train_func
 
@@ -188,6 +188,9 @@ def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, A
 
     if cfg.stage == "grpo":  # RVLF stage 3 trains with TRL's GRPO trainer on Ray Train, not with this loop
         from ray_slt.training.grpo import run_grpo
+
+        if callbacks:
+            raise ConfigError("stage grpo takes no Ray Train callbacks (Tune sweeps of GRPO runs are not supported)")
 
         return run_grpo(cfg)
     if not ray.is_initialized():

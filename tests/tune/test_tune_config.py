@@ -62,6 +62,9 @@ def test_unknown_paths_and_invalid_values_fail_before_any_trial():
         sweep(space={"sft.lr_llm": {"loguniform": [1e-5, 1e-3]}}, search={"algorithm": "grid"})
     with pytest.raises(ConfigError, match=r"eval.every_epochs is 0"):
         base_train_dict(sweep(overrides={"eval.every_epochs": 0}))
+    cfg = sweep(train=str(REPO / "conf" / "grpo_phoenix_gloss2text.yaml"), space={"grpo.beta": {"grid": [0.0, 0.04]}})
+    with pytest.raises(ConfigError, match=r"stage grpo trains with TRL's GRPOTrainer, not the train_func loop"):
+        base_train_dict(cfg)
 
 
 def test_cli_rejects_a_bad_space_in_one_line_without_starting_ray():
