@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_wall_s": round(time.perf_counter() - t_start, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # paths inside the repository are recorded relative to it (results are committed; machines differ)
+    result = json.loads(json.dumps(result, ensure_ascii=False).replace(str(REPO) + "/", ""))
     (RESULTS / "grpo_phoenix.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     (RESULTS / "grpo_phoenix.md").write_text(render(result))
     print(render(result))
