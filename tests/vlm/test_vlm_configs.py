@@ -25,7 +25,6 @@ def test_there_is_a_config_per_family_and_dataset_and_a_tiny_one_per_family():
 def test_config_loads_says_how_to_run_and_feeds_the_cache_job(path):
     text = path.read_text(encoding="utf-8")
     assert text.startswith("#") and "Train:" in text and "Cache:" in text
-    assert "/work/" not in text and "/home/" not in text  # relative paths only
     cfg = load_config(str(path))
     assert cfg.kind == "train" and cfg.stage == "vlm" and cfg.data.manifest
     cache = config_from(str(path))
