@@ -313,6 +313,33 @@ def test_bearer_token_auth(server, media):
     assert request(server.url + "healthz")[0] == 200  # health, page and docs stay open
 
 
+def test_a_request_past_its_deadline_gets_504_and_the_service_stays_up(server, media):
+    """A second application on the same Serve instance, whose deadline no translation can meet (the translator
+    alone waits up to 0.5 s to fill a batch): 504 with the reason, and both applications stay healthy."""
+    from ray import serve
+
+    from ray_slt.serve.app import start
+
+    cfg = server.cfg.model_copy(
+        update={
+            "app_name": "test_deadline",
+            "http": server.cfg.http.model_copy(update={"route_prefix": "/slow"}),
+            "limits": server.cfg.limits.model_copy(update={"request_timeout_s": 0.02}),
+        }
+    )
+    url = start(cfg)
+    try:
+        assert url.endswith("/slow/")
+        status, out = request(url + "translate", Path(media.poses[0]).read_bytes(), "application/x-pose", server.auth)
+        assert status == 504 and out["error"] == "not answered within 0.02 s"
+        assert request(url + "healthz")[0] == 200
+    finally:
+        serve.delete("test_deadline")
+    assert healthy(server)
+    status, out = post(server, Path(media.poses[0]).read_bytes(), "application/x-pose")
+    assert status == 200 and out["text"] is not None
+
+
 def test_auth_required_but_unset_refuses_to_start(server, monkeypatch):
     from ray_slt.config import build_config
     from ray_slt.errors import ConfigError
