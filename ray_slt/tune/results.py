@@ -154,6 +154,13 @@ def plot_param(cfg: SweepConfig, key: str, rows: list[dict[str, Any]]) -> bytes:
     ax.set_title(f"{cfg.name}: {cfg.metric} vs {key}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes (and closed)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -180,11 +187,7 @@ def plot_curves(cfg: SweepConfig, rows: list[dict[str, Any]]) -> bytes:
     ax.set_title(f"{cfg.name}: dev curves (dashed: stopped early)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def write_results(cfg: SweepConfig, grid, sweep_dir: str, states: dict[str, str] | None = None) -> dict[str, Any]:
