@@ -26,8 +26,9 @@ def train_tokenizer(
     """Train a byte-level BPE or a WordPiece tokenizer on ``texts``.
 
     Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>``. No special tokens are added on encoding;
-    callers append ``</s>`` where a sequence ends. Training is deterministic for the same texts in the same
-    order.
+    callers append ``</s>`` where a sequence ends. BPE training is deterministic for the same texts in the
+    same order; WordPiece training is not across processes (the `tokenizers` trainer's vocabulary varies with
+    its hash-map order, even given a sorted initial alphabet): train it once and save it where runs must agree.
     """
     texts = [t for t in texts if t and t.strip()]
     if not texts:

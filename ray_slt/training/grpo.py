@@ -93,7 +93,7 @@ from ray_slt.models.config import SFTConfig
 from ray_slt.models.sft import SignTranslator, is_tiny, lora_config
 from ray_slt.training.config import TrainConfig
 from ray_slt.training.grpo_config import GRPOSection
-from ray_slt.training.loop import MODEL_DIR, STATE_FILE  # the checkpoint layout ray-slt eval reads
+from ray_slt.training.loop import MODEL_DIR, STATE_FILE, Curves, _finite  # the layout ray-slt eval reads; curves
 from ray_slt.training.rewards import RewardSettings, reward_functions
 from ray_slt.training.state import load_tree, save_tree
 from ray_slt.training.tasks import FEATURE_COLUMNS, POSE_COLUMNS, SFTTask, decode_rows
@@ -596,34 +596,26 @@ def grpo_args(cfg: TrainConfig, output_dir: str, sft_cfg: SFTConfig, bf16: bool 
 
 
 class CurveWriter(TrainerCallback):
-    """Rank 0 writes every Trainer log line to ``{run_dir}/metrics/train.jsonl`` (dev evaluations to
-    ``dev.jsonl``): step, epoch, reward (and its BLEU-4 / ROUGE-L parts), KL, loss, completion lengths, ..."""
+    """Rank 0 writes every Trainer log line to the run's learning curves with the loop's :class:`Curves`
+    (``{run_dir}/metrics/train.jsonl|csv``; dev evaluations to ``dev.jsonl|csv``): step, epoch, reward (and its
+    BLEU-4 / ROUGE-L parts), KL, loss, completion lengths, ... A resumed run drops what came after its checkpoint."""
 
     def __init__(self, run_dir: str):
-        self.uris = {k: storage.join(run_dir, "metrics", f"{k}.jsonl") for k in ("train", "dev")}
-        self.rows: dict[str, list[dict]] | None = None
-
-    def _load(self, upto: int) -> None:
-        self.rows = {}
-        for kind, uri in self.uris.items():
-            lines = storage.read_text(uri).splitlines() if storage.exists(uri) else []
-            self.rows[kind] = [r for r in map(json.loads, filter(None, lines)) if r.get("step", 0) <= upto]
+        self.run_dir = run_dir
+        self.curves: Curves | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self._load(state.global_step)  # a resumed run drops what came after its checkpoint
+            self.curves = Curves(self.run_dir, state.global_step, enabled=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if self.rows is None:
-            self._load(state.global_step)
+        if self.curves is None:
+            self.curves = Curves(self.run_dir, state.global_step, enabled=True)
         kind = "dev" if any(k.startswith("dev_") for k in logs) else "train"
-        row = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
-        row.update({k: v for k, v in logs.items() if not (isinstance(v, float) and not math.isfinite(v))})
-        self.rows[kind].append(row)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows[kind])
-        storage.write_text(self.uris[kind], text)
+        self.curves.add(kind, {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **_finite(logs)})
+        self.curves.flush()
 
 
 # ------------------------------------------------------------------------------------------ Ray Train
