@@ -2,10 +2,10 @@
 
 One streaming Ray Data pipeline::
 
-    manifest rows ─▶ [pose actors, CPU]   decode (child process, deadline) ─▶ pose ─▶ layout ─▶ boxes/crops
-                                          ─▶ .pose written
+    manifest rows ─▶ [pose actors, CPU]   decode ─▶ MediaPipe pose (both in the actor's child process, with
+                                          deadlines) ─▶ layout ─▶ boxes/crops ─▶ .pose written
                   ─▶ [visual actors, GPU when the cluster has GPUs, else CPU]  DINOv2 on the crops (optional)
-                  ─▶ [writer tasks]       Parquet shard + error shard per batch of rows
+                  ─▶ [writer actors]      Parquet shard + error shard per batch of rows
     driver: progress, then index.parquet, errors.parquet, provenance.json and runs/{run_id}.json
 
 Actor pools are sized by ``workers.*.min_size``/``max_size`` (an autoscaling cluster grows and shrinks them);
@@ -73,7 +73,7 @@ class DecodeConfig(Schema):
     bbox_margin: float = Field(0.1, ge=0.0, le=2.0)  # grow the manifest's signer bbox by this fraction
     max_missing: float = Field(0.05, ge=0.0, le=1.0)  # tolerated shortfall of decodable frames (truncation)
     timeout_s: float = Field(120.0, gt=0)  # per-sample decoding deadline
-    isolate: bool = True  # decode in a child process (a hang or crash costs one sample)
+    isolate: bool = True  # decode (and MediaPipe pose) in a child process: a hang or crash costs one sample
     default_fps: float = Field(25.0, gt=0)  # for frame-image folders whose manifest row has no fps
 
 
@@ -102,6 +102,7 @@ class PoseConfig(Schema):
     mediapipe: MediaPipeOptions = MediaPipeOptions()
     mmpose: MMPoseOptions = MMPoseOptions()
     min_confidence: float | None = None  # layout threshold; None: 0 for Holistic, 0.3 for COCO-WholeBody
+    timeout_s: float = Field(600.0, gt=0)  # per-sample deadline of MediaPipe pose in the decoder's child
 
     def options(self) -> dict[str, Any]:
         if self.backend == "mediapipe":
@@ -129,6 +130,9 @@ class PoolConfig(Schema):
     num_gpus: float | None = Field(None, ge=0)  # visual pool: None = 1 when the cluster has GPUs, else 0
     # Pose pool: pin each 1-CPU actor to a CPU of its own (MediaPipe processes sharing cores unpinned lose ~20%).
     pin_cpu: bool = True
+    # Batches sent to one actor before it asks for more: 2 hides Ray Data's dispatch latency (1 left each pose actor
+    # idle ~0.16 s between samples, ~5% on 2 cores); more would leave queued work on a busy actor at the run's end.
+    in_flight: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _sizes(self) -> PoolConfig:
@@ -140,6 +144,9 @@ class PoolConfig(Schema):
 class WorkersConfig(Schema):
     pose: PoolConfig = PoolConfig()
     visual: PoolConfig = PoolConfig(num_cpus=1.0)
+    # Shard writers are actors, not tasks: a task that needs a new worker process pays its start (~1.5 CPU-s) on
+    # CPUs the pose actors are using, and Ray ends idle extra workers again a second later.
+    writers: int = Field(1, ge=1)
     writer_cpus: float = Field(0.0, ge=0)
 
 
@@ -288,7 +295,27 @@ class SampleProcessor:
             log.warning("sample %s failed:\n%s", row.get("sample_id"), traceback.format_exc())
             return self._error(out, self._stage, f"{type(e).__name__}: {e}", uri)
 
-    def _decode(self, row: dict, video: str, out: dict):
+    def _child_pose(self) -> dict | None:
+        """The pose spec the decoder's child runs after decoding, or None (estimation stays in this process).
+
+        MediaPipe (CPU) runs in the child: a hang or crash there costs one sample, and it runs faster in a plain
+        process than in a Ray worker (see :mod:`ray_slt.features.video`). GPU backends stay here, loaded once.
+        """
+        if self.cfg.decode.isolate and self.cfg.pose.backend == "mediapipe":
+            return {"backend": "mediapipe", "options": self.cfg.pose.options()}
+        return None
+
+    def _run_decoder(self, req: dict, pose: dict | None):
+        if pose is None:
+            return self.decoder.decode(req), None
+        clip, data, conf, seconds = self.decoder.decode_pose(
+            req, pose, return_frames=self.want_crops, pose_timeout_s=self.cfg.pose.timeout_s
+        )
+        return clip, (data, conf, seconds)
+
+    def _decode(self, row: dict, video: str, out: dict, pose: dict | None = None):
+        """Decode the sample's kept frames; with ``pose``, the decoder's child estimates poses too and this
+        returns ``(clip, (points, confidences, seconds))``, else ``(clip, None)``."""
         from ray_slt.features.video import image_request, list_frame_images, video_request
 
         d = self.cfg.decode
@@ -299,7 +326,7 @@ class SampleProcessor:
             if not images:
                 raise SampleError("decode", "no frame images in the directory")
             with image_request(images, row, self.sampling, bbox_margin=d.bbox_margin, max_side=d.max_side) as req:
-                clip = self.decoder.decode(req)
+                clip, estimated = self._run_decoder(req, pose)
             clip.fps = clip.fps or d.default_fps
             out["input_kind"] = "frames"
         else:
@@ -313,24 +340,28 @@ class SampleProcessor:
                         max_side=d.max_side,
                         max_missing=d.max_missing,
                     )
-                    clip = self.decoder.decode(req)
+                    clip, estimated = self._run_decoder(req, pose)
             except (StorageError, OSError) as e:
                 raise SampleError("decode", f"unreadable: {e}") from None
             out["input_kind"] = "video"
-        out["decode_s"] = time.perf_counter() - t0
+        out["decode_s"] = time.perf_counter() - t0 - (estimated[2] if estimated else 0.0)
         if len(clip.frame_indices) == 0:
             raise SampleError("decode", "zero frames in the sample")
-        return clip
+        return clip, estimated
 
     def _from_video(self, row: dict, out: dict, video: str) -> dict:
         from ray_slt.features.layouts import layout77_from_arrays
         from ray_slt.features.pose import build_pose, pose_to_bytes
 
-        clip = self._decode(row, video, out)
+        clip, estimated = self._decode(row, video, out, self._child_pose())
         self._stage = "pose"
         t0 = time.perf_counter()
         est = self.estimator
-        data, conf = est.estimate(clip.frames)
+        if estimated is None:
+            data, conf = est.estimate(clip.frames)
+        else:
+            data, conf, seconds = estimated
+            t0 -= seconds
         found = conf > 0
         data[..., :2] = np.where(found[..., None], clip.to_source(data[..., :2]), 0.0)
         span_len = clip.span[1] - clip.span[0]
@@ -380,7 +411,7 @@ class SampleProcessor:
         out["pose_s"] = time.perf_counter() - t0
         clip = None
         if self.want_crops and video is not None:
-            clip = self._decode(row, video, out)
+            clip, _ = self._decode(row, video, out)
             if clip.span != (start, end) or not np.array_equal(clip.frame_indices, rel):
                 raise SampleError(
                     "crops", f"video frames {clip.span} do not match the shipped pose's frames {(start, end)}"
@@ -473,7 +504,7 @@ def pin_to_free_cpu(folder: str | None = None) -> int | None:
 
 
 class PoseStage:
-    """Ray Data actor: manifest rows (JSON) -> extracted rows (one pose estimator per actor)."""
+    """Ray Data actor: manifest rows (JSON) -> extracted rows (one decoder child, and its estimator, per actor)."""
 
     def __init__(self, config: dict, out: str, run_id: str, manifest_dir: str | None):
         cfg = ExtractConfig.model_validate(config)
@@ -535,8 +566,18 @@ SUMMARY_SCHEMA = pa.schema(
 )
 
 
+class ShardWriter:
+    """Ray Data actor: writes each batch with :func:`write_batch` (a long-lived process, see ``workers.writers``)."""
+
+    def __init__(self, out: str, run_id: str, provenance: dict):
+        self.out, self.run_id, self.provenance = out, run_id, provenance
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return write_batch(batch, self.out, self.run_id, self.provenance)
+
+
 def write_batch(batch: pa.Table, out: str, run_id: str, provenance: dict) -> pa.Table:
-    """Ray Data task: write the ok rows as a shard and the error rows as an error shard; return summaries."""
+    """Write the ok rows as a shard and the error rows as an error shard; return summaries."""
     status = batch.column("status").to_pylist()
     ok = batch.filter(pa.array([s == "ok" for s in status]))
     bad = batch.filter(pa.array([s != "ok" for s in status]))
@@ -611,12 +652,14 @@ def _pool_sizes(cfg: ExtractConfig, visual: bool) -> dict[str, Any]:
     }
 
 
-def _pool(size: tuple[int, int], n: int):
+def _pool(size: tuple[int, int], n: int, in_flight: int):
     """An autoscaling actor pool, started at its full size (capped by the work there is)."""
     import ray
 
     lo, hi = size
-    return ray.data.ActorPoolStrategy(min_size=lo, max_size=hi, initial_size=max(lo, min(hi, n)))
+    return ray.data.ActorPoolStrategy(
+        min_size=lo, max_size=hi, initial_size=max(lo, min(hi, n)), max_tasks_in_flight_per_actor=in_flight
+    )
 
 
 def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
@@ -669,7 +712,7 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
             },
             batch_size=1,
             batch_format="pyarrow",
-            compute=_pool(sizes["pose"], len(todo)),
+            compute=_pool(sizes["pose"], len(todo), cfg.workers.pose.in_flight),
             num_cpus=cfg.workers.pose.num_cpus,
         )
         if visual:
@@ -678,15 +721,16 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
                 fn_constructor_kwargs={"config": config_dict(cfg)},
                 batch_size=cfg.features.samples_per_call,
                 batch_format="pyarrow",
-                compute=_pool(sizes["visual"], len(todo)),
+                compute=_pool(sizes["visual"], len(todo), cfg.workers.visual.in_flight),
                 num_cpus=cfg.workers.visual.num_cpus,
                 num_gpus=sizes["visual_gpus"],
             )
         ds = ds.map_batches(
-            write_batch,
-            fn_kwargs={"out": out, "run_id": run_id, "provenance": provenance},
+            ShardWriter,
+            fn_constructor_kwargs={"out": out, "run_id": run_id, "provenance": provenance},
             batch_size=cfg.output.shard_rows,
             batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.workers.writers),
             num_cpus=cfg.workers.writer_cpus,
         )
         progress = _Progress(len(todo), say)

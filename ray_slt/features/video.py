@@ -12,6 +12,11 @@ Decoding can hang or crash on hostile files, so :class:`Decoder` runs it in a ch
 and the sample becomes an error record. Frames come back over a pipe as raw bytes with a JSON header (no
 pickling). ``Decoder(isolated=False)`` runs the same code in-process.
 
+:meth:`Decoder.decode_pose` also runs a CPU pose estimator (MediaPipe Holistic) in that child, on the frames it
+has just decoded: only points and confidences come back (the frames only when crops need them), a crash or hang
+in the estimator costs one sample, and the estimator runs in a plain process. (Measured on 2 cores: Holistic in a
+Ray worker process itself takes ~10-15% more CPU per frame than in a child of that worker, when two run at once.)
+
 A WLASL-style ``bbox`` (the signer's box, in source pixels) crops every frame (with a margin) before pose
 estimation, and frames larger than ``max_side`` are scaled down; :class:`Clip` records the transform so
 keypoints can be mapped back to source pixels.
@@ -47,11 +52,12 @@ _HEADER = struct.Struct("<Q")
 class Clip:
     """Decoded frames of one sample.
 
-    ``frames`` are RGB uint8 ``[T, H, W, 3]`` after the bbox crop and down-scaling; a point ``p`` in source
-    pixels is at ``(p - offset) * scale`` in them (per axis). ``frame_indices`` are relative to the span start.
+    ``frames`` are RGB uint8 ``[T, H, W, 3]`` after the bbox crop and down-scaling (None when a caller asked
+    for the poses only, see :meth:`Decoder.decode_pose`); a point ``p`` in source pixels is at
+    ``(p - offset) * scale`` in them (per axis). ``frame_indices`` are relative to the span start.
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     frame_indices: np.ndarray
     span: tuple[int, int]
     fps: float | None
@@ -393,9 +399,50 @@ def _clip_from_header(h: dict, frames: np.ndarray) -> Clip:
     )
 
 
+_ESTIMATORS: dict[str, Any] = {}  # this process's pose estimator, by its spec (one at a time)
+
+
+def _estimate(spec: dict[str, Any], frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run the pose estimator ``spec`` (``{"backend", "options"}``) on ``frames``; points, confidences, seconds.
+
+    The estimator is built once per process and spec (each sample still starts a fresh graph inside it)."""
+    from ray_slt.errors import RaySltError
+    from ray_slt.features.pose import make_estimator
+
+    key = json.dumps(spec, sort_keys=True)
+    est = _ESTIMATORS.get(key)
+    if est is None:
+        for old in _ESTIMATORS.values():
+            old.close()
+        _ESTIMATORS.clear()
+        try:
+            est = _ESTIMATORS[key] = make_estimator(spec["backend"], spec.get("options"))
+        except RaySltError as e:
+            raise SampleError("pose", str(e)) from None
+    t0 = time.perf_counter()
+    data, conf = est.estimate(frames)
+    return data, conf, time.perf_counter() - t0
+
+
+def _send(out, header: dict[str, Any], *arrays: np.ndarray) -> None:
+    blob = json.dumps(header).encode()
+    out.write(_HEADER.pack(len(blob)))
+    out.write(blob)
+    for a in arrays:
+        out.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+    out.flush()
+
+
+def _failure(e: BaseException, stage: str) -> dict[str, Any]:
+    if isinstance(e, SampleError):
+        return {"ok": False, "stage": e.stage, "reason": e.reason}
+    return {"ok": False, "stage": stage, "reason": f"{type(e).__name__}: {_one_line(e)}"}
+
+
 def _child_main() -> None:
-    """The decoder process: one JSON request per line on stdin; a length-prefixed JSON header (and the raw
-    frames when it says ``ok``) per request on stdout."""
+    """The decoder process: one JSON request per line on stdin. Per request on stdout: a length-prefixed JSON
+    header, then the raw frames when it says ``ok``. A request with ``pose`` gets the decode header without
+    frames, then a second header (the pose result: points, confidences, and the frames if ``return_frames``)."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -406,20 +453,26 @@ def _child_main() -> None:
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
-        frames = None
+        req = json.loads(line)
+        pose = req.get("pose")
         try:
-            clip = _run_request(json.loads(line))
-            header, frames = _clip_header(clip), np.ascontiguousarray(clip.frames)
-        except SampleError as e:
-            header = {"ok": False, "stage": e.stage, "reason": e.reason}
-        except Exception as e:  # anything else in a hostile file is still one sample's error
-            header = {"ok": False, "stage": "decode", "reason": f"{type(e).__name__}: {_one_line(e)}"}
-        blob = json.dumps(header).encode()
-        out.write(_HEADER.pack(len(blob)))
-        out.write(blob)
-        if frames is not None:
-            out.write(memoryview(frames).cast("B"))
-        out.flush()
+            clip = _run_request(req)
+        except Exception as e:  # a hostile file is one sample's error, whatever it raises
+            _send(out, _failure(e, "decode"))
+            continue
+        if pose is None:
+            _send(out, _clip_header(clip), clip.frames)
+            continue
+        _send(out, _clip_header(clip) | {"frames_follow": False})
+        try:
+            data, conf, seconds = _estimate(pose, clip.frames)
+        except Exception as e:
+            _send(out, _failure(e, "pose"))
+            continue
+        arrays = [data.astype(np.float32), conf.astype(np.float32)]
+        if req.get("return_frames", True):
+            arrays.append(clip.frames)
+        _send(out, {"ok": True, "pose_s": seconds, "shapes": [list(a.shape) for a in arrays]}, *arrays)
 
 
 class Decoder:
@@ -485,25 +538,67 @@ class Decoder:
         if not self.isolated:
             return _run_request(request)
         proc = self._start()
-        deadline = time.monotonic() + self.timeout_s
-        try:
+        with self._guard(proc, "decode", self.timeout_s) as deadline:
             proc.stdin.write(json.dumps(request).encode() + b"\n")
-            fd = proc.stdout.fileno()
-            (n,) = _HEADER.unpack(bytes(_read_exact(fd, _HEADER.size, deadline)))
-            header = json.loads(bytes(_read_exact(fd, n, deadline)))
-            if not header["ok"]:
-                raise SampleError(header["stage"], header["reason"])
-            shape = tuple(int(s) for s in header["shape"])
-            frames = np.empty(shape, dtype=np.uint8)
-            _read_exact(fd, frames.nbytes, deadline, into=frames.reshape(-1))
+            header = self._header(proc, deadline)
+            frames = self._array(proc, header["shape"], np.uint8, deadline)
+        return _clip_from_header(header, frames)
+
+    def decode_pose(
+        self, request: dict[str, Any], pose: dict[str, Any], *, return_frames: bool = True, pose_timeout_s: float
+    ) -> tuple[Clip, np.ndarray, np.ndarray, float]:
+        """Decode, then estimate poses on the frames (``pose``: ``{"backend", "options"}``) in the same place.
+
+        Returns the clip (its ``frames`` None unless ``return_frames``), points ``[T, P, D]``, confidences
+        ``[T, P]`` and the estimator's seconds. Decoding has ``timeout_s``, estimation ``pose_timeout_s``; a
+        failure in either is a :class:`SampleError` of its stage.
+        """
+        if not self.isolated:
+            clip = _run_request(request)
+            data, conf, seconds = _estimate(pose, clip.frames)
+            if not return_frames:
+                clip.frames = None
+            return clip, data, conf, seconds
+        proc = self._start()
+        req = dict(request, pose=pose, return_frames=return_frames)
+        with self._guard(proc, "decode", self.timeout_s) as deadline:
+            proc.stdin.write(json.dumps(req).encode() + b"\n")
+            header = self._header(proc, deadline)
+        with self._guard(proc, "pose", pose_timeout_s) as deadline:
+            result = self._header(proc, deadline)
+            shapes = result["shapes"]
+            data = self._array(proc, shapes[0], np.float32, deadline)
+            conf = self._array(proc, shapes[1], np.float32, deadline)
+            frames = self._array(proc, shapes[2], np.uint8, deadline) if return_frames else None
+        return _clip_from_header(header, frames), data, conf, float(result["pose_s"])
+
+    @contextlib.contextmanager
+    def _guard(self, proc: subprocess.Popen, stage: str, timeout_s: float) -> Iterator[float]:
+        """A deadline for one exchange with the child; a timeout or a dead child kills it (one sample lost)."""
+        try:
+            yield time.monotonic() + timeout_s
         except TimeoutError:
             self._kill()
-            raise SampleError("decode", f"timed out after {self.timeout_s:g}s (decoder restarted)") from None
+            raise SampleError(stage, f"timed out after {timeout_s:g}s (the child process was restarted)") from None
         except (EOFError, BrokenPipeError, OSError):
             code = proc.poll()
             self._kill()
-            raise SampleError("decode", f"decoder process died (exit code {code})") from None
-        return _clip_from_header(header, frames)
+            raise SampleError(stage, f"the child process died in {stage} (exit code {code})") from None
+
+    @staticmethod
+    def _header(proc: subprocess.Popen, deadline: float) -> dict[str, Any]:
+        fd = proc.stdout.fileno()
+        (n,) = _HEADER.unpack(bytes(_read_exact(fd, _HEADER.size, deadline)))
+        header = json.loads(bytes(_read_exact(fd, n, deadline)))
+        if not header["ok"]:
+            raise SampleError(header["stage"], header["reason"])
+        return header
+
+    @staticmethod
+    def _array(proc: subprocess.Popen, shape: Sequence[int], dtype: type, deadline: float) -> np.ndarray:
+        arr = np.empty(tuple(int(s) for s in shape), dtype=dtype)
+        _read_exact(proc.stdout.fileno(), arr.nbytes, deadline, into=arr.reshape(-1))
+        return arr
 
 
 def _read_exact(fd: int, n: int, deadline: float, into: np.ndarray | None = None) -> memoryview:

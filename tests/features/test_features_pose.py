@@ -20,8 +20,8 @@ from ray_slt.features.pose import (
     select_signer,
     wholebody_from_instances,
 )
-from ray_slt.features.sampling import parse_sampling
-from ray_slt.features.video import decode_video
+from ray_slt.features.sampling import SampleError, parse_sampling
+from ray_slt.features.video import Decoder, decode_video, video_request
 
 SIGNING_CLIPS = [
     "wlasl/videos/05732.mp4",
@@ -87,6 +87,47 @@ def test_estimation_is_deterministic_whatever_came_before(shared_data, holistic)
         fresh.close()
     for x in (again, new):
         assert np.array_equal(first[0], x[0]) and np.array_equal(first[1], x[1])
+
+
+HOLISTIC_SPEC = {"backend": "mediapipe", "options": MediaPipeHolistic().options}
+
+
+def _video_request(path, sampling: str):
+    return video_request(str(path), {}, parse_sampling(sampling), bbox_margin=0.1, max_side=1280, max_missing=0.05)
+
+
+def test_pose_in_the_decoder_child_equals_pose_in_process(shared_data, holistic):
+    req = _video_request(shared_data / "wlasl/videos/05732.mp4", "uniform:10")
+    local = decode_video(req["path"], parse_sampling("uniform:10"))
+    want = holistic.estimate(local.frames)
+    assert (want[1] > 0).any()  # a signer was found: the comparison below is about real points
+    with Decoder(timeout_s=60) as dec:
+        clip, data, conf, seconds = dec.decode_pose(req, HOLISTIC_SPEC, return_frames=False, pose_timeout_s=120)
+        assert clip.frames is None and clip.frame_indices.tolist() == local.frame_indices.tolist()
+        assert np.array_equal(data, want[0]) and np.array_equal(conf, want[1]) and seconds > 0
+        # The same child serves the next sample, frames included when asked for (crops need them).
+        clip, data, conf, _ = dec.decode_pose(req, HOLISTIC_SPEC, return_frames=True, pose_timeout_s=120)
+        assert np.array_equal(clip.frames, local.frames) and np.array_equal(data, want[0])
+    clip, data, conf, _ = Decoder(isolated=False).decode_pose(
+        req, HOLISTIC_SPEC, return_frames=False, pose_timeout_s=120
+    )
+    assert clip.frames is None and np.array_equal(data, want[0]) and np.array_equal(conf, want[1])
+
+
+def test_pose_failures_in_the_child_are_pose_errors_and_cost_one_sample(shared_data):
+    req = _video_request(shared_data / "wlasl/videos/00338.mp4", "uniform:4")
+    with Decoder(timeout_s=60) as dec:
+        with pytest.raises(SampleError) as e:
+            dec.decode_pose(req, {"backend": "openpose", "options": {}}, pose_timeout_s=60)
+        assert e.value.stage == "pose" and "unknown pose backend 'openpose'" in e.value.reason
+        child = dec._proc
+        with pytest.raises(SampleError) as e:  # past the pose deadline: the child is killed, not the caller
+            dec.decode_pose(_video_request(shared_data / "wlasl/videos/05732.mp4", "all"), HOLISTIC_SPEC,
+                            pose_timeout_s=0.05)  # fmt: skip
+        assert e.value.stage == "pose" and "timed out after 0.05s" in e.value.reason
+        assert child.poll() is not None and dec._proc is None
+        clip, data, conf, _ = dec.decode_pose(req, HOLISTIC_SPEC, return_frames=False, pose_timeout_s=120)
+        assert data.shape == (4, 543, 3) and conf.shape == (4, 543) and clip.frame_indices.tolist() == [16, 34, 52, 70]
 
 
 def test_pose_file_has_components_fps_dimensions_and_masks(soup_holistic):
