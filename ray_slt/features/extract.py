@@ -295,13 +295,14 @@ class SampleProcessor:
             log.warning("sample %s failed:\n%s", row.get("sample_id"), traceback.format_exc())
             return self._error(out, self._stage, f"{type(e).__name__}: {e}", uri)
 
-    def _child_pose(self) -> dict | None:
-        """The pose spec the decoder's child runs after decoding, or None (estimation stays in this process).
+    def _decoder_pose(self) -> dict | None:
+        """The pose spec the decoder runs right after decoding, or None (estimation stays with this object).
 
-        MediaPipe (CPU) runs in the child: a hang or crash there costs one sample, and it runs faster in a plain
-        process than in a Ray worker (see :mod:`ray_slt.features.video`). GPU backends stay here, loaded once.
+        MediaPipe (CPU) runs where the decoder runs: in its child process unless ``decode.isolate`` is off, where
+        a hang or crash costs one sample and Holistic runs faster than in a Ray worker process itself (see
+        :mod:`ray_slt.features.video`). GPU backends stay here, loaded once per actor.
         """
-        if self.cfg.decode.isolate and self.cfg.pose.backend == "mediapipe":
+        if self.cfg.pose.backend == "mediapipe":
             return {"backend": "mediapipe", "options": self.cfg.pose.options()}
         return None
 
@@ -314,8 +315,8 @@ class SampleProcessor:
         return clip, (data, conf, seconds)
 
     def _decode(self, row: dict, video: str, out: dict, pose: dict | None = None):
-        """Decode the sample's kept frames; with ``pose``, the decoder's child estimates poses too and this
-        returns ``(clip, (points, confidences, seconds))``, else ``(clip, None)``."""
+        """Decode the sample's kept frames; with ``pose``, the decoder estimates poses too and this returns
+        ``(clip, (points, confidences, seconds))``, else ``(clip, None)``."""
         from ray_slt.features.video import image_request, list_frame_images, video_request
 
         d = self.cfg.decode
@@ -353,7 +354,7 @@ class SampleProcessor:
         from ray_slt.features.layouts import layout77_from_arrays
         from ray_slt.features.pose import build_pose, pose_to_bytes
 
-        clip, estimated = self._decode(row, video, out, self._child_pose())
+        clip, estimated = self._decode(row, video, out, self._decoder_pose())
         self._stage = "pose"
         t0 = time.perf_counter()
         est = self.estimator

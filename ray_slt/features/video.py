@@ -453,9 +453,10 @@ def _child_main() -> None:
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
-        req = json.loads(line)
-        pose = req.get("pose")
+        pose = None
         try:
+            req = json.loads(line)
+            pose = req.get("pose")
             clip = _run_request(req)
         except Exception as e:  # a hostile file is one sample's error, whatever it raises
             _send(out, _failure(e, "decode"))
@@ -463,7 +464,7 @@ def _child_main() -> None:
         if pose is None:
             _send(out, _clip_header(clip), clip.frames)
             continue
-        _send(out, _clip_header(clip) | {"frames_follow": False})
+        _send(out, _clip_header(clip))  # no frames here: they follow the poses, if asked for
         try:
             data, conf, seconds = _estimate(pose, clip.frames)
         except Exception as e:
