@@ -8,7 +8,10 @@ also handles real checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -26,9 +29,10 @@ def train_tokenizer(
     """Train a byte-level BPE or a WordPiece tokenizer on ``texts``.
 
     Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>``. No special tokens are added on encoding;
-    callers append ``</s>`` where a sequence ends. BPE training is deterministic for the same texts in the
-    same order; WordPiece training is not across processes (the `tokenizers` trainer's vocabulary varies with
-    its hash-map order, even given a sorted initial alphabet): train it once and save it where runs must agree.
+    callers append ``</s>`` where a sequence ends. Both kinds are deterministic: the same texts give the same
+    vocabulary in every process. (BPE comes from the `tokenizers` trainer; its WordPiece trainer is not
+    deterministic across processes, since it numbers the ``##`` sub-word symbols in hash-map order and breaks
+    ties between merges by those numbers, so the WordPiece vocabulary is learnt by :func:`wordpiece_vocab`.)
     """
     texts = [t for t in texts if t and t.strip()]
     if not texts:
@@ -45,17 +49,80 @@ def train_tokenizer(
             show_progress=False,
         )
     elif kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        tok.normalizer = normalizers.NFC()
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
-        )
+        normalizer, pre_tokenizer = normalizers.NFC(), pre_tokenizers.BertPreTokenizer()
+        words: Counter[str] = Counter()
+        for text in texts:
+            words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        vocab = wordpiece_vocab(words, vocab_size, min_frequency, SPECIAL_TOKENS)
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK))
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+        tok.add_special_tokens(SPECIAL_TOKENS)
+        trainer = None
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; use 'bpe' or 'wordpiece'")
-    tok.train_from_iterator(texts, trainer)
+    if trainer is not None:
+        tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK)
+
+
+def wordpiece_vocab(
+    words: Counter[str], vocab_size: int, min_frequency: int = 1, special_tokens: Sequence[str] = ()
+) -> dict[str, int]:
+    """A WordPiece vocabulary learnt from word counts, the same way in every process.
+
+    As BERT's WordPiece vocabularies are built with BPE: a word starts as its first character followed by
+    ``##``-prefixed continuation characters; the most frequent adjacent pair is merged again and again (ties go
+    to the pair that sorts first), each merge adding one symbol, until ``vocab_size`` symbols (special tokens
+    first, then the sorted characters) or no pair occurs ``min_frequency`` times.
+    """
+    words = {w: n for w, n in words.items() if w}
+    split = {w: [w[0], *(f"##{c}" for c in w[1:])] for w in words}
+    vocab = list(dict.fromkeys([*special_tokens, *sorted({s for parts in split.values() for s in parts})]))
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[str]] = {}
+    for w, parts in split.items():
+        for pair in itertools.pairwise(parts):
+            pairs[pair] += words[w]
+            where.setdefault(pair, set()).add(w)
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    known = set(vocab)
+    while len(vocab) < vocab_size and heap:
+        neg, pair = heapq.heappop(heap)
+        if pairs.get(pair, 0) != -neg:
+            continue  # a stale entry: the pair's count changed since it was pushed
+        if -neg < min_frequency:
+            break
+        a, b = pair
+        merged = a + b[2:]
+        if merged not in known:
+            known.add(merged)
+            vocab.append(merged)
+        changed: set[tuple[str, str]] = set()
+        for w in sorted(where.pop(pair, ())):
+            parts, n = split[w], words[w]
+            for old in itertools.pairwise(parts):
+                pairs[old] -= n
+                changed.add(old)
+            out, i = [], 0
+            while i < len(parts):
+                if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(parts[i])
+                    i += 1
+            split[w] = out
+            for new in itertools.pairwise(out):
+                pairs[new] += n
+                where.setdefault(new, set()).add(w)
+                changed.add(new)
+        for p in changed:
+            if pairs[p] > 0:
+                heapq.heappush(heap, (-pairs[p], p))
+            else:
+                pairs.pop(p, None)
+    return {t: i for i, t in enumerate(vocab)}
 
 
 def train_word_tokenizer(texts: Iterable[str], min_count: int = 1) -> PreTrainedTokenizerFast:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections import Counter
+
 import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ray_slt.models.config import TinyLMConfig
-from ray_slt.models.tiny import build_tiny_lm, train_tokenizer, train_word_tokenizer
+from ray_slt.models.tiny import build_tiny_lm, train_tokenizer, train_word_tokenizer, wordpiece_vocab
 
 
 def test_bpe_tokenizer_is_lossless_and_saves(phoenix_texts, tmp_path):
@@ -38,6 +43,35 @@ def test_wordpiece_and_word_level(phoenix_train):
         train_tokenizer(["", "  "])
     with pytest.raises(ValueError, match="kind"):
         train_tokenizer(texts[:10], kind="unigram")
+
+
+def test_wordpiece_merges_the_most_frequent_pair_first():
+    words = Counter({"low": 5, "lower": 2, "newest": 6, "widest": 3})
+    alphabet = ["##d", "##e", "##i", "##o", "##r", "##s", "##t", "##w", "l", "n", "w"]
+    vocab = wordpiece_vocab(words, vocab_size=2 + len(alphabet) + 4, special_tokens=["<pad>", "<unk>"])
+    # (##e ##s) and (##s ##t) both occur 9 times: the tie goes to the pair that sorts first; then ##es+##t (9);
+    # then (l ##o) and (##o ##w) at 7: ##o ##w sorts first; then l+##ow.
+    assert list(vocab) == ["<pad>", "<unk>", *alphabet, "##es", "##est", "##ow", "low"]
+    assert list(vocab.values()) == list(range(len(vocab)))
+    # Merges stop below min_frequency: only pairs seen 9 times qualify.
+    assert list(wordpiece_vocab(words, 100, min_frequency=9))[len(alphabet) :] == ["##es", "##est"]
+
+
+def test_wordpiece_vocabulary_is_the_same_in_every_process(phoenix_texts):
+    code = (
+        "import json, sys; from ray_slt.models.tiny import train_tokenizer; "
+        "texts = json.load(sys.stdin); tok = train_tokenizer(texts, vocab_size=700, kind='wordpiece'); "
+        "print(json.dumps(sorted(tok.get_vocab().items(), key=lambda kv: kv[1])))"
+    )
+    texts = json.dumps(phoenix_texts[:2000])
+    runs = [
+        subprocess.run([sys.executable, "-c", code], input=texts, capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    here = json.dumps(sorted(train_tokenizer(phoenix_texts[:2000], 700, kind="wordpiece").get_vocab().items(),
+                             key=lambda kv: kv[1]))  # fmt: skip
+    assert runs[0].strip() == runs[1].strip() == here
+    assert len(json.loads(here)) == 700
 
 
 @pytest.mark.parametrize(("arch", "cls"), [("qwen3", "Qwen3ForCausalLM"), ("qwen2", "Qwen2ForCausalLM")])
