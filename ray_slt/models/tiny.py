@@ -30,9 +30,8 @@ def train_tokenizer(
 
     Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>``. No special tokens are added on encoding;
     callers append ``</s>`` where a sequence ends. Both kinds are deterministic: the same texts give the same
-    vocabulary in every process. (BPE comes from the `tokenizers` trainer; its WordPiece trainer is not
-    deterministic across processes, since it numbers the ``##`` sub-word symbols in hash-map order and breaks
-    ties between merges by those numbers, so the WordPiece vocabulary is learnt by :func:`wordpiece_vocab`.)
+    vocabulary in every process. (BPE comes from the `tokenizers` trainer. Its WordPiece trainer gave different
+    vocabularies, token sets included, in different processes, so WordPiece is learnt by :func:`wordpiece_vocab`.)
     """
     texts = [t for t in texts if t and t.strip()]
     if not texts:
@@ -70,10 +69,10 @@ def wordpiece_vocab(
 ) -> dict[str, int]:
     """A WordPiece vocabulary learnt from word counts, the same way in every process.
 
-    As BERT's WordPiece vocabularies are built with BPE: a word starts as its first character followed by
-    ``##``-prefixed continuation characters; the most frequent adjacent pair is merged again and again (ties go
-    to the pair that sorts first), each merge adding one symbol, until ``vocab_size`` symbols (special tokens
-    first, then the sorted characters) or no pair occurs ``min_frequency`` times.
+    The procedure of the `tokenizers` WordPiece trainer, with a fixed order: a word starts as its first
+    character followed by ``##``-prefixed continuation characters; the most frequent adjacent pair is merged again
+    and again (ties go to the pair that sorts first), each merge adding one symbol, until ``vocab_size`` symbols
+    (special tokens first, then the sorted characters) or no pair occurs ``min_frequency`` times.
     """
     words = {w: n for w, n in words.items() if w}
     split = {w: [w[0], *(f"##{c}" for c in w[1:])] for w in words}
