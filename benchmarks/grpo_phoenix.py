@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = (REPO / ".." / "shared" / "data" / "phoenix14t").resolve()
+import phoenix_setup
+
+REPO = phoenix_setup.REPO
 SFT_CONF = REPO / "conf" / "train_phoenix_gloss2text.yaml"
 CONF = REPO / "conf" / "grpo_phoenix_gloss2text.yaml"
 RESULTS = REPO / "benchmarks" / "results"
@@ -66,24 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev-limit", type=int, default=200, help="dev sentences decoded during training")
     p.add_argument("--num-beams", type=int, default=4)
     args = p.parse_args(argv)
-    if not (DATA / "PHOENIX-2014-T.train.corpus.csv").exists():
-        print(f"PHOENIX-2014T text data not found under {DATA}", file=sys.stderr)
+    out = str(Path(args.out).resolve())
+    t_start = time.perf_counter()
+    manifest = phoenix_setup.start(out, args.cpus)
+    if manifest is None:
         return 2
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    from ray_slt.config import build_config
-    from ray_slt.data.prepare import prepare
     from ray_slt.errors import ConfigError
     from ray_slt.training.evaluate import evaluate
     from ray_slt.training.grpo import resolve_init
     from ray_slt.training.run import run_training
-
-    out = str(Path(args.out).resolve())
-    t_start = time.perf_counter()
-    manifest = f"{out}/manifest.parquet"
-    prepare(build_config({"kind": "prepare", "dataset": "phoenix14t", "root": str(DATA), "out": manifest}))
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
     # 2. the SFT start
     init = str(Path(args.init).resolve())

@@ -24,14 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = (REPO / ".." / "shared" / "data" / "phoenix14t").resolve()
+import phoenix_setup
+
+REPO = phoenix_setup.REPO
 CONF = REPO / "conf" / "train_phoenix_gloss2text.yaml"
 RESULTS = REPO / "benchmarks" / "results"
 TRAIN_SENTENCES = 7096
@@ -55,24 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throughput-steps", type=int, default=40)
     p.add_argument("--num-beams", type=int, default=4)
     args = p.parse_args(argv)
-    if not (DATA / "PHOENIX-2014-T.train.corpus.csv").exists():
-        print(f"PHOENIX-2014T text data not found under {DATA}", file=sys.stderr)
+    out = str(Path(args.out).resolve())
+    t_start = time.perf_counter()
+    manifest = phoenix_setup.start(out, args.cpus)
+    if manifest is None:
         return 2
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    from ray_slt.config import build_config
-    from ray_slt.data.prepare import prepare
     from ray_slt.training.evaluate import evaluate
     from ray_slt.training.run import run_training
 
-    out = str(Path(args.out).resolve())
-    t_start = time.perf_counter()
-    manifest = f"{out}/manifest.parquet"
-    prep = build_config({"kind": "prepare", "dataset": "phoenix14t", "root": str(DATA), "out": manifest})
-    prepare(prep)
-
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     # 1. throughput, 1 vs 2 workers, same config and per-worker batch, fixed steps, no evaluation
     speed = {}
     for workers in (1, 2):

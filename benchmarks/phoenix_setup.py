@@ -1,0 +1,29 @@
+"""Set-up shared by the PHOENIX-2014T benchmarks (train_gloss2text.py, grpo_phoenix.py): the data check, the
+manifest (``ray-slt prepare phoenix14t``) and a local Ray."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = (REPO / ".." / "shared" / "data" / "phoenix14t").resolve()
+
+
+def start(out: str, cpus: int) -> str | None:
+    """Prepare the PHOENIX-2014T manifest under ``out`` and start a local Ray with ``cpus`` CPUs; return the
+    manifest's path, or None (after saying why on stderr) when the data is not beside the repository."""
+    if not (DATA / "PHOENIX-2014-T.train.corpus.csv").exists():
+        print(f"PHOENIX-2014T text data not found under {DATA}", file=sys.stderr)
+        return None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from ray_slt.config import build_config
+    from ray_slt.data.prepare import prepare
+
+    manifest = f"{out}/manifest.parquet"
+    prepare(build_config({"kind": "prepare", "dataset": "phoenix14t", "root": str(DATA), "out": manifest}))
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return manifest
