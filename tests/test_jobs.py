@@ -13,7 +13,7 @@ import tempfile
 import time
 
 import pytest
-from testlib import REPO, free_port, shared
+from testlib import REPO, free_port, request, shared, tiny_checkpoint
 
 # The job client runs in its own process: Ray reads RAY_AUTH_MODE when it is imported, and this test session
 # has imported Ray long before (without auth) for other tests. A user's shell is such a separate process too.
@@ -133,3 +133,37 @@ def test_bad_job_input_fails_with_a_one_line_reason(ray_head, tmp_path):
 def test_unauthenticated_clients_are_refused(ray_head):
     refused = ray_head.client("--ping", token="0" * 64)
     assert refused.returncode != 0 and "Invalid authentication token" in refused.stderr
+
+
+def test_serve_job_deploys_an_app_that_outlives_the_job(ray_head, tmp_path):
+    """jobs/serve.py as the README launches it: the job returns, the app keeps answering on the cluster."""
+    from ray_slt.data import synthetic
+
+    ckpt = tiny_checkpoint(str(tmp_path / "tiny"))
+    synthetic.generate(str(tmp_path / "syn"), synthetic.SyntheticSpec(train=2, dev=1, test=1, signers=1, seed=3))
+    pose = sorted((tmp_path / "syn" / "poses").glob("*.pose"))[0].read_bytes()
+    port = free_port()
+    small = "deployment.num_cpus=0.1"  # the test head has one CPU
+    status, logs = ray_head(
+        f"python jobs/serve.py conf/serve.yaml translator.checkpoint={ckpt} http.port={port} app_name=job_app "
+        f"translator.{small} features.{small} translator.deployment.max_replicas=1"
+    )
+    assert status == "SUCCEEDED", logs
+    deployed = json.loads(logs.strip().splitlines()[-1])
+    assert deployed == {"app": "job_app", "url": f"http://127.0.0.1:{port}/"}
+    try:
+        code, health = request(deployed["url"] + "healthz")
+        assert code == 200 and health["status"] == "ok" and health["auth"] is False
+        code, out = request(deployed["url"] + "translate", pose, "application/x-pose")
+        assert code == 200 and isinstance(out["text"], str) and out["input_kind"] == "pose", out
+    finally:
+        status, logs = ray_head("python -c 'from ray import serve; serve.shutdown()'")
+    assert status == "SUCCEEDED", logs
+    with pytest.raises(OSError):  # the proxy is gone with Serve
+        request(deployed["url"] + "healthz", timeout=5)
+
+
+def test_serve_job_with_a_missing_checkpoint_fails_before_deploying(ray_head, tmp_path):
+    status, logs = ray_head(f"python jobs/serve.py conf/serve.yaml translator.checkpoint={tmp_path}/none")
+    assert status == "FAILED"
+    assert "serve: error:" in logs and str(tmp_path / "none") in logs

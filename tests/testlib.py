@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Sentences of the synthetic corpus's grammar: the tiny tokenizer is trained on them.
+TEXTS = [
+    "the man eats an apple",
+    "yesterday the woman bought a red book",
+    "tomorrow the child will see the dog",
+    "the teacher does not like the old car",
+    "the doctor drinks water",
+    "a friend reads the letter",
+]
+
+
+def tiny_checkpoint(uri: str, seed: int = 0, **overrides) -> str:
+    """Save a tiny randomly initialised SFT translator (real classes, no training) to ``uri``."""
+    from ray_slt.models import build_translator, save_translator
+    from ray_slt.models.config import SFTConfig
+
+    cfg = {
+        "lm": "tiny:qwen3",
+        "tokenizer": {"kind": "wordpiece", "vocab_size": 200},
+        "encoder": {"type": "skeleton", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1, "gcn_channels": [16]},
+        "fusion": {"face": False, "hand": False},
+        "projector": {"hidden": 64},
+        "max_new_tokens": 8,
+        "num_beams": 1,
+        **overrides,
+    }
+    save_translator(build_translator(SFTConfig.model_validate(cfg), texts=TEXTS * 20, seed=seed), uri)
+    return uri
+
+
+def request(
+    url: str,
+    data: bytes | None = None,
+    content_type: str | None = None,
+    headers: dict | None = None,
+    timeout: float = 120.0,
+    method: str | None = None,
+) -> tuple[int, dict | str]:
+    """``(status, JSON body or text)`` of one HTTP request; 4xx/5xx are returned, not raised."""
+    hdrs = dict(headers or {})
+    if content_type:
+        hdrs["Content-Type"] = content_type
+    req = urllib.request.Request(url, data=data, headers=hdrs, method=method or ("POST" if data is not None else "GET"))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, body, ctype = r.status, r.read(), r.headers.get("content-type", "")
+    except urllib.error.HTTPError as e:
+        status, body, ctype = e.code, e.read(), e.headers.get("content-type", "")
+    if "json" in ctype:
+        return status, json.loads(body)
+    return status, body.decode("utf-8", "replace")
