@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     g = cfg.grpo
     result = {
         "benchmark": "GRPO (RVLF stage 3, TRL on Ray Train) on PHOENIX-2014T gloss -> German text, CPU",
-        "machine": {"cpus": args.cpus, "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": args.cpus,
+            "os": platform.system(),
+            "arch": platform.machine(),
+            "python": platform.python_version(),
+        },
         "config": str(CONF.relative_to(REPO)),
         "config_hash": summary["config_hash"],
         "init": init_model,

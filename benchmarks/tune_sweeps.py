@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = runs[1]["wall_time_s"] / runs[2]["wall_time_s"]
     result = {
         "benchmark": "ray-slt tune conf/tune_phoenix_gloss2text.yaml, reduced (PHOENIX-2014T gloss -> German, CPU)",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
+                    "python": platform.python_version()},
         "settings": {"train_sentences": args.train, "dev_sentences": args.dev, "epochs": args.epochs,
                      "trials": s2["num_trials"], "scheduler": "fifo", "workers_per_trial": 1, "cpus_per_worker": 1},
         "best": {k: b[k] for k in ("trial_id", "params", "dev_bleu4", "epoch", "status")},
