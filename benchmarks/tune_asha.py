@@ -17,7 +17,6 @@ the order in which trials reach a rung, so another machine may stop different on
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tune_sweeps import DATA, REPO, RESULTS, LoadSampler, cli, load
+from tune_sweeps import LoadSampler, cli, load, sweep_setup, write_results
 
 BEST_KEYS = ("trial_id", "params", "dev_bleu4", "epoch", "status")
 
@@ -46,25 +45,9 @@ def _run(common: list[str], scheduler: str, name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/bench_tune", help="where the manifest and the sweeps go")
-    p.add_argument("--train", type=int, default=2000, help="training sentences (the first N by sample id)")
-    p.add_argument("--dev", type=int, default=200, help="dev sentences scored after every epoch")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per trial (ASHA's rungs: 1, 2, 4, ... below it)")
-    args = p.parse_args(argv)
-    if not (DATA / "PHOENIX-2014-T.train.corpus.csv").exists():
-        raise SystemExit(f"PHOENIX-2014T text data not found under {DATA}")
-    out = Path(args.out).resolve()
-    manifest = out / "phoenix14t" / "manifest.parquet"
-    if not manifest.exists():
-        cli("prepare", str(REPO / "conf" / "prepare_phoenix14t.yaml"), f"root={DATA}", f"out={manifest}")
+    args, common = sweep_setup(argv, __doc__, 3, "epochs per trial (ASHA's rungs: 1, 2, 4, ... below it)")
+    common.append("search.max_concurrent_trials=2")
     stamp = int(time.time())
-    common = [
-        str(REPO / "conf" / "tune_phoenix_gloss2text.yaml"), f"storage={out / 'sweeps'}",
-        f"overrides.data.manifest={manifest}", f"overrides.data.limit_train={args.train}",
-        f"overrides.data.limit_dev={args.dev}", f"overrides.optim.epochs={args.epochs}",
-        "search.max_concurrent_trials=2",
-    ]  # fmt: skip
     runs = {sched: _run(common, sched, f"phoenix_{sched}_{stamp}") for sched in ("asha", "fifo")}
 
     def by_params(s: dict) -> dict[str, dict]:  # the sweep's results.json rows carry each trial's dev curve
@@ -132,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "asha_found_fifo_best": same_best,
         "scores_consistent": consistent,
     }  # fmt: skip
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tune_asha.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (RESULTS / "tune_asha.md").write_text(md)
-    print(md)
+    write_results("tune_asha", result, md)
     return 0
 
 

@@ -80,12 +80,16 @@ class LoadSampler:
         return {"mean": round(sum(xs) / len(xs), 1), "max": round(max(xs), 1), "samples": len(xs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sweep_setup(
+    argv: list[str] | None, doc: str, epochs: int, epochs_help: str
+) -> tuple[argparse.Namespace, list[str]]:
+    """The PHOENIX sweep benchmarks' command line and set-up: parse ``argv``, prepare the manifest once, and
+    return the arguments with the ``ray-slt tune`` arguments every run shares."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--out", default="runs/bench_tune", help="where the manifest and the sweeps go")
     p.add_argument("--train", type=int, default=2000, help="training sentences (the first N by sample id)")
     p.add_argument("--dev", type=int, default=200, help="dev sentences scored after every epoch")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
     args = p.parse_args(argv)
     if not (DATA / "PHOENIX-2014-T.train.corpus.csv").exists():
         raise SystemExit(f"PHOENIX-2014T text data not found under {DATA}")
@@ -93,12 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     manifest = out / "phoenix14t" / "manifest.parquet"
     if not manifest.exists():
         cli("prepare", str(REPO / "conf" / "prepare_phoenix14t.yaml"), f"root={DATA}", f"out={manifest}")
-    stamp = int(time.time())
     common = [
         str(REPO / "conf" / "tune_phoenix_gloss2text.yaml"), f"storage={out / 'sweeps'}",
         f"overrides.data.manifest={manifest}", f"overrides.data.limit_train={args.train}",
-        f"overrides.data.limit_dev={args.dev}", f"overrides.optim.epochs={args.epochs}", "scheduler.type=fifo", SPACE,
+        f"overrides.data.limit_dev={args.dev}", f"overrides.optim.epochs={args.epochs}",
     ]  # fmt: skip
+    return args, common
+
+
+def write_results(name: str, result: dict, md: str) -> None:
+    """benchmarks/results/{name}.json and .md; the table is printed too."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    (RESULTS / f"{name}.md").write_text(md)
+    print(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, common = sweep_setup(argv, __doc__, 2, "epochs per trial")
+    common += ["scheduler.type=fifo", SPACE]
+    stamp = int(time.time())
     runs: dict[int, dict] = {}
     for n in (2, 1):
         at_start = load()
@@ -161,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "above 2 means other jobs took CPU time from the trials, and more of it in one run than in the other skews "
         "the ratio.\n"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tune_sweeps.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (RESULTS / "tune_sweeps.md").write_text(md)
-    print(md)
+    write_results("tune_sweeps", result, md)
     return 0
 
 
