@@ -226,6 +226,7 @@ class SampleProcessor:
         self.sampling = cfg.frames.build()
         self.want_crops = cfg.features.kind != "none"
         self._estimator = None
+        self._description: tuple[str, list] | None = None
         from ray_slt.features.video import Decoder
 
         self.decoder = Decoder(timeout_s=cfg.decode.timeout_s, isolated=cfg.decode.isolate)
@@ -238,6 +239,21 @@ class SampleProcessor:
             os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
             self._estimator = make_estimator(self.cfg.pose.backend, self.cfg.pose.options())
         return self._estimator
+
+    def pose_description(self) -> tuple[str, list]:
+        """The estimator's name and pose-format components. When the decoder child runs the estimator, the child
+        says (this process then never imports MediaPipe); a missing backend raises :class:`RaySltError`."""
+        if self._description is None:
+            spec = self._decoder_pose()
+            if spec is None:
+                est = self.estimator
+                self._description = (est.name, est.components())
+            else:
+                try:
+                    self._description = self.decoder.describe(spec, timeout_s=self.cfg.pose.timeout_s)
+                except SampleError as e:
+                    raise RaySltError(e.reason) from None
+        return self._description
 
     def close(self) -> None:
         self.decoder.close()
@@ -357,9 +373,9 @@ class SampleProcessor:
         clip, estimated = self._decode(row, video, out, self._decoder_pose())
         self._stage = "pose"
         t0 = time.perf_counter()
-        est = self.estimator
+        name, components = self.pose_description()
         if estimated is None:
-            data, conf = est.estimate(clip.frames)
+            data, conf = self.estimator.estimate(clip.frames)
         else:
             data, conf, seconds = estimated
             t0 -= seconds
@@ -368,7 +384,7 @@ class SampleProcessor:
         span_len = clip.span[1] - clip.span[0]
         fps = float(clip.fps or self.cfg.decode.default_fps)
         pose = build_pose(
-            est.components(), data, conf, _kept_fps(fps, len(clip.frame_indices), span_len), clip.width, clip.height
+            components, data, conf, _kept_fps(fps, len(clip.frame_indices), span_len), clip.width, clip.height
         )
         try:
             layout = layout77_from_arrays(data, conf, pose.header, self.cfg.pose.min_confidence)
@@ -378,7 +394,7 @@ class SampleProcessor:
         crops = self._boxes_and_crops(out, layout, clip)
         pose_bytes = pose_to_bytes(pose)
         return self._finish(
-            row, out, est.name, layout, clip.frame_indices, clip.span, fps, clip.width, clip.height, pose_bytes, crops
+            row, out, name, layout, clip.frame_indices, clip.span, fps, clip.width, clip.height, pose_bytes, crops
         )
 
     def _from_shipped_pose(self, row: dict, out: dict, shipped: str, video: str | None) -> dict:
@@ -513,7 +529,7 @@ class PoseStage:
         self.proc = SampleProcessor(cfg, out, run_id, manifest_dir)
         self.proc.decoder.start()  # after pinning: the decoder child shares the actor's CPU
         if self.proc.cfg.pose.backend != "none":
-            _ = self.proc.estimator  # a missing backend fails the job now, not every sample
+            self.proc.pose_description()  # a missing backend fails the job now, not every sample
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.proc.process(json.loads(r)) for r in batch.column("row").to_pylist()]

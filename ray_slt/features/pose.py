@@ -364,6 +364,25 @@ def build_pose(
     return Pose(header, body)
 
 
+def components_to_bytes(components: list) -> bytes:
+    """Pose-format components as the bytes of a header holding them (sent between processes)."""
+    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+
+    buf = io.BytesIO()
+    PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=1, height=1, depth=0), components=components).write(
+        buf
+    )
+    return buf.getvalue()
+
+
+def components_from_bytes(data: bytes) -> list:
+    """The components of :func:`components_to_bytes`'s header (pose-format only: no estimator is imported)."""
+    from pose_format.pose_header import PoseHeader
+    from pose_format.utils.reader import BufferReader
+
+    return PoseHeader.read(BufferReader(data)).components
+
+
 def pose_to_bytes(pose) -> bytes:
     buf = io.BytesIO()
     pose.write(buf)

@@ -24,6 +24,7 @@ keypoints can be mapped back to source pixels.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -405,10 +406,8 @@ def _clip_from_header(h: dict, frames: np.ndarray) -> Clip:
 _ESTIMATORS: dict[str, Any] = {}  # this process's pose estimator, by its spec (one at a time)
 
 
-def _estimate(spec: dict[str, Any], frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Run the pose estimator ``spec`` (``{"backend", "options"}``) on ``frames``; points, confidences, seconds.
-
-    The estimator is built once per process and spec (each sample still starts a fresh graph inside it)."""
+def _estimator(spec: dict[str, Any]):
+    """This process's pose estimator for ``spec`` (``{"backend", "options"}``), built once per spec."""
     from ray_slt.errors import RaySltError
     from ray_slt.features.pose import make_estimator
 
@@ -422,6 +421,22 @@ def _estimate(spec: dict[str, Any], frames: np.ndarray) -> tuple[np.ndarray, np.
             est = _ESTIMATORS[key] = make_estimator(spec["backend"], spec.get("options"))
         except RaySltError as e:
             raise SampleError("pose", str(e)) from None
+    return est
+
+
+def _describe(spec: dict[str, Any]) -> dict[str, Any]:
+    """The estimator's name and its pose-format components (base64 header bytes), for the parent process."""
+    from ray_slt.features.pose import components_to_bytes
+
+    est = _estimator(spec)
+    components = base64.b64encode(components_to_bytes(est.components())).decode()
+    return {"ok": True, "name": est.name, "components": components}
+
+
+def _estimate(spec: dict[str, Any], frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run the pose estimator ``spec`` on ``frames``; points, confidences, seconds (each sample starts a fresh
+    graph inside the estimator)."""
+    est = _estimator(spec)
     t0 = time.perf_counter()
     data, conf = est.estimate(frames)
     return data, conf, time.perf_counter() - t0
@@ -460,6 +475,12 @@ def _child_main() -> None:
         try:
             req = json.loads(line)
             pose = req.get("pose")
+            if req.get("kind") == "describe":
+                try:
+                    _send(out, _describe(pose))
+                except Exception as e:
+                    _send(out, _failure(e, "pose"))
+                continue
             clip = _run_request(req)
         except Exception as e:  # a hostile file is one sample's error, whatever it raises
             _send(out, _failure(e, "decode"))
@@ -575,6 +596,21 @@ class Decoder:
             conf = self._array(proc, shapes[1], np.float32, deadline)
             frames = self._array(proc, shapes[2], np.uint8, deadline) if return_frames else None
         return _clip_from_header(header, frames), data, conf, float(result["pose_s"])
+
+    def describe(self, pose: dict[str, Any], *, timeout_s: float) -> tuple[str, list]:
+        """The name and pose-format components of the estimator ``pose`` (``{"backend", "options"}``), built
+        where :meth:`decode_pose` runs it: in the child, so that this process need not import the estimator's
+        library (MediaPipe: ~0.5 s and ~80 MB). A missing backend is a ``pose`` :class:`SampleError`."""
+        from ray_slt.features.pose import components_from_bytes
+
+        if not self.isolated:
+            est = _estimator(pose)
+            return est.name, est.components()
+        proc = self._start()
+        with self._guard(proc, "pose", timeout_s) as deadline:
+            proc.stdin.write(json.dumps({"kind": "describe", "pose": pose}).encode() + b"\n")
+            header = self._header(proc, deadline)
+        return header["name"], components_from_bytes(base64.b64decode(header["components"]))
 
     @contextlib.contextmanager
     def _guard(self, proc: subprocess.Popen, stage: str, timeout_s: float) -> Iterator[float]:

@@ -114,6 +114,51 @@ def test_pose_in_the_decoder_child_equals_pose_in_process(shared_data, holistic)
     assert clip.frames is None and np.array_equal(data, want[0]) and np.array_equal(conf, want[1])
 
 
+# A sample extracted in a fresh process, as a pose actor does it: which modules that process imported.
+_EXTRACT_ONE = """
+import json, sys
+from ray_slt.features.extract import ExtractConfig, SampleProcessor
+clip, out = sys.argv[1:3]
+cfg = ExtractConfig.model_validate({"kind": "extract", "manifest": "m.parquet", "out": out,
+                                    "frames": {"sampling": "uniform:8"}})
+proc = SampleProcessor(cfg, out, "run0")
+name, components = proc.pose_description()
+row = proc.process({"sample_id": "wlasl.05732", "video_uri": clip, "dataset": "wlasl", "split": "test"})
+proc.close()
+print(json.dumps({"mediapipe": "mediapipe" in sys.modules, "status": row["status"], "reason": row["reason"],
+                  "estimator": row["pose_estimator"], "name": name, "components": [c.name for c in components]}))
+"""
+
+
+def test_the_child_describes_its_estimator_so_the_actor_never_imports_mediapipe(shared_data, holistic, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    want = holistic.components()
+    with Decoder(timeout_s=60) as dec:
+        name, got = dec.describe(HOLISTIC_SPEC, timeout_s=120)
+        with pytest.raises(SampleError) as e:
+            dec.describe({"backend": "openpose", "options": {}}, timeout_s=60)
+        assert e.value.stage == "pose" and "unknown pose backend 'openpose'" in e.value.reason
+    assert name == holistic.name and [c.name for c in got] == [c.name for c in want]
+    for a, b in zip(got, want, strict=True):
+        assert a.points == b.points and a.format == b.format and [tuple(x) for x in a.limbs] == list(b.limbs)
+    done = subprocess.run(
+        [sys.executable, "-c", _EXTRACT_ONE, str(shared_data / "wlasl/videos/05732.mp4"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    assert res["status"] == "ok", res["reason"]
+    assert res["estimator"] == res["name"] == holistic.name and res["components"] == [c.name for c in want]
+    assert res["mediapipe"] is False  # MediaPipe ran, and was imported, only in the decoder child
+    from ray_slt.features.store import pose_relpath
+
+    pose = read_pose_file(tmp_path / "out" / pose_relpath("wlasl.05732"))  # built from the child's description
+    assert [c.name for c in pose.header.components] == [c.name for c in want] and pose.body.data.shape[0] == 8
+
+
 def test_pose_failures_in_the_child_are_pose_errors_and_cost_one_sample(shared_data):
     req = _video_request(shared_data / "wlasl/videos/00338.mp4", "uniform:4")
     with Decoder(timeout_s=60) as dec:
