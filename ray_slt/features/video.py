@@ -460,7 +460,8 @@ def _failure(e: BaseException, stage: str) -> dict[str, Any]:
 def _child_main() -> None:
     """The decoder process: one JSON request per line on stdin. Per request on stdout: a length-prefixed JSON
     header, then the raw frames when it says ``ok``. A request with ``pose`` gets the decode header without
-    frames, then a second header (the pose result: points, confidences, and the frames if ``return_frames``)."""
+    frames, then a second header (the pose result: points, confidences, and the frames if ``return_frames``).
+    A ``{"kind": "describe", "pose": ...}`` request gets one header: the estimator's name and components."""
     import cv2
 
     cv2.setNumThreads(1)
