@@ -141,10 +141,12 @@ def pinned_children(clips: list[Path], cpus: int) -> dict:
                         c = todo.get_nowait()
                     except queue.Empty:
                         return
-                    req = video_request(str(c), {}, cfg.frames.build(), bbox_margin=0.1, max_side=1280,
-                                        max_missing=0.05)  # fmt: skip
+                    d = cfg.decode
+                    req = video_request(str(c), {}, cfg.frames.build(), bbox_margin=d.bbox_margin,
+                                        max_side=d.max_side, max_missing=d.max_missing)  # fmt: skip
                     t = time.perf_counter()
-                    _, data, _, pose_s = dec.decode_pose(req, spec, return_frames=False, pose_timeout_s=600)
+                    _, data, _, pose_s = dec.decode_pose(req, spec, return_frames=False,
+                                                         pose_timeout_s=cfg.pose.timeout_s)  # fmt: skip
                     with lock:
                         totals["frames"] += len(data)
                         totals["pose"] += pose_s
