@@ -125,6 +125,7 @@ def pinned_children(clips: list[Path], cpus: int) -> dict:
 
     cfg = ExtractConfig.model_validate({"kind": "extract"})
     spec = {"backend": "mediapipe", "options": cfg.pose.options()}
+    d, sampling = cfg.decode, cfg.frames.build()
     todo: queue.Queue = queue.Queue()
     for c in clips:
         todo.put(c)
@@ -141,8 +142,7 @@ def pinned_children(clips: list[Path], cpus: int) -> dict:
                         c = todo.get_nowait()
                     except queue.Empty:
                         return
-                    d = cfg.decode
-                    req = video_request(str(c), {}, cfg.frames.build(), bbox_margin=d.bbox_margin,
+                    req = video_request(str(c), {}, sampling, bbox_margin=d.bbox_margin,
                                         max_side=d.max_side, max_missing=d.max_missing)  # fmt: skip
                     t = time.perf_counter()
                     _, data, _, pose_s = dec.decode_pose(req, spec, return_frames=False,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -119,12 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     g = cfg.grpo
     result = {
         "benchmark": "GRPO (RVLF stage 3, TRL on Ray Train) on PHOENIX-2014T gloss -> German text, CPU",
-        "machine": {
-            "cpus": args.cpus,
-            "os": platform.system(),
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": phoenix_setup.machine(args.cpus),
         "config": str(CONF.relative_to(REPO)),
         "config_hash": summary["config_hash"],
         "init": init_model,

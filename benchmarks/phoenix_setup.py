@@ -4,11 +4,17 @@ manifest (``ray-slt prepare phoenix14t``) and a local Ray."""
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / ".." / "shared" / "data" / "phoenix14t").resolve()
+
+
+def machine(cpus: int | None) -> dict:
+    """What the results record of the machine: CPUs used, OS, CPU architecture, Python."""
+    return {"cpus": cpus, "os": platform.system(), "arch": platform.machine(), "python": platform.python_version()}
 
 
 def start(out: str, cpus: int) -> str | None:

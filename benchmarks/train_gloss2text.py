@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -97,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
     result = {
         "benchmark": "gloss -> German text, PHOENIX-2014T, from scratch on CPU",
-        "machine": {
-            "cpus": args.cpus,
-            "os": platform.system(),
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": phoenix_setup.machine(args.cpus),
         "config": str(CONF.relative_to(REPO)),
         "config_hash": summary["config_hash"],
         "model": "gloss encoder (2 layers, 256) -> MLP projector -> tiny random Qwen3 (3 layers, 256, BPE 3000) "

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from phoenix_setup import machine
 from tune_sweeps import LoadSampler, cli, load, sweep_setup, write_results
 
 BEST_KEYS = ("trial_id", "params", "dev_bleu4", "epoch", "status")
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = {
         "benchmark": "ASHA vs FIFO, ray-slt tune conf/tune_phoenix_gloss2text.yaml reduced (PHOENIX-2014T, CPU)",
-        "machine": {"cpus": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
-                    "python": platform.python_version()},
+        "machine": machine(os.cpu_count()),
         "settings": {"train_sentences": args.train, "dev_sentences": args.dev, "epochs": args.epochs,
                      "max_concurrent_trials": 2},
         "runs": {n: {k: v for k, v in r.items() if k != "summary"}

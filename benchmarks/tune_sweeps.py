@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from phoenix_setup import machine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / ".." / "shared" / "data" / "phoenix14t").resolve()
@@ -143,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = runs[1]["wall_time_s"] / runs[2]["wall_time_s"]
     result = {
         "benchmark": "ray-slt tune conf/tune_phoenix_gloss2text.yaml, reduced (PHOENIX-2014T gloss -> German, CPU)",
-        "machine": {"cpus": os.cpu_count(), "os": platform.system(), "arch": platform.machine(),
-                    "python": platform.python_version()},
+        "machine": machine(os.cpu_count()),
         "settings": {"train_sentences": args.train, "dev_sentences": args.dev, "epochs": args.epochs,
                      "trials": s2["num_trials"], "scheduler": "fifo", "workers_per_trial": 1, "cpus_per_worker": 1},
         "best": {k: b[k] for k in ("trial_id", "params", "dev_bleu4", "epoch", "status")},
