@@ -457,6 +457,21 @@ def _failure(e: BaseException, stage: str) -> dict[str, Any]:
     return {"ok": False, "stage": stage, "reason": f"{type(e).__name__}: {_one_line(e)}"}
 
 
+def _batch_scheduling() -> None:
+    """Put this process, and the threads it starts afterwards, under Linux's ``SCHED_BATCH`` policy (no-op
+    elsewhere).
+
+    A batch thread that wakes up does not preempt the running one: the estimator's threads, which share one CPU
+    when the pose actor is pinned, then hand the CPU over at the scheduler's tick instead of on every wake-up.
+    Measured on the extraction benchmark's pipeline (2 pinned actors, 33 clips, five alternating pairs of runs):
+    0.4-1.1 s of ~57 faster in every pair, with identical output. Only the ordering of this process's own work
+    changes; its niceness (its share of the CPU) stays what it was.
+    """
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):  # a sandbox that forbids it: run as before
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def _child_main() -> None:
     """The decoder process: one JSON request per line on stdin. Per request on stdout: a length-prefixed JSON
     header, then the raw frames when it says ``ok``. A request with ``pose`` gets the decode header without
@@ -465,6 +480,7 @@ def _child_main() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    _batch_scheduling()
     # The protocol gets its own copy of stdout; fd 1 then points at stderr, so a library that prints to stdout
     # cannot corrupt the frames stream.
     out = os.fdopen(os.dup(1), "wb")

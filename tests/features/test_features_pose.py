@@ -4,6 +4,7 @@ the MMPose backend's output conversion on real COCO-WholeBody output."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -105,6 +106,11 @@ def test_pose_in_the_decoder_child_equals_pose_in_process(shared_data, holistic)
         clip, data, conf, seconds = dec.decode_pose(req, HOLISTIC_SPEC, return_frames=False, pose_timeout_s=120)
         assert clip.frames is None and clip.frame_indices.tolist() == local.frame_indices.tolist()
         assert np.array_equal(data, want[0]) and np.array_equal(conf, want[1]) and seconds > 0
+        if hasattr(os, "SCHED_BATCH"):  # Linux: the child and the estimator's threads it started run as batch
+            tids = [int(t) for t in os.listdir(f"/proc/{dec._proc.pid}/task")]
+            assert len(tids) > 1 and {os.sched_getscheduler(t) for t in tids} == {os.SCHED_BATCH}
+            assert os.getpriority(os.PRIO_PROCESS, dec._proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this process is left as it was
         # The same child serves the next sample, frames included when asked for (crops need them).
         clip, data, conf, _ = dec.decode_pose(req, HOLISTIC_SPEC, return_frames=True, pose_timeout_s=120)
         assert np.array_equal(clip.frames, local.frames) and np.array_equal(data, want[0])
