@@ -82,8 +82,8 @@ class MediaPipeOptions(Schema):
     static_image_mode: bool = False
     smooth_landmarks: bool = True
     refine_face_landmarks: bool = False
-    min_detection_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
+    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class MMPoseOptions(Schema):

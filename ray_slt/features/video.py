@@ -597,7 +597,11 @@ class Decoder:
         """
         if not self.isolated:
             clip = _run_request(request)
-            data, conf, seconds = _estimate(pose, clip.frames)
+            try:
+                data, conf, seconds = _estimate(pose, clip.frames)
+            except Exception as e:  # labelled as the child labels it: the estimator's failure is a pose error
+                failure = _failure(e, "pose")
+                raise SampleError(failure["stage"], failure["reason"]) from e
             if not return_frames:
                 clip.frames = None
             return clip, data, conf, seconds

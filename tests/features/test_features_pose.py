@@ -181,6 +181,18 @@ def test_pose_failures_in_the_child_are_pose_errors_and_cost_one_sample(shared_d
         assert data.shape == (4, 543, 3) and conf.shape == (4, 543) and clip.frame_indices.tolist() == [16, 34, 52, 70]
 
 
+def test_an_estimator_failure_is_the_same_pose_error_in_the_child_and_in_process(shared_data):
+    req = _video_request(shared_data / "wlasl/videos/00338.mp4", "uniform:2")
+    spec = {"backend": "mediapipe", "options": {"model_complexity": 1, "smoothing": True}}  # no such option
+    errors = []
+    for isolated in (True, False):
+        with Decoder(timeout_s=60, isolated=isolated) as dec, pytest.raises(SampleError) as e:
+            dec.decode_pose(req, spec, pose_timeout_s=60)
+        errors.append((e.value.stage, e.value.reason))
+    assert errors[0] == errors[1] and errors[0][0] == "pose"
+    assert errors[0][1].startswith("TypeError: ") and "smoothing" in errors[0][1]
+
+
 def test_pose_file_has_components_fps_dimensions_and_masks(soup_holistic):
     blob = pose_to_bytes(soup_holistic)
     back = read_pose_file_bytes(blob)

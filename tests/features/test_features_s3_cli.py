@@ -109,6 +109,8 @@ def test_cli_help_and_bad_input(tmp_path):
     assert r.returncode == 2 and "frames.sampling" in r.stderr
     r = _cli("extract", "m.parquet", "--out", "o", "--set", "workers.pose.max_sise=3")
     assert r.returncode == 2 and "did you mean" in r.stderr
+    r = _cli("extract", "m.parquet", "--out", "o", "--set", "pose.mediapipe.min_detection_confidence=1.5")
+    assert r.returncode == 2 and "min_detection_confidence" in r.stderr and "less than or equal to 1" in r.stderr
 
 
 def test_config_file_and_job_entry_point(tmp_path):
