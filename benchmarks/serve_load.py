@@ -32,6 +32,7 @@ import concurrent.futures as cf
 import glob
 import json
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -233,6 +234,7 @@ def main(argv: list[str]) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)  # the synthetic corpus and the tiny checkpoint
     os.makedirs(args.out, exist_ok=True)
     Path(args.out, "serve_load.json").write_text(json.dumps(report, indent=2))
     Path(args.out, "serve_load.md").write_text(render(report))

@@ -32,6 +32,7 @@ bundled files by name, never a model file from a user path.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 
@@ -119,7 +120,10 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
 
             try:
-                self._model = SentenceTransformer(self.model_name, device=self.device)
+                # safetensors weights only: never a pickled pytorch_model.bin from a model directory
+                self._model = SentenceTransformer(
+                    self.model_name, device=self.device, model_kwargs={"use_safetensors": True}
+                )
             except OSError as e:
                 raise ConfigError(
                     f"cannot load the TSR embedding model {self.model_name!r}: {e}. Give a model id that is "
@@ -249,8 +253,12 @@ class HanTaTagger:
             from HanTa import HanoverTagger
         except ImportError as e:
             raise ConfigError("PGER's default tagger needs the 'HanTa' package (pip install HanTa)") from e
-        # Only the model file bundled inside the installed HanTa package, by name.
-        self._tagger = HanoverTagger.HanoverTagger(model_file)
+        # Only the model file bundled inside the installed HanTa package, by its full path: given a bare name,
+        # HanTa would first unpickle a file of that name in the current directory.
+        bundled = os.path.join(os.path.dirname(os.path.abspath(HanoverTagger.__file__)), model_file)
+        if not os.path.isfile(bundled):
+            raise ConfigError(f"the installed HanTa package has no {model_file} (reinstall HanTa)")
+        self._tagger = HanoverTagger.HanoverTagger(bundled)
 
     def __call__(self, text: str) -> list[tuple[str, str]]:
         words = _WORD.findall(text)

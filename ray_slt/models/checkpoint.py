@@ -100,6 +100,15 @@ def localized(path: str) -> Iterator[str]:
         yield d
 
 
+def lora_dir(local_dir: str, uri: str) -> str:
+    """The checkpoint's LoRA adapter folder, once its weights are known to be safetensors: without
+    ``adapter_model.safetensors`` PEFT would fall back to a pickled ``adapter_model.bin``."""
+    path = os.path.join(local_dir, "lora")
+    if not os.path.isfile(os.path.join(path, "adapter_model.safetensors")):
+        raise StorageError(f"{uri}: no lora/adapter_model.safetensors (adapters are only loaded from safetensors)")
+    return path
+
+
 def _read_meta(local_dir: str, name: str, fmt: str) -> dict[str, Any]:
     meta = json.loads(storage.read_text(os.path.join(local_dir, name)))
     if meta.get("format") != fmt:
@@ -181,7 +190,7 @@ def load_translator(uri: str, trainable: bool = False):
             )
         else:
             base = load_lm(meta["base_lm"], cfg.dtype)
-        lm = PeftModel.from_pretrained(base, os.path.join(d, "lora"), is_trainable=trainable)
+        lm = PeftModel.from_pretrained(base, lora_dir(d, uri), is_trainable=trainable)
         model = SignTranslator(cfg, encoder, lm, tokenizer, gloss_tokenizer)
         state = load_file(os.path.join(d, "modules.safetensors"))
     expected = {k for k in model.state_dict() if not k.startswith("lm.")}

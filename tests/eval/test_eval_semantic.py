@@ -189,6 +189,16 @@ def test_hanta_german_entities_on_phoenix(phoenix_test, hanta_de):
     assert corpus_pger(phoenix_test[:100], phoenix_test[:100], lang="de")["pger"] == 1.0
 
 
+def test_hanta_never_loads_a_model_file_from_the_working_directory(tmp_path, monkeypatch):
+    pytest.importorskip("HanTa", reason="PGER's default tagger HanTa is not installed")
+    import gzip
+
+    # HanTa's models are pickles; given a bare name it would first unpickle a file of that name in the cwd.
+    (tmp_path / "morphmodel_ger.pgz").write_bytes(gzip.compress(b"not the bundled model"))
+    monkeypatch.chdir(tmp_path)
+    assert dict(HanTaTagger("de")("Regen im Norden"))["Regen"] == "NOUN"  # the bundled model answered
+
+
 def test_hanta_english_entities_on_how2sign(how2sign_test):
     pytest.importorskip("HanTa", reason="PGER's default tagger HanTa is not installed")
     tagger = HanTaTagger("en-US")

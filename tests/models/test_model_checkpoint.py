@@ -85,6 +85,11 @@ def test_incomplete_checkpoint_is_refused(trained, tmp_path):
     os.remove(tmp_path / "ckpt" / "MANIFEST.json")
     with pytest.raises(StorageError, match="MANIFEST"):
         load_translator(str(tmp_path / "ckpt"))
+    save_translator(m, str(tmp_path / "pickled"))
+    lora = tmp_path / "pickled" / "lora"
+    (lora / "adapter_model.safetensors").rename(lora / "adapter_model.bin")  # what PEFT would fall back to
+    with pytest.raises(StorageError, match="only loaded from safetensors"):
+        load_translator(str(tmp_path / "pickled"))
 
 
 def test_s3_round_trip(trained, s3_bucket):

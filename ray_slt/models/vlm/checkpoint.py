@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ray_slt import storage
 from ray_slt.errors import StorageError
-from ray_slt.models.checkpoint import fetched, publish
+from ray_slt.models.checkpoint import fetched, lora_dir, publish
 from ray_slt.models.vlm.config import VLMConfig
 
 FORMAT = "ray_slt.vlm_translator"
@@ -81,7 +81,7 @@ def load_vlm(uri: str, trainable: bool = False, dtype: str | None = None):
         base = os.path.join(d, "base_model") if meta["base"] == "base_model" else meta["base"]
         model, _, family, spec = load_base(cfg, base)
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(d, "tokenizer"), trust_remote_code=False)
-        peft_model = PeftModel.from_pretrained(model, os.path.join(d, "lora"), is_trainable=trainable)
+        peft_model = PeftModel.from_pretrained(model, lora_dir(d, uri), is_trainable=trainable)
         translator = VLMTranslator(cfg, family, peft_model, tokenizer, spec, meta["base"])
         if meta["base"] == "base_model":
             translator.base_source = storage.join(uri, "base_model")
