@@ -52,6 +52,7 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], Any]
     render: Callable[[Any], str] | None = None
+    failed: Callable[[Any], str | None] | None = None  # a reason when the result means the run failed (exit 1)
 
 
 _REGISTRY: dict[str, Command] = {}
@@ -64,10 +65,12 @@ def register(
     run: Callable[[argparse.Namespace], Any],
     render: Callable[[Any], str] | None = None,
     description: str | None = None,
+    failed: Callable[[Any], str | None] | None = None,
 ) -> None:
     """Register a subcommand: ``configure(parser)`` adds its arguments, ``run(args)`` returns its result
-    (JSON-serialisable) and ``render(result)`` formats it for humans."""
-    _REGISTRY[name] = Command(name, help, description or help, configure, run, render)
+    (JSON-serialisable) and ``render(result)`` formats it for humans; ``failed(result)``, if given, returns a
+    reason when the result (printed all the same) means the run failed: the CLI then exits 1."""
+    _REGISTRY[name] = Command(name, help, description or help, configure, run, render, failed)
 
 
 def _load_commands() -> None:
@@ -140,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RaySltError(f"'{args._planned}' is not available in this version of ray_slt")
         result = args._command.run(args)
         _print_result(args._command, result, args.json)
+        reason = args._command.failed(result) if args._command.failed else None
+        if reason:
+            print(f"{PROG}: {args.command} failed: {reason}", file=sys.stderr)
+            return 1
         return 0
     except RaySltError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

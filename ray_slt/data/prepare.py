@@ -103,7 +103,9 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> dict:
         problems = "; ".join(f"options.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{cfg.dataset}: {problems}") from None
     report = ErrorReport(skip_bad=cfg.skip_bad)
-    rows = adapter.read(cfg.root, options, report, splits=tuple(cfg.splits))
+    # An absolute root: the manifest's media URIs must not depend on the directory prepare ran in (extraction
+    # resolves relative URIs against the manifest's own folder).
+    rows = adapter.read(storage.normalize(cfg.root), options, report, splits=tuple(cfg.splits))
     if cfg.require_media:
         rows = _check_media(rows, report)
     # duplicates are bad rows too: keep the first occurrence

@@ -77,6 +77,12 @@ def render(result: Any) -> str:
     return render_summary(result)
 
 
+def failed(result: Any) -> str | None:
+    from ray_slt.features.store import failure_reason
+
+    return failure_reason(result)
+
+
 register(
     "extract",
     "video -> pose, keypoints, crops and visual features on Ray Data",
@@ -84,4 +90,5 @@ register(
     run,
     render,
     description=DESCRIPTION,
+    failed=failed,
 )

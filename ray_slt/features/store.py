@@ -383,3 +383,12 @@ def load_features(uri: str, split: str | Sequence[str] | None = None, columns: S
         return batch.filter(pa.array(mask, type=pa.bool_())).drop_columns(["path"])
 
     return ds.map_batches(_filter, batch_format="pyarrow", batch_size=None)
+
+
+def failure_reason(summary: dict) -> str | None:
+    """A reason when every sample a run tried failed (and none was done before): most likely a wrong path or
+    setting rather than bad videos, so the command exits non-zero. None otherwise."""
+    if summary["errors"] and not summary["ok"] and not summary["skipped"]:
+        first = summary["error_records"][0]
+        return f"every sample failed ({summary['errors']} errors; first: {first['sample_id']}: {first['reason']})"
+    return None

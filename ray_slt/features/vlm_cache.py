@@ -567,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vlm-cache: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "error_records"}))
+    reason = store.failure_reason(summary)
+    if reason:
+        print(f"vlm-cache: failed: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pyarrow.parquet as pq
@@ -113,6 +114,17 @@ def test_wlasl_frames_and_bbox_of_a_staged_clip(tmp_path):
     r = rows["wlasl.00335"]
     assert (r["gloss"], r["split"], r["signer"], r["bbox"]) == ("abdomen", "test", "2", [57, 5, 246, 240])
     assert (r["start_frame"], r["end_frame"]) == (0, None)
+
+
+def test_a_relative_root_gives_absolute_media_paths(tmp_path, monkeypatch):
+    # Extraction resolves relative media URIs against the manifest's folder, so a root typed relative to the
+    # working directory must not end up relative in the manifest.
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    rel = os.path.relpath(shared("wlasl"), tmp_path / "cwd")
+    run_prepare("wlasl", rel, tmp_path / "out" / "m.parquet", require_media=True, skip_bad=True)
+    uris = [r["video_uri"] for r in manifest.read_manifest(str(tmp_path / "out" / "m.parquet")).to_pylist()]
+    assert uris and all(os.path.isabs(u) and os.path.isfile(u) for u in uris)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -113,6 +113,17 @@ def test_cli_help_and_bad_input(tmp_path):
     assert r.returncode == 2 and "min_detection_confidence" in r.stderr and "less than or equal to 1" in r.stderr
 
 
+def test_a_run_where_every_sample_fails_exits_1(tmp_path):
+    # (a wrong root or media prefix typically: the summary and the errors table are written all the same)
+    write_manifest([video_row("bad.a", str(tmp_path / "a.mp4")), video_row("bad.b", str(tmp_path / "b.mp4"))],
+                   str(tmp_path / "m.parquet"))  # fmt: skip
+    r = _cli("extract", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "o"), "--no-progress")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "extract failed: every sample failed (2 errors; first: bad.a:" in r.stderr
+    assert "0 ok" in r.stdout or '"ok": 0' in r.stdout
+    assert store.read_errors(str(tmp_path / "o")).num_rows == 2
+
+
 def test_config_file_and_job_entry_point(tmp_path):
     cfg = load_config(str(REPO / "conf/extract.yaml"))
     assert isinstance(cfg, ExtractConfig) and cfg.frames.sampling == "all" and cfg.frames.max_frames == 300
