@@ -81,3 +81,37 @@ def test_prepare_json_output(tmp_path, capsys):
         main(["prepare", "phoenix14t", "--root", str(shared("phoenix14t")), "--out", str(out), "--splits", "dev"]) == 0
     )
     assert capsys.readouterr().out.startswith(f"wrote {out}: 519 samples (dev 519)")
+
+
+def test_serve_runs_until_ctrl_c_and_then_stops_cleanly(tmp_path):
+    """`ray-slt serve` on its own local Ray: answers /healthz, and one SIGINT stops the app and Ray (exit 0)."""
+    import signal
+    import time
+    import urllib.request
+
+    from testlib import free_port, tiny_checkpoint
+
+    ckpt = tiny_checkpoint(str(tmp_path / "tiny"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ray_slt", "serve", "conf/serve.yaml", f"translator.checkpoint={ckpt}",
+         f"http.port={port}", "ray_address=local"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "press Ctrl-C to stop" in line:
+                break
+        assert any("ready at" in x for x in lines), lines
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
+            assert r.status == 200
+        time.sleep(1.0)  # idle in its wait loop, as a user's server is when they press Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "stopping" in out and "stopped" in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

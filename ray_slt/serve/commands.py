@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
+import time
 
 from ray_slt.cli import register
 
@@ -50,11 +50,14 @@ def _run(args: argparse.Namespace) -> dict:
     summary = {"app": cfg.app_name, "url": url, "detached": bool(args.detach)}
     if args.detach:
         return summary
-    stopping = threading.Event()
+    # The handler takes no lock (it appends to a list) and the main thread polls: an Event.set() in a handler
+    # can block on the lock of the Event.wait() it interrupted, and a user then saw Ctrl-C ignored.
+    signals: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     print("ray-slt serve: press Ctrl-C to stop", flush=True)
-    stopping.wait()
+    while not signals:
+        time.sleep(0.2)
     print("ray-slt serve: stopping ...", flush=True)
     serve.shutdown()
     ray.shutdown()
