@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ray_slt.errors import DataError
 from ray_slt.models.config import GlossEncoderConfig
 from ray_slt.models.layers import SequenceEncoder
 
@@ -29,6 +30,8 @@ class GlossEncoder(nn.Module):
         self.transformer = SequenceEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout)
 
     def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if "gloss_ids" not in batch:
+            raise DataError("this model reads glosses, and the data has no gloss column (a gloss manifest is needed)")
         ids, mask = batch["gloss_ids"], batch["gloss_mask"].bool()
         return self.transformer(self.embed(ids) * self.scale, mask), mask
 

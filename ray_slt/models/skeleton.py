@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ray_slt.errors import DataError
 from ray_slt.models.config import SkeletonEncoderConfig
 from ray_slt.models.layers import SequenceEncoder
 
@@ -128,6 +129,11 @@ class PartGCN(nn.Module):
 
 def skeleton_inputs(batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-point input channels [B, T, 77, 4] (x, y, confidence, present) and validity [B, T, 77]."""
+    if "coords" not in batch:
+        raise DataError(
+            "this model reads poses, and the data has none: give it a feature store made by `ray-slt extract` "
+            "(or a manifest whose rows carry keypoints), not a text or gloss manifest"
+        )
     coords, point_mask, frame_mask = batch["coords"], batch["point_mask"].bool(), batch["frame_mask"].bool()
     if coords.ndim != 4 or coords.shape[2:] != (NUM_POINTS, 2):
         raise ValueError(f"coords must be [B, T, {NUM_POINTS}, 2], got {tuple(coords.shape)}")

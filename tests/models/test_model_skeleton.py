@@ -134,6 +134,16 @@ def test_gloss_encoder_interface_and_padding():
     assert torch.allclose(alone[0], z[0, :2], atol=1e-5)
 
 
+def test_each_encoder_names_the_input_it_needs_when_the_data_lacks_it():
+    # (a pose translator evaluated on a gloss manifest, or the other way round: a one-line data error)
+    text_only = Collator()([{"sample_id": "s0", "text": "regen im norden"}])
+    with pytest.raises(DataError, match="reads poses, and the data has none"):
+        _encoder().encode(text_only)
+    enc = GlossEncoder(GlossEncoderConfig(hidden=32, heads=4, ffn=64, layers=1, dropout=0.0), 10)
+    with pytest.raises(DataError, match="reads glosses"):
+        enc.encode(Collator()(pose_samples(1)))
+
+
 def test_collator_reads_feature_store_rows():
     """Rows as the feature store decodes them (keypoints/keypoints_valid/..., per-hand features) collate to
     the same batch as the canonical keys; the hands are concatenated left then right."""
