@@ -690,6 +690,10 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
     if cfg.pose.backend == "mmpose" and not (cfg.pose.mmpose.config and cfg.pose.mmpose.checkpoint):
         raise ConfigError("pose.backend=mmpose needs pose.mmpose.config and pose.mmpose.checkpoint")
     out = storage.normalize(cfg.out)
+    if cfg.features.kind == "dinov2":
+        from ray_slt.features.visual import check_model_source
+
+        check_model_source(cfg.features.model, cfg.features.revision)
     started = time.time()
     table = filter_splits(read_manifest(cfg.manifest), cfg.splits)
     rows = table.to_pylist()[: cfg.limit] if cfg.limit else table.to_pylist()

@@ -96,6 +96,30 @@ class Dinov2Embedder:
         }
 
 
+def check_model_source(model: str, revision: str | None = None) -> None:
+    """Fail early, in one line, when the DINOv2 model cannot be loaded: before a pipeline starts actors that
+    would each fail with a traceback. Reads only the model's ``config.json`` (and lists a directory)."""
+    from transformers import Dinov2Config
+
+    def fail(why: str):
+        raise RaySltError(f"features.model: cannot load DINOv2 model {model!r}: {why}")
+
+    if not storage.is_local(model) or os.path.isdir(storage.normalize(model)):
+        try:
+            names = {storage.basename(u) for u in storage.listdir(model)}
+        except (RaySltError, OSError) as e:
+            fail(str(e))
+        if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
+            fail("the directory needs config.json and *.safetensors weights")
+        return
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        fail("no such directory")
+    try:  # a hub id: its config.json from the local cache or the hub
+        Dinov2Config.from_pretrained(model, revision=revision)
+    except (OSError, ValueError) as e:
+        fail(f"{str(e).splitlines()[0]} (offline? give a local or s3 directory)")
+
+
 class _local_model_dir:
     """A path ``from_pretrained`` can read: hub ids and local paths as they are, s3 directories downloaded."""
 

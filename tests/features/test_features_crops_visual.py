@@ -99,3 +99,13 @@ def test_dinov2_loading_refuses_pickled_weights(tmp_path, tiny_dinov2):
     torch.save(load_file(f"{tiny_dinov2}/model.safetensors"), d / "pytorch_model.bin")
     with pytest.raises(RaySltError, match="cannot load DINOv2"):
         Dinov2Embedder(str(d), device="cpu")
+    # ... and an extraction run refuses such a model before it starts any worker, in one line
+    from ray_slt.features.extract import ExtractConfig, run_extract
+
+    for model, why in ((d, "needs config.json and \\*.safetensors"), (tmp_path / "missing", "no such directory")):
+        cfg = ExtractConfig.model_validate({"kind": "extract", "manifest": str(tmp_path / "m.parquet"),
+                                            "out": str(tmp_path / "out"), "features": {"kind": "dinov2",
+                                            "model": str(model)}})  # fmt: skip
+        with pytest.raises(RaySltError, match=f"features.model: cannot load DINOv2 model .*{why}"):
+            run_extract(cfg, echo=False)
+    assert not (tmp_path / "out").exists()
