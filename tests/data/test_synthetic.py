@@ -48,6 +48,15 @@ def test_manifest_is_marked_synthetic_and_held_out_sentences_are_new(corpus, tmp
     train = {r["gloss"] for r in rows if r["split"] == "train"}
     assert all(r["gloss"] not in train for r in rows if r["split"] != "train")
     assert (corpus / "README.md").read_text().startswith("# Synthetic sign language corpus (NOT a real")
+    # options given for an existing corpus must be the ones it was made with (else it is not what was asked)
+    same = {"train": 24, "seed": 7}
+    assert prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(corpus), "out": str(out),
+                                 "options": same}), progress=False)["splits"]["train"] == 24  # fmt: skip
+    from ray_slt.errors import DataError
+
+    with pytest.raises(DataError, match=r"other options \(train: 24 there, 64 asked\)"):
+        prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(corpus), "out": str(out),
+                              "options": {"train": 64}}), progress=False)  # fmt: skip
 
 
 def test_translations_follow_the_grammar():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ray_slt import storage
 from ray_slt.config import Schema
 from ray_slt.data import synthetic
@@ -15,6 +17,7 @@ from ray_slt.data.adapters.base import (
     sample_id,
 )
 from ray_slt.data.manifest import canonical_split, make_row
+from ray_slt.errors import DataError, RaySltError
 
 
 class SyntheticOptions(Schema):
@@ -39,6 +42,8 @@ class Synthetic(Adapter):
         if not storage.exists(table):
             spec = synthetic.SyntheticSpec(**options.model_dump())
             synthetic.generate(root, spec, progress=True)
+        else:
+            _check_existing(root, options)
         rows = []
         for line, cols, fields in read_table(table, "\t", synthetic.TSV_COLUMNS):
             with report.guard(table, line):
@@ -63,3 +68,22 @@ class Synthetic(Adapter):
                     )
                 )
         return rows
+
+
+def _check_existing(root: str, options: SyntheticOptions) -> None:
+    """An existing corpus is read as it is; options given explicitly must match how it was generated."""
+    asked = {k: getattr(options, k) for k in sorted(options.model_fields_set)}
+    if not asked:
+        return
+    path = storage.join(root, "synthetic.json")
+    try:
+        made = json.loads(storage.read_text(path))["spec"]
+    except (RaySltError, ValueError, KeyError, TypeError):
+        raise DataError("the corpus under the root has no readable synthetic.json (its spec)", path) from None
+    differ = [f"{k}: {made.get(k)!r} there, {v!r} asked" for k, v in asked.items() if made.get(k) != v]
+    if differ:
+        raise DataError(
+            f"the root already holds a synthetic corpus made with other options ({'; '.join(differ)}); "
+            "give another root, or remove that corpus to generate this one",
+            root,
+        )
