@@ -65,29 +65,51 @@ def _unwrap(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _check_key(model: type[BaseModel], dotted: str) -> None:
-    """Raise a ConfigError naming ``dotted`` if it is not a settable key of ``model``."""
+def _models(types: list[Any]) -> list[type[BaseModel]]:
+    return [t for t in types if isinstance(t, type) and issubclass(t, BaseModel)]
+
+
+def _key_path(model: type[BaseModel], dotted: str) -> list[str]:
+    """The path ``dotted`` names in ``model``, as keys (a ConfigError naming it if it is not a settable key).
+
+    A mapping of sections keyed by names that hold dots themselves (a sweep's ``space``, keyed by dotted paths
+    of the training config) takes the parts up to the first one that is a field of its sections as one key:
+    ``space.sft.lora.r`` -> ``["space", "sft.lora.r"]``, ``space.sft.lr_llm.grid`` ->
+    ``["space", "sft.lr_llm", "grid"]``.
+    """
+    parts = dotted.split(".")
     current: list[Any] = [model]
-    walked: list[str] = []
-    for part in dotted.split("."):
-        models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
+    path: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        models = _models(current)
         mappings = [t for t in current if typing.get_origin(t) in (dict, Mapping) or t in (dict, Any)]
         if models:
             fields = {}
             for m in models:
                 fields.update(m.model_fields)
             if part not in fields:
-                where = ".".join(walked) or "the top level"
+                where = ".".join(path) or "the top level"
                 close = difflib.get_close_matches(part, list(fields), n=1)
-                hint = f" (did you mean {'.'.join([*walked, close[0]])!r}?)" if close else ""
+                hint = f" (did you mean {'.'.join([*path, close[0]])!r}?)" if close else ""
                 raise ConfigError(f"unknown key {dotted!r}: {where} has no field {part!r}{hint}")
             current = _unwrap(fields[part].annotation)
+            j = i + 1
         elif mappings:
             args = typing.get_args(mappings[0])
             current = _unwrap(args[1]) if len(args) == 2 else [Any]
+            j = i + 1
+            sections = _models(current)
+            if sections:
+                inner = {f for m in sections for f in m.model_fields}
+                while j < len(parts) and parts[j] not in inner:
+                    j += 1
         else:
-            raise ConfigError(f"unknown key {dotted!r}: {'.'.join(walked)!r} is a value, not a section")
-        walked.append(part)
+            raise ConfigError(f"unknown key {dotted!r}: {'.'.join(path)!r} is a value, not a section")
+        path.append(".".join(parts[i:j]))
+        i = j
+    return path
 
 
 def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
@@ -105,9 +127,8 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+def _set_path(data: dict, parts: list[str], value: Any) -> None:
     node = data
-    parts = dotted.split(".")
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):
@@ -142,8 +163,7 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (), source:
     for key, value in parse_overrides(overrides):
         if key == "kind":
             raise ConfigError(f"override {key}={value!r}: the kind of a config cannot be overridden")
-        _check_key(model, key)
-        _set_dotted(data, key, value)
+        _set_path(data, _key_path(model, key), value)
         overridden[key] = value
     try:
         return model.model_validate(data)

@@ -84,6 +84,16 @@ def test_override_values_round_trip_through_yaml():
         assert cfg.overrides["v"] == value and type(cfg.overrides["v"]) is type(value)
 
 
+def test_space_entries_are_overridden_by_their_dotted_config_path():
+    cfg = load_sweep(CONF, ["space.sft.lora.r={grid: [4]}", "space.sft.lr_llm.grid=[0.1, 0.2]"])
+    assert cfg.space["sft.lora.r"].grid == [4]  # replaced whole
+    assert cfg.space["sft.lr_llm"].grid == [0.1, 0.2]  # one field of the entry
+    assert cfg.space["sft.lr_projector"].same_as == "sft.lr_llm"  # the others as the file has them
+    assert len(cfg.space) == 3
+    with pytest.raises(ConfigError, match=r"space\.sft\.lora\.r\.gird"):
+        load_sweep(CONF, ["space.sft.lora.r.gird=[4]"])
+
+
 SPACE = {
     "sft.lora.r": {"grid": [8, 16, 64]},
     "sft.lr_llm": {"loguniform": [1e-5, 1e-3]},
