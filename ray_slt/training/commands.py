@@ -27,7 +27,8 @@ Translate a split with a checkpoint and score it with ray_slt.eval.metrics (BLEU
 signature, ROUGE-L, chrF; TSR/PGER with --semantic). CHECKPOINT is a run directory (its best checkpoint on dev
 BLEU-4), a checkpoint directory (checkpoint_*/) or a model directory. Writes predictions.jsonl,
 hypotheses.txt, references.txt and metrics.json (scores, signatures, config hash, checkpoint id, split,
-number of samples, decoding settings) to --out (default CHECKPOINT/eval/SPLIT). Decoding is deterministic.
+number of samples, decoding settings) to --out (default: eval/SPLIT inside the checkpoint used, printed).
+Decoding is deterministic.
 
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
@@ -84,7 +85,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="run directory, checkpoint directory or model directory (local or s3://)")
     p.add_argument("--split", default="dev", help="split to translate (default dev)")
     p.add_argument("--data", help="feature store or manifest .parquet (default: the training config's data)")
-    p.add_argument("--out", help="output directory (default CHECKPOINT/eval/SPLIT)")
+    p.add_argument("--out", help="output directory (default: eval/SPLIT inside the checkpoint used)")
     p.add_argument("--num-beams", type=int, help="beam width (default: the model config's; 1 = greedy)")
     p.add_argument("--max-new-tokens", type=int, help="default: the model config's")
     p.add_argument("--batch-size", type=int, default=16)
