@@ -197,6 +197,7 @@ def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, A
         ray.init()
     trainer, info = build_trainer(cfg, callbacks=callbacks)
     rdir = info["run_dir"]
+    check_resumable(cfg, rdir)
     storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
     from ray.train.v2.api.exceptions import TrainingFailedError
 
@@ -216,6 +217,38 @@ def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, A
         )
     storage.write_text(storage.join(rdir, "run.json"), json.dumps(summary, indent=1, ensure_ascii=False))
     return summary
+
+
+def _differences(old: Any, new: Any, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}.{k}")]
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def check_resumable(cfg: TrainConfig, rdir: str) -> None:
+    """Refuse to go on with a run directory whose checkpoints hold a different model.
+
+    Running a config again resumes from its run's latest checkpoint, and the model comes from that checkpoint:
+    a changed model section (``sft.lora.r`` 64 -> 8, say) would be ignored while ``train_config.yaml`` claimed
+    it. Everything else (epochs, learning rates, workers, data) may change on a resume.
+    """
+    from ray_slt.config import load_config
+
+    path = storage.join(rdir, "train_config.yaml")
+    if not storage.exists(path) or not storage.glob(storage.join(rdir, "checkpoint_*")):
+        return
+    old = load_config(path)
+    if not isinstance(old, TrainConfig):
+        return
+    before = {"stage": old.stage, old.stage: getattr(old, old.stage).model_dump(mode="json")}
+    after = {"stage": cfg.stage, cfg.stage: getattr(cfg, cfg.stage).model_dump(mode="json")}
+    diffs = [d.removeprefix(".") for d in _differences(before, after, "")]
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise ConfigError(
+            f"{rdir} holds checkpoints of a different model ({shown}); a re-run would resume from them and keep "
+            "their model: give this run another trainer.name, or remove that run directory"
+        )
 
 
 def copy_model(src: str, dst: str) -> None:

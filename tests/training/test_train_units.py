@@ -106,3 +106,21 @@ def test_state_tree_round_trip_without_pickle(tmp_path):
     assert fresh.param_groups[0]["betas"] == (0.8, 0.9)
     # the files are safetensors + JSON: nothing to unpickle
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank-0.json", "rank-0.safetensors"]
+
+
+def test_a_run_directory_with_checkpoints_of_another_model_is_not_resumed(tmp_path):
+    from ray_slt import storage
+    from ray_slt.config import dump_yaml
+    from ray_slt.training.run import check_resumable
+
+    rdir = str(tmp_path / "run")
+    first = cfg("sft.lora.r=64")
+    check_resumable(cfg("sft.lora.r=8"), rdir)  # nothing there yet
+    storage.write_text(f"{rdir}/train_config.yaml", dump_yaml(first))
+    check_resumable(cfg("sft.lora.r=8"), rdir)  # a config but no checkpoint: nothing would be resumed
+    (tmp_path / "run" / "checkpoint_e001_s0000004").mkdir()
+    check_resumable(cfg("sft.lora.r=64", "optim.epochs=9", "optim.lr=0.01"), rdir)  # same model: resumes
+    with pytest.raises(ConfigError, match=r"different model \(sft.lora.r: 64 -> 8\).*another trainer.name"):
+        check_resumable(cfg("sft.lora.r=8"), rdir)
+    with pytest.raises(ConfigError, match="stage: 'sft' -> 'pretrain'"):
+        check_resumable(cfg("stage=pretrain"), rdir)
