@@ -228,9 +228,10 @@ def _differences(old: Any, new: Any, prefix: str) -> list[str]:
 def check_resumable(cfg: TrainConfig, rdir: str) -> None:
     """Refuse to go on with a run directory whose checkpoints hold a different model.
 
-    Running a config again resumes from its run's latest checkpoint, and the model comes from that checkpoint:
-    a changed model section (``sft.lora.r`` 64 -> 8, say) would be ignored while ``train_config.yaml`` claimed
-    it. Everything else (epochs, learning rates, workers, data) may change on a resume.
+    Running a config again resumes from its run's latest checkpoint, and the model comes from that checkpoint
+    with the model section it was built with (its per-group learning rates included): a changed section
+    (``sft.lora.r`` 64 -> 8, say) would be ignored while ``train_config.yaml`` claimed it. Everything outside
+    the model section (``optim``, ``trainer``, ``data``, ``eval``) may change on a resume.
     """
     from ray_slt.config import load_config
 
