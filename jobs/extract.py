@@ -7,8 +7,9 @@ Launch (from the repository root; token auth is on by default in Ray >= 2.60, se
         features.kind=dinov2 frames.sampling=uniform:64
 
 Arguments: a config of kind ``extract`` followed by ``key=value`` overrides. Re-submitting the same command
-resumes (finished samples are skipped). Prints the summary as JSON on the last line of the job's log. Exits 2
-with a one-line reason on bad input.
+resumes (finished samples are skipped). Prints the summary as JSON (the job log's last line on stdout). Exits 2
+with a one-line reason on bad input, and 1 when every sample it tried failed (a wrong path or setting, most
+likely; the errors table says which).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     from ray_slt.features.extract import render_summary, run_extract
+    from ray_slt.features.store import failure_reason
     from ray_slt.jobs import job_main, require
 
     def run(cfg):
@@ -26,7 +28,7 @@ def main(argv: list[str]) -> int:
         print(render_summary(summary), file=sys.stderr)
         return summary
 
-    return job_main(argv, __doc__, "extract", run)
+    return job_main(argv, __doc__, "extract", run, failed=failure_reason)
 
 
 if __name__ == "__main__":

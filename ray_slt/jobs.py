@@ -14,9 +14,11 @@ from typing import Any
 
 
 def job_main(argv: list[str], doc: str | None, name: str, run: Callable[[Any], Any],
-             load: Callable[[str, list[str]], Any] | None = None) -> int:  # fmt: skip
+             load: Callable[[str, list[str]], Any] | None = None,
+             failed: Callable[[Any], str | None] | None = None) -> int:  # fmt: skip
     """Parse ``argv``, load the config (``load``, default :func:`ray_slt.config.load_config`), ``run`` it and
-    print the summary; ``--help`` (or no argument) prints the job's ``doc``."""
+    print the summary; ``--help`` (or no argument) prints the job's ``doc``. ``failed(summary)``, if given,
+    returns a reason when the summary means the run failed: the job then exits 1 (after printing it)."""
     from ray_slt.config import load_config
     from ray_slt.errors import RaySltError
 
@@ -30,6 +32,10 @@ def job_main(argv: list[str], doc: str | None, name: str, run: Callable[[Any], A
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary, ensure_ascii=False, default=str))
+    reason = failed(summary) if failed else None
+    if reason:
+        print(f"{name}: failed: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
