@@ -7,7 +7,7 @@ Launch (from the repository root; token auth is on by default in Ray >= 2.60, se
         features.kind=dinov2 frames.sampling=uniform:64
 
 Arguments: a config of kind ``extract`` followed by ``key=value`` overrides. Re-submitting the same command
-resumes (finished samples are skipped). Prints the summary as JSON (the job log's last line on stdout). Exits 2
+resumes (finished samples are skipped). Prints the summary as JSON on stdout. Exits 2
 with a one-line reason on bad input, and 1 when every sample it tried failed (a wrong path or setting, most
 likely; the errors table says which).
 """
