@@ -105,9 +105,10 @@ def videos_to_poses(clips: list[Path], work: Path) -> dict:
 
 def straightforward_loop(clips: list[Path], work: Path) -> dict:
     """decode -> pose -> layout -> boxes + crops -> .pose, one clip after another, in this process."""
+    from ray_slt.data.poses import build_pose, pose_bytes
     from ray_slt.features.crops import crop_parts, part_boxes
     from ray_slt.features.layouts import layout77_from_arrays
-    from ray_slt.features.pose import MediaPipeHolistic, build_pose, pose_to_bytes
+    from ray_slt.features.pose import MediaPipeHolistic
     from ray_slt.features.sampling import parse_sampling
     from ray_slt.features.video import decode_video
 
@@ -126,7 +127,7 @@ def straightforward_loop(clips: list[Path], work: Path) -> dict:
         data[..., :2] = clip.to_source(data[..., :2])
         pose = build_pose(est.components(), data, conf, clip.fps, clip.width, clip.height)
         lay = layout77_from_arrays(data, conf, pose.header)
-        (out / f"{i:02d}.pose").write_bytes(pose_to_bytes(pose))
+        (out / f"{i:02d}.pose").write_bytes(pose_bytes(pose))
         stage["pose"] += time.perf_counter() - t
         t = time.perf_counter()
         boxes, _ = part_boxes(lay.pixels, lay.valid, lay.scale)

@@ -12,7 +12,7 @@ the same machine state:
 - ``encoder``: the step runs the frozen vision tower on the sample's pixel values (what training without the
   cache does every epoch);
 - ``cache``: the step reads the tower's output for the sample from a cache entry file (safetensors, as
-  ``ray_slt.features.vlm_cache`` writes it) and runs only connector + LM.
+  ``ray_slt.models.vlm.cache`` writes it) and runs only connector + LM.
 
 Both compute the same loss (checked). Reported: median step times, their ratio, the fraction of the step spent
 in the frozen encoder, the cache entry size, and the cost projection for the paper's PHOENIX-2014T recipe.

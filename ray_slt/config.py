@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import json
 import types
 import typing
@@ -26,16 +25,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ray_slt import storage
 from ray_slt.errors import ConfigError
+from ray_slt.registry import Registry
 
 # kind -> "module:Class". Each stage registers its schema here.
-CONFIG_KINDS: dict[str, str] = {
-    "prepare": "ray_slt.data.prepare:PrepareConfig",
-    "serve": "ray_slt.serve.config:ServeConfig",
-    "extract": "ray_slt.features.extract:ExtractConfig",
-    "train": "ray_slt.training.config:TrainConfig",
-    "vlm_cache": "ray_slt.features.vlm_cache:VLMCacheConfig",
-    "tune": "ray_slt.tune.config:SweepConfig",
-}
+CONFIG_KINDS = Registry(
+    "config kind",
+    {
+        "prepare": "ray_slt.data.prepare:PrepareConfig",
+        "serve": "ray_slt.serve.config:ServeConfig",
+        "extract": "ray_slt.features.extract:ExtractConfig",
+        "train": "ray_slt.training.config:TrainConfig",
+        "vlm_cache": "ray_slt.models.vlm.cache:VLMCacheConfig",
+        "tune": "ray_slt.tune.config:SweepConfig",
+    },
+)
 
 
 class Schema(BaseModel):
@@ -45,10 +48,7 @@ class Schema(BaseModel):
 
 
 def schema_for(kind: str) -> type[Schema]:
-    if kind not in CONFIG_KINDS:
-        raise ConfigError(f"unknown config kind {kind!r}; known kinds: {', '.join(sorted(CONFIG_KINDS))}")
-    module, _, name = CONFIG_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return CONFIG_KINDS.get(kind)
 
 
 def _unwrap(annotation: Any) -> list[Any]:

@@ -38,8 +38,9 @@ from pydantic import Field, field_validator, model_validator
 
 from ray_slt import storage
 from ray_slt.config import Schema, config_dict, config_hash
-from ray_slt.errors import ConfigError, RaySltError, StorageError
+from ray_slt.errors import ConfigError, RaySltError
 from ray_slt.features import store
+from ray_slt.features.pipeline import actor_pool, batch_rows, rows_dataset
 from ray_slt.features.sampling import DEFAULT_MAX_FRAMES, SampleError, Sampling, parse_sampling, resolve_span
 
 log = logging.getLogger("ray_slt.extract")
@@ -263,13 +264,9 @@ class SampleProcessor:
     # -------------------------------------------------------------------------------------- helpers
 
     def _media(self, uri: str | None) -> str | None:
-        if not uri:
-            return None
-        if storage.is_local(uri) and not os.path.isabs(uri.removeprefix("file://")) and self.manifest_dir:
-            uri = storage.join(self.manifest_dir, uri)
-        if self.cfg.media_root:
-            uri = storage.ensure_within(uri, self.cfg.media_root)
-        return uri
+        from ray_slt.features.video import media_uri
+
+        return media_uri(uri, self.manifest_dir, self.cfg.media_root)
 
     def _base(self, row: dict) -> dict:
         out = {k: None for k in STAGE_SCHEMA.names}
@@ -333,42 +330,19 @@ class SampleProcessor:
     def _decode(self, row: dict, video: str, out: dict, pose: dict | None = None):
         """Decode the sample's kept frames; with ``pose``, the decoder estimates poses too and this returns
         ``(clip, (points, confidences, seconds))``, else ``(clip, None)``."""
-        from ray_slt.features.video import image_request, list_frame_images, video_request
+        from ray_slt.features.video import decode_sample
 
-        d = self.cfg.decode
         self._stage = "decode"
         t0 = time.perf_counter()
-        if storage.isdir(video):
-            images = list_frame_images(video)
-            if not images:
-                raise SampleError("decode", "no frame images in the directory")
-            with image_request(images, row, self.sampling, bbox_margin=d.bbox_margin, max_side=d.max_side) as req:
-                clip, estimated = self._run_decoder(req, pose)
-            clip.fps = clip.fps or d.default_fps
-            out["input_kind"] = "frames"
-        else:
-            try:
-                with storage.local_file(video) as path:
-                    req = video_request(
-                        path,
-                        row,
-                        self.sampling,
-                        bbox_margin=d.bbox_margin,
-                        max_side=d.max_side,
-                        max_missing=d.max_missing,
-                    )
-                    clip, estimated = self._run_decoder(req, pose)
-            except (StorageError, OSError) as e:
-                raise SampleError("decode", f"unreadable: {e}") from None
-            out["input_kind"] = "video"
+        clip, estimated, out["input_kind"] = decode_sample(
+            row, video, self.sampling, self.cfg.decode, lambda req: self._run_decoder(req, pose)
+        )
         out["decode_s"] = time.perf_counter() - t0 - (estimated[2] if estimated else 0.0)
-        if len(clip.frame_indices) == 0:
-            raise SampleError("decode", "zero frames in the sample")
         return clip, estimated
 
     def _from_video(self, row: dict, out: dict, video: str) -> dict:
+        from ray_slt.data.poses import build_pose, pose_bytes
         from ray_slt.features.layouts import layout77_from_arrays
-        from ray_slt.features.pose import build_pose, pose_to_bytes
 
         clip, estimated = self._decode(row, video, out, self._decoder_pose())
         self._stage = "pose"
@@ -392,19 +366,18 @@ class SampleProcessor:
             raise SampleError("pose", f"no person detected in {len(clip.frame_indices)} frames ({e.reason})") from None
         out["pose_s"] = time.perf_counter() - t0
         crops = self._boxes_and_crops(out, layout, clip)
-        pose_bytes = pose_to_bytes(pose)
         return self._finish(
-            row, out, name, layout, clip.frame_indices, clip.span, fps, clip.width, clip.height, pose_bytes, crops
+            row, out, name, layout, clip.frame_indices, clip.span, fps, clip.width, clip.height, pose_bytes(pose), crops
         )
 
     def _from_shipped_pose(self, row: dict, out: dict, shipped: str, video: str | None) -> dict:
+        from ray_slt.data.poses import build_pose, parse_pose, pose_bytes
         from ray_slt.features.layouts import layout77_from_arrays
-        from ray_slt.features.pose import build_pose, pose_to_bytes, read_pose
 
         self._stage = "pose"
         t0 = time.perf_counter()
         raw = storage.read_bytes(shipped)
-        pose = read_pose(raw, shipped)
+        pose = parse_pose(raw, shipped)
         data_all = np.ma.getdata(pose.body.data)
         if data_all.ndim != 4 or data_all.shape[0] == 0:
             raise SampleError("pose", "the shipped pose has zero frames")
@@ -420,10 +393,10 @@ class SampleProcessor:
         layout = layout77_from_arrays(data, conf, pose.header, self.cfg.pose.min_confidence)
         width, height = int(pose.header.dimensions.width), int(pose.header.dimensions.height)
         if start == 0 and end == total and len(rel) == total:
-            pose_bytes = raw  # the shipped file, byte for byte
+            blob = raw  # the shipped file, byte for byte
         else:
             sub = build_pose(pose.header.components, data, conf, _kept_fps(fps, len(rel), end - start), width, height)
-            pose_bytes = pose_to_bytes(sub)
+            blob = pose_bytes(sub)
         out["input_kind"] = "pose"
         out["pose_s"] = time.perf_counter() - t0
         clip = None
@@ -434,7 +407,7 @@ class SampleProcessor:
                     "crops", f"video frames {clip.span} do not match the shipped pose's frames {(start, end)}"
                 )
         crops = self._boxes_and_crops(out, layout, clip)
-        return self._finish(row, out, "shipped", layout, rel, (start, end), fps, width, height, pose_bytes, crops)
+        return self._finish(row, out, "shipped", layout, rel, (start, end), fps, width, height, blob, crops)
 
     def _boxes_and_crops(self, out: dict, layout, clip) -> np.ndarray | None:
         from ray_slt.features.crops import crop_parts, part_boxes
@@ -450,10 +423,10 @@ class SampleProcessor:
         out["crops_s"] = time.perf_counter() - t0
         return crops
 
-    def _finish(self, row, out, estimator, layout, rel, span, fps, width, height, pose_bytes, crops) -> dict:
+    def _finish(self, row, out, estimator, layout, rel, span, fps, width, height, blob, crops) -> dict:
         self._stage = "write"
         rel_path = store.pose_relpath(row["sample_id"])
-        storage.write_bytes(storage.join(self.out, *rel_path.split("/")), pose_bytes)
+        storage.write_bytes(storage.join(self.out, *rel_path.split("/")), blob)
         t = len(rel)
         out.update(
             status="ok",
@@ -532,7 +505,7 @@ class PoseStage:
             self.proc.pose_description()  # a missing backend fails the job now, not every sample
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [self.proc.process(json.loads(r)) for r in batch.column("row").to_pylist()]
+        rows = [self.proc.process(r) for r in batch_rows(batch)]
         return pa.Table.from_pylist(rows, schema=STAGE_SCHEMA)
 
 
@@ -669,16 +642,6 @@ def _pool_sizes(cfg: ExtractConfig, visual: bool) -> dict[str, Any]:
     }
 
 
-def _pool(size: tuple[int, int], n: int, in_flight: int):
-    """An autoscaling actor pool, started at its full size (capped by the work there is)."""
-    import ray
-
-    lo, hi = size
-    return ray.data.ActorPoolStrategy(
-        min_size=lo, max_size=hi, initial_size=max(lo, min(hi, n)), max_tasks_in_flight_per_actor=in_flight
-    )
-
-
 def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
     """Run the extraction pipeline described by ``cfg``; returns the run summary (also in runs/{id}.json)."""
     import ray
@@ -721,9 +684,7 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = cfg.progress
         manifest_dir = storage.parent(cfg.manifest)
-        items = [{"row": json.dumps(r, default=str)} for r in todo]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
-        ds = ds.map_batches(
+        ds = rows_dataset(todo).map_batches(
             PoseStage,
             fn_constructor_kwargs={
                 "config": config_dict(cfg),
@@ -733,7 +694,7 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
             },
             batch_size=1,
             batch_format="pyarrow",
-            compute=_pool(sizes["pose"], len(todo), cfg.workers.pose.in_flight),
+            compute=actor_pool(*sizes["pose"], len(todo), cfg.workers.pose.in_flight),
             num_cpus=cfg.workers.pose.num_cpus,
         )
         if visual:
@@ -742,7 +703,7 @@ def run_extract(cfg: ExtractConfig, *, echo: bool = True) -> dict[str, Any]:
                 fn_constructor_kwargs={"config": config_dict(cfg)},
                 batch_size=cfg.features.samples_per_call,
                 batch_format="pyarrow",
-                compute=_pool(sizes["visual"], len(todo), cfg.workers.visual.in_flight),
+                compute=actor_pool(*sizes["visual"], len(todo), cfg.workers.visual.in_flight),
                 num_cpus=cfg.workers.visual.num_cpus,
                 num_gpus=sizes["visual_gpus"],
             )

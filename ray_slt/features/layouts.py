@@ -39,6 +39,9 @@ Index tables, per source (``HOLISTIC_SLOTS``/``COCO_WHOLEBODY_SLOTS`` hold them;
   centre). Each left/right pair is a mirror pair of the mesh (pose-format's ``FLIPPED_FACE_POINTS``). On
   ``SOUP.mp4`` these 26 vertices lie on average 0.013 shoulder widths (max 0.04) from MMPose's COCO-WholeBody
   points of the same video (``slp_pose/SOUP.mmpose.pose``); ``tests/features/test_layouts.py`` checks it.
+* **The 77-point layout itself** (``.pose`` files ray_slt writes from the layout, e.g. produced poses; see
+  :func:`layout77_to_pose`): components ``BODY`` 9, ``LEFT_HAND`` 21, ``RIGHT_HAND`` 21, ``MOUTH`` 8, ``FACE`` 18
+  in layout order, with the limbs below, format ``XYC``; read back point for point.
 * **Reduced MediaPipe Holistic** (178 points: ``POSE_LANDMARKS`` 8 = shoulders, elbows, wrists, hips; the
   128 face-contour vertices; hands), as the DGS-corpus and SignSuisse files ship it: the same names; the
   eyes fall back to the mean of their eye corners (mesh 263/362, 33/133) and the nose, absent, is masked.
@@ -114,6 +117,50 @@ PARTS = {
 }
 NUM_POINTS = 77
 LEFT_SHOULDER, RIGHT_SHOULDER = 3, 4
+LEFT_WRIST, RIGHT_WRIST = 7, 8
+
+# Limbs of each part (indices within the part): the skeleton encoder's graphs, the limbs of a written .pose and
+# the lines the web page draws.
+BODY_EDGES = [(0, 1), (0, 2), (0, 3), (0, 4), (3, 4), (3, 5), (5, 7), (4, 6), (6, 8)]
+# wrist -> each finger's chain, plus the knuckle line across the palm
+HAND_EDGES = [
+    *[(0, 1), (1, 2), (2, 3), (3, 4)],
+    *[(0, 5), (5, 6), (6, 7), (7, 8)],
+    *[(9, 10), (10, 11), (11, 12)],
+    *[(13, 14), (14, 15), (15, 16)],
+    *[(0, 17), (17, 18), (18, 19), (19, 20)],
+    *[(5, 9), (9, 13), (13, 17)],
+]
+MOUTH_EDGES = [(i, (i + 1) % 8) for i in range(8)]
+FACE_EDGES = [
+    *[(i, i + 1) for i in range(8)],  # jaw line
+    *[(9, 10), (10, 11), (11, 12), (12, 13), (13, 14)],  # brow arc: outer->inner, inner->outer
+    (15, 11),  # nose tip - inner brows
+    (15, 12),
+    (15, 4),  # nose tip - chin (middle jaw point)
+    (16, 9),  # right-eye outer corner - outer end of the first brow
+    (17, 14),  # left-eye outer corner - outer end of the second brow
+    (16, 15),
+    (17, 15),
+    (16, 0),  # right-eye outer corner - top of the jaw line on the signer's right (iBUG 36 - 0)
+    (17, 8),  # left-eye outer corner - top of the jaw line on the signer's left (iBUG 45 - 16)
+]
+PART_EDGES: dict[str, list[tuple[int, int]]] = {
+    "body": BODY_EDGES,
+    "left_hand": HAND_EDGES,
+    "right_hand": HAND_EDGES,
+    "mouth": MOUTH_EDGES,
+    "face": FACE_EDGES,
+}
+# All limbs as pairs of layout indices, plus the links from the body's wrists to the hands' wrists.
+LAYOUT_77_EDGES: list[tuple[int, int]] = [
+    *[(PARTS[p].start + i, PARTS[p].start + j) for p, edges in PART_EDGES.items() for i, j in edges],
+    (LEFT_WRIST, PARTS["left_hand"].start),
+    (RIGHT_WRIST, PARTS["right_hand"].start),
+]
+# The components of a .pose written from the layout (name, part), in layout order.
+LAYOUT_77_COMPONENTS = (("BODY", "body"), ("LEFT_HAND", "left_hand"), ("RIGHT_HAND", "right_hand"),
+                        ("MOUTH", "mouth"), ("FACE", "face"))  # fmt: skip
 
 # iBUG-68 -> MediaPipe face-mesh vertex (see the module docstring for how they were chosen and checked).
 IBUG_TO_FACEMESH = {
@@ -160,9 +207,16 @@ def _coco_slots() -> list[list[Alternative]]:
     return body + hands + face
 
 
+def _layout77_slots() -> list[list[Alternative]]:
+    return [[(name, (i,))] for name, part in LAYOUT_77_COMPONENTS for i in range(PARTS[part].stop - PARTS[part].start)]
+
+
 HOLISTIC_SLOTS = _holistic_slots()
 COCO_WHOLEBODY_SLOTS = _coco_slots()
-DEFAULT_MIN_CONFIDENCE = {"holistic": 0.0, "holistic_reduced": 0.0, "coco_wholebody_133": 0.3}
+LAYOUT77_SLOTS = _layout77_slots()
+DEFAULT_MIN_CONFIDENCE = {"holistic": 0.0, "holistic_reduced": 0.0, "coco_wholebody_133": 0.3, "layout77": 0.0}
+SLOTS = {"holistic": HOLISTIC_SLOTS, "holistic_reduced": HOLISTIC_SLOTS, "coco_wholebody_133": COCO_WHOLEBODY_SLOTS,
+         "layout77": LAYOUT77_SLOTS}  # fmt: skip
 
 # Flat indices into the standard point orders: Holistic 543 = POSE 33 + FACE 468 + LEFT 21 + RIGHT 21;
 # COCO-WholeBody 133 = BODY 23 + FACE 68 + LEFT_HAND 21 + RIGHT_HAND 21.
@@ -218,8 +272,12 @@ class Layout77:
 
 
 def detect_source(header) -> str:
-    """``holistic``, ``holistic_reduced`` or ``coco_wholebody_133`` from a pose header's components."""
+    """``holistic``, ``holistic_reduced``, ``coco_wholebody_133`` or ``layout77`` from a pose header's
+    components."""
     comps = {c.name: len(c.points) for c in header.components}
+    ours = {name: PARTS[part].stop - PARTS[part].start for name, part in LAYOUT_77_COMPONENTS}
+    if comps == ours:
+        return "layout77"
     if "POSE_LANDMARKS" in comps:
         return "holistic" if comps["POSE_LANDMARKS"] >= 17 else "holistic_reduced"
     coco = ("BODY", "FACE", "LEFT_HAND", "RIGHT_HAND")
@@ -262,7 +320,7 @@ def select_points(
     Returns ``(xy [T, 77, 2], valid [T, 77], confidence [T, 77], source)``.
     """
     source = detect_source(header)
-    slots = COCO_WHOLEBODY_SLOTS if source == "coco_wholebody_133" else HOLISTIC_SLOTS
+    slots = SLOTS[source]
     threshold = DEFAULT_MIN_CONFIDENCE[source] if min_confidence is None else float(min_confidence)
     data = np.asarray(data, dtype=np.float32)
     confidence = np.asarray(confidence, dtype=np.float32)
@@ -320,3 +378,49 @@ def layout77_pixels(pose, min_confidence: float | None = None, person: int = 0):
     conf = np.asarray(pose.body.confidence)[:, person]
     xy, valid, c, _ = select_points(data, conf, pose.header, min_confidence)
     return xy, valid, c
+
+
+def layout77_components() -> list:
+    """The pose-format components of a ``.pose`` written from the 77-point layout: one per part, named points,
+    the part's limbs (:data:`PART_EDGES`) with a colour per part, format ``XYC``."""
+    from pose_format.pose_header import PoseHeaderComponent
+
+    names = {
+        "body": list(BODY_NAMES),
+        "left_hand": list(HAND_NAMES),
+        "right_hand": list(HAND_NAMES),
+        "mouth": [f"ibug_{i}" for i in MOUTH_IBUG],
+        "face": [f"ibug_{i}" for i in FACE_IBUG],
+    }
+    colors = {"body": (0, 160, 0), "left_hand": (200, 60, 0), "right_hand": (0, 90, 220), "mouth": (200, 0, 120),
+              "face": (128, 128, 128)}  # fmt: skip
+    return [
+        PoseHeaderComponent(name, names[part], list(PART_EDGES[part]), [colors[part]] * len(PART_EDGES[part]), "XYC")
+        for name, part in LAYOUT_77_COMPONENTS
+    ]
+
+
+def layout77_to_pose(
+    xy: np.ndarray,
+    valid: np.ndarray,
+    confidence: np.ndarray | None = None,
+    fps: float = 25.0,
+    width: int = 512,
+    height: int = 512,
+):
+    """A pose-format ``Pose`` of the 77-point layout (one person): ``xy [T, 77, 2]`` in pixels, ``valid [T, 77]``
+    (False: the point is missing and is written masked, confidence 0), ``confidence [T, 77]`` (default 1 where
+    valid). Reading it back with :func:`layout77_pixels` gives the same points where valid and masks the rest.
+
+    A point that is valid but has confidence 0 cannot be written (pose-format masks exactly the points with
+    confidence 0): it is written with the smallest positive confidence instead."""
+    from ray_slt.data.poses import build_pose
+
+    xy = np.asarray(xy, dtype=np.float32)
+    valid = np.asarray(valid, dtype=bool)
+    if xy.ndim != 3 or xy.shape[1:] != (NUM_POINTS, 2) or valid.shape != xy.shape[:2]:
+        raise DataError(f"a 77-point layout needs xy [T, 77, 2] and valid [T, 77], got {xy.shape} and {valid.shape}")
+    conf = np.ones(valid.shape, np.float32) if confidence is None else np.asarray(confidence, dtype=np.float32)
+    conf = np.where(valid, np.maximum(conf, np.finfo(np.float32).tiny), 0.0).astype(np.float32)
+    data = np.where(valid[..., None], xy, 0.0).astype(np.float32)
+    return build_pose(layout77_components(), data, conf, fps, width, height)

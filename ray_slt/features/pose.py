@@ -2,7 +2,7 @@
 
 :class:`PoseEstimator` turns RGB frames ``[T, H, W, 3]`` into per-frame points ``[T, P, D]`` (pixels of the
 given frames, plus each backend's extra dimensions) and confidences ``[T, P]`` in the estimator's own
-components; :func:`build_pose` makes the ``.pose`` (pose-format: a point is masked exactly when its
+components; :func:`ray_slt.data.poses.build_pose` makes the ``.pose`` (pose-format: a point is masked exactly when its
 confidence is 0).
 
 * ``mediapipe`` (:class:`MediaPipeHolistic`, the default, embedded): MediaPipe Holistic from a mediapipe
@@ -23,12 +23,10 @@ confidence is 0).
 from __future__ import annotations
 
 import abc
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.ma as ma
 
 from ray_slt.errors import RaySltError
 
@@ -336,66 +334,3 @@ def make_estimator(backend: str, options: dict[str, Any] | None = None) -> PoseE
     if backend == "mmpose":
         return MMPoseWholeBody(**options)
     raise RaySltError(f"unknown pose backend {backend!r} (expected mediapipe, mmpose or none)")
-
-
-def build_pose(
-    components: list,
-    data: np.ndarray,
-    confidence: np.ndarray,
-    fps: float,
-    width: int,
-    height: int,
-):
-    """A pose-format ``Pose`` of one person: ``data [T, P, D]``, ``confidence [T, P]``; points with
-    confidence 0 are masked."""
-    from pose_format import Pose
-    from pose_format.numpy import NumPyPoseBody
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-
-    data = np.asarray(data, dtype=np.float32)[:, None]
-    confidence = np.asarray(confidence, dtype=np.float32)[:, None]
-    mask = np.repeat((confidence == 0)[..., None], data.shape[-1], axis=-1)
-    header = PoseHeader(
-        version=0.2,
-        dimensions=PoseHeaderDimensions(width=int(width), height=int(height), depth=0),
-        components=components,
-    )
-    body = NumPyPoseBody(fps=float(fps), data=ma.masked_array(data, mask=mask), confidence=confidence)
-    return Pose(header, body)
-
-
-def components_to_bytes(components: list) -> bytes:
-    """Pose-format components as the bytes of a header holding them (sent between processes)."""
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-
-    buf = io.BytesIO()
-    PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=1, height=1, depth=0), components=components).write(
-        buf
-    )
-    return buf.getvalue()
-
-
-def components_from_bytes(data: bytes) -> list:
-    """The components of :func:`components_to_bytes`'s header (pose-format only: no estimator is imported)."""
-    from pose_format.pose_header import PoseHeader
-    from pose_format.utils.reader import BufferReader
-
-    return PoseHeader.read(BufferReader(data)).components
-
-
-def pose_to_bytes(pose) -> bytes:
-    buf = io.BytesIO()
-    pose.write(buf)
-    return buf.getvalue()
-
-
-def read_pose(data: bytes, source: str = "<pose>"):
-    """Parse ``.pose`` bytes; a malformed file is a ``DataError`` naming ``source``."""
-    from pose_format import Pose
-
-    from ray_slt.errors import DataError
-
-    try:
-        return Pose.read(data)
-    except Exception as e:  # pose-format raises assorted errors (struct, value, index) on bad input
-        raise DataError(f"not a readable .pose file ({type(e).__name__}: {e})", source) from None

@@ -35,13 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ray_slt import storage
+from ray_slt.errors import StorageError
 from ray_slt.features.sampling import SampleError, Sampling, resolve_span
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -426,7 +427,7 @@ def _estimator(spec: dict[str, Any]):
 
 def _describe(spec: dict[str, Any]) -> dict[str, Any]:
     """The estimator's name and its pose-format components (base64 header bytes), for the parent process."""
-    from ray_slt.features.pose import components_to_bytes
+    from ray_slt.data.poses import components_to_bytes
 
     est = _estimator(spec)
     components = base64.b64encode(components_to_bytes(est.components())).decode()
@@ -622,7 +623,7 @@ class Decoder:
         """The name and pose-format components of the estimator ``pose`` (``{"backend", "options"}``), built
         where :meth:`decode_pose` runs it: in the child, so that this process need not import the estimator's
         library (MediaPipe: ~0.5 s and ~80 MB). A missing backend is a ``pose`` :class:`SampleError`."""
-        from ray_slt.features.pose import components_from_bytes
+        from ray_slt.data.poses import components_from_bytes
 
         if not self.isolated:
             est = _estimator(pose)
@@ -752,6 +753,54 @@ def image_request(
                 f.write(storage.read_bytes(uri))
             local.append(path)
         yield {**base, "paths": local}
+
+
+def media_uri(uri: str | None, manifest_dir: str | None, media_root: str | None = None) -> str | None:
+    """A manifest's media reference resolved: relative local paths are relative to the manifest's folder; with
+    ``media_root``, the result must lie under it (a StorageError otherwise)."""
+    if not uri:
+        return None
+    if storage.is_local(uri) and not os.path.isabs(uri.removeprefix("file://")) and manifest_dir:
+        uri = storage.join(manifest_dir, uri)
+    if media_root:
+        uri = storage.ensure_within(uri, media_root)
+    return uri
+
+
+def decode_sample(
+    row: dict[str, Any],
+    video: str,
+    sampling: Sampling,
+    settings: Any,
+    run: Callable[[dict[str, Any]], tuple[Clip, Any]],
+) -> tuple[Clip, Any, str]:
+    """Decode one manifest row's kept frames: the one place that turns a row + its media into a decode request.
+
+    ``video`` is a video file or a folder of frame images (local or remote); ``settings`` carries the decode
+    settings (``bbox_margin``, ``max_side``, ``max_missing``, ``default_fps``: the extraction's ``DecodeConfig``);
+    ``run(request)`` decodes it (a :class:`Decoder`'s ``decode``, or its ``decode_pose`` to estimate poses in the
+    same child) and returns ``(clip, extra)``. Returns ``(clip, extra, input_kind)`` with input_kind ``frames``
+    or ``video``; a video that cannot be read or keeps no frame is a ``SampleError`` (stage ``decode``)."""
+    if storage.isdir(video):
+        images = list_frame_images(video)
+        if not images:
+            raise SampleError("decode", "no frame images in the directory")
+        with image_request(images, row, sampling, bbox_margin=settings.bbox_margin, max_side=settings.max_side) as req:
+            clip, extra = run(req)
+        clip.fps = clip.fps or settings.default_fps
+        kind = "frames"
+    else:
+        try:
+            with storage.local_file(video) as path:
+                req = video_request(path, row, sampling, bbox_margin=settings.bbox_margin, max_side=settings.max_side,
+                                    max_missing=settings.max_missing)  # fmt: skip
+                clip, extra = run(req)
+        except (StorageError, OSError) as e:
+            raise SampleError("decode", f"unreadable: {e}") from None
+        kind = "video"
+    if len(clip.frame_indices) == 0:
+        raise SampleError("decode", "zero frames in the sample")
+    return clip, extra, kind
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from ray_slt.errors import RaySltError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def resolve_device(device: str) -> str:
@@ -46,10 +45,10 @@ class Dinov2Embedder:
         import torch
         from transformers import Dinov2Model
 
-        if dtype not in _DTYPES:
-            raise RaySltError(f"features.dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
+        from ray_slt.dtypes import torch_dtype
+
         self.device = resolve_device(device)
-        self.dtype = getattr(torch, _DTYPES[dtype])
+        self.dtype = torch_dtype(dtype, "features.dtype")
         self.batch_size = int(batch_size)
         self.model_id = model
         self.revision = revision

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ray_slt import storage
+from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError, StorageError
 from ray_slt.models.config import PretrainConfig, SFTConfig, SkeletonEncoderConfig
 
@@ -171,7 +172,7 @@ def load_translator(uri: str, trainable: bool = False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ray_slt.models.gloss import GlossEncoder
-    from ray_slt.models.sft import _DTYPES, SignTranslator, load_lm
+    from ray_slt.models.sft import SignTranslator, load_lm
     from ray_slt.models.skeleton import SkeletonEncoder
 
     with fetched(uri) as d:
@@ -186,7 +187,7 @@ def load_translator(uri: str, trainable: bool = False):
             encoder = SkeletonEncoder(cfg.encoder)
         if meta["base_lm"] == "base_lm":
             base = AutoModelForCausalLM.from_pretrained(
-                os.path.join(d, "base_lm"), dtype=_DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=False
+                os.path.join(d, "base_lm"), dtype=torch_dtype(cfg.dtype), use_safetensors=True, trust_remote_code=False
             )
         else:
             base = load_lm(meta["base_lm"], cfg.dtype)

@@ -23,14 +23,13 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
+from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError
 from ray_slt.models.batch import Collator
 from ray_slt.models.config import GlossEncoderConfig, SFTConfig
 from ray_slt.models.gloss import GlossEncoder
 from ray_slt.models.skeleton import SkeletonEncoder
 from ray_slt.models.tiny import build_tiny_lm, train_tokenizer, train_word_tokenizer
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @runtime_checkable
@@ -267,7 +266,7 @@ def load_lm(path: str, dtype: str = "float32"):
 
     with localized(path) as local:
         return AutoModelForCausalLM.from_pretrained(
-            local, dtype=_DTYPES[dtype], use_safetensors=True, trust_remote_code=False
+            local, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False
         )
 
 
@@ -291,7 +290,7 @@ def build_translator(
     else:
         tokenizer = load_tokenizer(cfg.lm)
     if cfg.lm.startswith("tiny:"):
-        base = build_tiny_lm(tokenizer, cfg.lm.split(":", 1)[1], cfg.tiny, seed=seed).to(_DTYPES[cfg.dtype])
+        base = build_tiny_lm(tokenizer, cfg.lm.split(":", 1)[1], cfg.tiny, seed=seed).to(torch_dtype(cfg.dtype))
     else:
         base = load_lm(cfg.lm, cfg.dtype)
     if base.get_input_embeddings().num_embeddings < len(tokenizer):

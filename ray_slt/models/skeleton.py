@@ -26,49 +26,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ray_slt.errors import DataError
+from ray_slt.features.layouts import NUM_POINTS, PART_EDGES
+from ray_slt.features.layouts import PARTS as LAYOUT_PARTS
 from ray_slt.models.config import SkeletonEncoderConfig
 from ray_slt.models.layers import SequenceEncoder
 
-NUM_POINTS = 77
-PARTS: dict[str, tuple[int, int]] = {
-    "body": (0, 9),
-    "left_hand": (9, 30),
-    "right_hand": (30, 51),
-    "mouth": (51, 59),
-    "face": (59, 77),
-}
-
-BODY_EDGES = [(0, 1), (0, 2), (0, 3), (0, 4), (3, 4), (3, 5), (5, 7), (4, 6), (6, 8)]
-# wrist -> each finger's chain, plus the knuckle line across the palm
-HAND_EDGES = [
-    *[(0, 1), (1, 2), (2, 3), (3, 4)],
-    *[(0, 5), (5, 6), (6, 7), (7, 8)],
-    *[(9, 10), (10, 11), (11, 12)],
-    *[(13, 14), (14, 15), (15, 16)],
-    *[(0, 17), (17, 18), (18, 19), (19, 20)],
-    *[(5, 9), (9, 13), (13, 17)],
-]
-MOUTH_EDGES = [(i, (i + 1) % 8) for i in range(8)]
-FACE_EDGES = [
-    *[(i, i + 1) for i in range(8)],  # jaw line
-    *[(9, 10), (10, 11), (11, 12), (12, 13), (13, 14)],  # brow arc: outer->inner, inner->outer
-    (15, 11),  # nose tip - inner brows
-    (15, 12),
-    (15, 4),  # nose tip - chin (middle jaw point)
-    (16, 9),  # right-eye outer corner - outer end of the first brow
-    (17, 14),  # left-eye outer corner - outer end of the second brow
-    (16, 15),
-    (17, 15),
-    (16, 0),  # right-eye outer corner - top of the jaw line on the signer's right (iBUG 36 - 0)
-    (17, 8),  # left-eye outer corner - top of the jaw line on the signer's left (iBUG 45 - 16)
-]
-PART_EDGES: dict[str, list[tuple[int, int]]] = {
-    "body": BODY_EDGES,
-    "left_hand": HAND_EDGES,
-    "right_hand": HAND_EDGES,
-    "mouth": MOUTH_EDGES,
-    "face": FACE_EDGES,
-}
+# The 77-point layout's parts and limbs (ray_slt.features.layouts defines them), as (start, end) index pairs.
+PARTS: dict[str, tuple[int, int]] = {name: (part.start, part.stop) for name, part in LAYOUT_PARTS.items()}
 IN_CHANNELS = 4  # x, y, confidence, present
 
 

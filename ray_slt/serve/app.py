@@ -106,10 +106,9 @@ def _retryable() -> tuple[type[BaseException], ...]:
 
 def _pose_edges() -> list[list[int]]:
     """Edges of the 77-point layout for drawing (the skeleton encoder's graphs, plus wrist links)."""
-    from ray_slt.models.skeleton import PART_EDGES, PARTS
+    from ray_slt.features.layouts import LAYOUT_77_EDGES
 
-    edges = [[PARTS[p][0] + i, PARTS[p][0] + j] for p, es in PART_EDGES.items() for i, j in es]
-    return [*edges, [7, PARTS["left_hand"][0]], [8, PARTS["right_hand"][0]]]
+    return [list(edge) for edge in LAYOUT_77_EDGES]
 
 
 def _static(name: str) -> str:

@@ -205,10 +205,10 @@ class FeatureService:
         raise RequestError(415, f"{uri}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a .pose file")
 
     def _check_pose(self, data: bytes, source: str) -> None:
-        from ray_slt.features.pose import read_pose
+        from ray_slt.data.poses import parse_pose
 
         try:
-            pose = read_pose(data, source)
+            pose = parse_pose(data, source)
         except RaySltError as e:
             raise RequestError(422, str(e)) from None
         frames = int(np.asarray(pose.body.confidence).shape[0])

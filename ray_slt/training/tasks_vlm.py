@@ -2,7 +2,7 @@
 generic Ray Train loop (:mod:`ray_slt.training.task` is the contract).
 
 Data: the manifest (``data.manifest``) gives the videos. ``datasets()`` looks every sample up in the frozen
-vision tower's cache (``vlm.cache``, written by :func:`ray_slt.features.vlm_cache.run_vlm_cache`, under the
+vision tower's cache (``vlm.cache``, written by :func:`ray_slt.models.vlm.cache.run_vlm_cache`, under the
 model's cache key) on the driver, and streams each split through a Ray Data actor stage: a cached sample passes
 through as the URI of its cache entry (the worker's collator reads it from storage: ~100 MB per SmolVLM2 sample
 never crosses the object store), any other is decoded (Eq. 1 frames) into the family's pixel tensors, carried
@@ -12,7 +12,6 @@ without cached features.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ray_slt.errors import ConfigError, DataError
+from ray_slt.features.pipeline import actor_pool, batch_rows, rows_dataset
 from ray_slt.models.vlm.config import VLMConfig
 from ray_slt.training.task import Batch, Rows, Task
 
@@ -60,9 +60,7 @@ class VLMRowStage:
         self.source = VideoSource(t_max, DecodeConfig.model_validate(decode), manifest_dir)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return pa.Table.from_pylist(
-            [self.process(json.loads(r)) for r in batch.column("row").to_pylist()], schema=ROW_SCHEMA
-        )
+        return pa.Table.from_pylist([self.process(r) for r in batch_rows(batch)], schema=ROW_SCHEMA)
 
     def process(self, row: dict) -> dict:
         from ray_slt.features.sampling import SampleError
@@ -111,7 +109,7 @@ class VLMTask(Task):
     @property
     def vlm(self) -> VLMConfig:
         """The model section with ``dtype: auto`` resolved for where training runs (bf16 on GPU workers)."""
-        from ray_slt.features.vlm_cache import resolve_dtype_name
+        from ray_slt.models.vlm.cache import resolve_dtype_name
 
         v: VLMConfig = self.cfg.vlm
         return v.model_copy(update={"dtype": resolve_dtype_name(v.dtype, self.cfg.trainer.use_gpu)})
@@ -148,10 +146,10 @@ class VLMTask(Task):
             from transformers import AutoConfig
 
             from ray_slt.models.vlm.families import family_for
-            from ray_slt.models.vlm.model import _hub_or_local, read_preprocessor
+            from ray_slt.models.vlm.model import hub_or_local, read_preprocessor
 
             v = self.vlm
-            with _hub_or_local(self._base(), v.revision) as local:
+            with hub_or_local(self._base(), v.revision) as local:
                 hf_config = AutoConfig.from_pretrained(local, trust_remote_code=False)
                 family = family_for(hf_config.model_type)
                 spec = family.frame_spec(hf_config, read_preprocessor(local), v.frames)
@@ -164,7 +162,7 @@ class VLMTask(Task):
         if self.vlm.cache is None:
             return None
         if self._key is None:
-            from ray_slt.features.vlm_cache import cache_key, key_fields
+            from ray_slt.models.vlm.cache import cache_key, key_fields
             from ray_slt.models.vlm.model import load_base
 
             v = self.vlm
@@ -173,7 +171,7 @@ class VLMTask(Task):
         return self._key
 
     def _cache(self):
-        from ray_slt.features.vlm_cache import VisionCache
+        from ray_slt.models.vlm.cache import VisionCache
 
         key = self.cache_key()
         return None if key is None else VisionCache(self.vlm.cache, key)
@@ -201,7 +199,6 @@ class VLMTask(Task):
         return rows
 
     def _dataset(self, split: str, cache):
-        import ray.data
 
         from ray_slt import storage
 
@@ -221,9 +218,7 @@ class VLMTask(Task):
                     cache.dir,
                 )
         model_type, spec = self.model_spec()
-        items = [{"row": json.dumps(r, default=str)} for r in rows]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
-        return ds.map_batches(
+        return rows_dataset(rows).map_batches(
             VLMRowStage,
             fn_constructor_kwargs={
                 "model_type": model_type,
@@ -235,7 +230,7 @@ class VLMTask(Task):
             },
             batch_size=1,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=v.data_workers),
+            compute=actor_pool(1, v.data_workers, len(rows)),
             num_cpus=v.data_worker_cpus,
         )
 
@@ -255,7 +250,7 @@ class VLMTask(Task):
     def collator(self, model) -> Callable[[Rows], Batch]:
         """Rows of :meth:`datasets` -> a batch: cache entries are read here (each checked to be the features of
         its sample under the run's key), decoded pixels unpacked."""
-        from ray_slt.features.vlm_cache import VisionCache, model_cache_key
+        from ray_slt.models.vlm.cache import VisionCache, model_cache_key
         from ray_slt.models.vlm.data import rows_of, sample_from_payload
 
         # The worker's own model must have the key the driver looked entries up with (not checkable under ZeRO-3,
@@ -285,7 +280,7 @@ class VLMTask(Task):
         """Raw manifest rows -> a batch (``ray-slt eval``): the cached tower output where the cache
         (``vlm.cache``, under this model's key) has the sample, else the decoded video."""
         from ray_slt import storage
-        from ray_slt.features.vlm_cache import VisionCache
+        from ray_slt.models.vlm.cache import VisionCache
         from ray_slt.models.vlm.data import VideoSource, rows_of, sample_from_payload
         from ray_slt.models.vlm.model import prepare_video
 

@@ -64,7 +64,8 @@ def as_json(value) -> str:
 
 
 def holistic_pose(path: Path):
-    from ray_slt.features.pose import MediaPipeHolistic, build_pose
+    from ray_slt.data.poses import build_pose
+    from ray_slt.features.pose import MediaPipeHolistic
     from ray_slt.features.sampling import parse_sampling
     from ray_slt.features.video import decode_video
 

@@ -203,3 +203,48 @@ def test_no_shoulders_is_a_layout_error(autsl_holistic):
 def test_unsupported_components(shared_data):
     with pytest.raises(DataError, match="no 77-point layout"):
         layout77(read_pose_file(shared_data / "slp_pose" / "openpose.pose"))
+
+
+@pytest.mark.parametrize(
+    "rel, some_missing",
+    [
+        ("autsl/signer0_sample1000.holistic.pose", True),
+        ("slp_pose/SOUP.mmpose.pose", False),
+        ("dgs_corpus/test/test_1_original.pose", True),  # no nose in the reduced Holistic files
+    ],
+)
+def test_layout77_to_pose_and_back_is_exact_where_present_and_masked_where_not(shared_data, rel, some_missing):
+    """77-point layout -> .pose (named components and limbs, written and parsed as bytes) -> 77-point layout."""
+    from pose_format import Pose
+
+    from ray_slt.data.poses import parse_pose, pose_bytes
+    from ray_slt.features.layouts import LAYOUT_77_EDGES, PART_EDGES, layout77_to_pose
+
+    src = read_pose_file(shared_data / rel)
+    xy, valid, conf = layout77_pixels(src)
+    assert valid.any() and (not valid.all()) == some_missing
+    pose = layout77_to_pose(xy, valid, conf, fps=src.body.fps, width=src.header.dimensions.width,
+                            height=src.header.dimensions.height)  # fmt: skip
+    back = parse_pose(pose_bytes(pose))
+    assert [(c.name, len(c.points)) for c in back.header.components] == [
+        ("BODY", 9), ("LEFT_HAND", 21), ("RIGHT_HAND", 21), ("MOUTH", 8), ("FACE", 18)
+    ]  # fmt: skip
+    assert back.header.components[0].points[3] == "left_shoulder"
+    assert [c.limbs for c in back.header.components] == list(PART_EDGES.values())
+    assert back.body.fps == pytest.approx(src.body.fps)
+    assert np.array_equal(np.ma.getmaskarray(back.body.data)[:, 0, :, 0], ~valid)
+    xy2, valid2, conf2 = layout77_pixels(back)
+    assert np.array_equal(valid2, valid)
+    assert np.array_equal(xy2[valid], xy[valid]) and not xy2[~valid].any()
+    assert np.array_equal(conf2[valid], conf[valid])
+    # normalised coordinates agree too, and pose-format itself reads the file
+    assert np.array_equal(layout77(back).coords, layout77(src).coords)
+    assert Pose.read(pose_bytes(pose)).body.data.shape == (len(xy), 1, 77, 2)
+    assert len(LAYOUT_77_EDGES) == sum(len(e) for e in PART_EDGES.values()) + 2
+
+
+def test_layout77_to_pose_refuses_other_shapes():
+    from ray_slt.features.layouts import layout77_to_pose
+
+    with pytest.raises(DataError, match=r"xy \[T, 77, 2\]"):
+        layout77_to_pose(np.zeros((4, 76, 2)), np.ones((4, 76), bool))

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from features_helpers import layout_distance, read_pose_file
 
+from ray_slt.data.poses import build_pose, pose_bytes
 from ray_slt.errors import RaySltError
 from ray_slt.features.layouts import PARTS, layout77
 from ray_slt.features.pose import (
     MediaPipeHolistic,
     MMPoseWholeBody,
-    build_pose,
     make_estimator,
-    pose_to_bytes,
     select_signer,
     wholebody_from_instances,
 )
@@ -194,7 +193,7 @@ def test_an_estimator_failure_is_the_same_pose_error_in_the_child_and_in_process
 
 
 def test_pose_file_has_components_fps_dimensions_and_masks(soup_holistic):
-    blob = pose_to_bytes(soup_holistic)
+    blob = pose_bytes(soup_holistic)
     back = read_pose_file_bytes(blob)
     assert [c.name for c in back.header.components] == [
         "POSE_LANDMARKS",

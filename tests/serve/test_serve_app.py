@@ -235,24 +235,22 @@ def _truncated_faststart(src: Path, dst: Path) -> bytes:
 
 
 def _long_pose(src: str, frames: int) -> bytes:
-    from ray_slt.data.poses import read_pose
-    from ray_slt.features.pose import build_pose, pose_to_bytes
+    from ray_slt.data.poses import build_pose, pose_bytes, read_pose
 
     pose = read_pose(src)
     data = np.ma.getdata(pose.body.data)[:, 0]
     conf = np.asarray(pose.body.confidence)[:, 0]
     reps = -(-frames // len(data))
-    return pose_to_bytes(build_pose(pose.header.components, np.tile(data, (reps, 1, 1))[:frames],
+    return pose_bytes(build_pose(pose.header.components, np.tile(data, (reps, 1, 1))[:frames],
                                     np.tile(conf, (reps, 1))[:frames], 25.0, 640, 480))  # fmt: skip
 
 
 def _empty_pose(src: str) -> bytes:
-    from ray_slt.data.poses import read_pose
-    from ray_slt.features.pose import build_pose, pose_to_bytes
+    from ray_slt.data.poses import build_pose, pose_bytes, read_pose
 
     pose = read_pose(src)
     data = np.ma.getdata(pose.body.data)[:, 0]
-    return pose_to_bytes(build_pose(pose.header.components, data, np.zeros(data.shape[:2]), 25.0, 640, 480))
+    return pose_bytes(build_pose(pose.header.components, data, np.zeros(data.shape[:2]), 25.0, 640, 480))
 
 
 def test_bad_inputs_are_refused_with_a_reason_and_the_service_stays_healthy(server, media, tmp_path):

@@ -9,7 +9,7 @@ import torch
 from vlm_helpers import TEXTS, sample, tiny_cfg
 
 from ray_slt.errors import DataError
-from ray_slt.features.vlm_cache import VisionCache, key_fields, model_cache_key
+from ray_slt.models.vlm.cache import VisionCache, key_fields, model_cache_key
 from ray_slt.models.vlm.model import build_vlm, load_base, param_groups
 
 

@@ -6,7 +6,7 @@ import pytest
 from testlib import REPO
 
 from ray_slt.config import load_config
-from ray_slt.features.vlm_cache import VLMCacheConfig, config_from
+from ray_slt.models.vlm.cache import VLMCacheConfig, config_from
 from ray_slt.models.vlm.config import FAMILY_DEFAULTS
 
 CONFS = sorted((REPO / "conf").glob("vlm_*.yaml"))

@@ -11,7 +11,7 @@ import torch
 from vlm_helpers import tiny_cfg
 
 from ray_slt.data.manifest import make_row, read_manifest, write_manifest
-from ray_slt.features.vlm_cache import VisionCache, VLMCacheConfig, run_vlm_cache
+from ray_slt.models.vlm.cache import VisionCache, VLMCacheConfig, run_vlm_cache
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,7 @@ def test_prepare_cache_train_eval_in_process(family, tiny_paths, real_manifest, 
     groups, save/load, and the evaluation."""
     import pyarrow as pa
 
-    from ray_slt.features.vlm_cache import STAGE_SCHEMA, CacheStage, build_index, write_entries
+    from ray_slt.models.vlm.cache import STAGE_SCHEMA, CacheStage, build_index, write_entries
     from ray_slt.models.vlm.data import rows_of
     from ray_slt.training.task import task_for
     from ray_slt.training.tasks_vlm import VLMRowStage, VLMTask

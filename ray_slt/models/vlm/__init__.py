@@ -11,6 +11,6 @@ own classes, vision tower frozen, connector trained, LoRA on the language model.
   format; :mod:`~ray_slt.models.vlm.checkpoint`: ``save_vlm``/``load_vlm``; :mod:`~ray_slt.models.vlm.tiny`:
   tiny random models of the real classes.
 
-The cache job is :mod:`ray_slt.features.vlm_cache`; training is the ``vlm`` task
+The cache job is :mod:`ray_slt.models.vlm.cache`; training is the ``vlm`` task
 (:mod:`ray_slt.training.tasks_vlm`) on the generic Ray Train loop; evaluation is ``ray-slt eval``.
 """

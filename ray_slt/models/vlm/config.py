@@ -126,7 +126,7 @@ class VLMConfig(Schema):
     max_target_tokens: int = Field(128, gt=0)  # target tokens kept (incl. the end-of-turn token)
     max_new_tokens: int = Field(128, gt=0)
     num_beams: int = Field(1, ge=1)  # the paper decodes greedily
-    # Vision-feature cache (ray_slt.features.vlm_cache): its root; None = run the frozen encoder every step.
+    # Vision-feature cache (ray_slt.models.vlm.cache): its root; None = run the frozen encoder every step.
     cache: str | None = None
     cache_required: bool = False  # True: a sample missing from the cache is an error instead of computed
     data_workers: int = Field(1, ge=1)  # Ray Data actors that decode videos / read cache entries for training

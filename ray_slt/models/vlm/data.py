@@ -12,7 +12,6 @@ video layout (frame count, timestamps, Qwen's patch grid) as JSON. Its ``kind`` 
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ray_slt import storage
-from ray_slt.errors import DataError, StorageError
+from ray_slt.errors import DataError
 from ray_slt.features.extract import DecodeConfig
 from ray_slt.features.sampling import SampleError, Sampling
 
@@ -74,17 +72,6 @@ def sample_from_payload(data: bytes) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ decoding
 
 
-def media_uri(uri: str | None, manifest_dir: str | None, media_root: str | None = None) -> str | None:
-    """A manifest's media reference resolved: relative local paths are relative to the manifest."""
-    if not uri:
-        return None
-    if storage.is_local(uri) and not os.path.isabs(uri.removeprefix("file://")) and manifest_dir:
-        uri = storage.join(manifest_dir, uri)
-    if media_root:
-        uri = storage.ensure_within(uri, media_root)
-    return uri
-
-
 class VideoSource:
     """Decodes the Eq. 1 frames of manifest rows with :mod:`ray_slt.features.video` (a child-process decoder
     with a deadline; frame-image folders too)."""
@@ -106,36 +93,15 @@ class VideoSource:
     def clip(self, row: Mapping[str, Any]):
         """The row's :class:`~ray_slt.features.video.Clip` (frames RGB uint8 [T, H, W, 3]); ``SampleError`` if
         the video cannot be decoded."""
-        from ray_slt.features.video import image_request, list_frame_images, video_request
+        from ray_slt.features.video import decode_sample, media_uri
 
         row = dict(row)
         video = media_uri(row.get("video_uri"), self.manifest_dir, self.media_root)
         if video is None:
             raise SampleError("metadata", "the row has no video_uri (the VLM translators read video)")
-        d = self.decode_cfg
-        if storage.isdir(video):
-            images = list_frame_images(video)
-            if not images:
-                raise SampleError("decode", "no frame images in the directory")
-            with image_request(images, row, self.sampling, bbox_margin=d.bbox_margin, max_side=d.max_side) as req:
-                clip = self.decoder.decode(req)
-            clip.fps = clip.fps or d.default_fps
-        else:
-            try:
-                with storage.local_file(video) as path:
-                    req = video_request(
-                        path,
-                        row,
-                        self.sampling,
-                        bbox_margin=d.bbox_margin,
-                        max_side=d.max_side,
-                        max_missing=d.max_missing,
-                    )
-                    clip = self.decoder.decode(req)
-            except (StorageError, OSError) as e:
-                raise SampleError("decode", f"unreadable: {e}") from None
-        if len(clip.frame_indices) == 0:
-            raise SampleError("decode", "zero frames in the sample")
+        clip, _, _ = decode_sample(
+            row, video, self.sampling, self.decode_cfg, lambda req: (self.decoder.decode(req), None)
+        )
         return clip
 
 

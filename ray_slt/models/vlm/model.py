@@ -3,7 +3,7 @@ its language model (RESEARCH.md section 1).
 
 :class:`VLMTranslator` wraps the ``*ForConditionalGeneration`` model (LoRA layers injected by PEFT) and its
 tokenizer. A batch (from :meth:`VLMTranslator.collate`) carries, per sample, either the video's pixel values
-or the frozen tower's cached output (:mod:`ray_slt.features.vlm_cache`). The one hook between the two:
+or the frozen tower's cached output (:mod:`ray_slt.models.vlm.cache`). The one hook between the two:
 
     features = model.vision_features(pixels)        # frozen tower, no gradients  <- or read from the cache
     embeds   = model.video_embeddings(features, layout)   # trainable connector
@@ -25,17 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError, DataError
 from ray_slt.models.vlm.config import VLMConfig
 from ray_slt.models.vlm.families import Family, FrameSpec, VideoLayout, family_for, frame_times
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 
 def resolve_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return _DTYPES[name]
+    return torch_dtype(name, "vlm.dtype")
 
 
 def prepare_video(
@@ -282,7 +279,7 @@ def read_preprocessor(local_dir: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _hub_or_local(path: str, revision: str | None):
+def hub_or_local(path: str, revision: str | None):
     """A local directory for ``path``: itself, a download of an s3 directory, or a hub snapshot."""
     import os
 
@@ -308,7 +305,7 @@ def load_base(cfg: VLMConfig, path: str) -> tuple[nn.Module, Any, Family, FrameS
     Safetensors only, no repository code."""
     from transformers import AutoConfig, AutoTokenizer
 
-    with _hub_or_local(path, cfg.revision) as local:
+    with hub_or_local(path, cfg.revision) as local:
         hf_config = AutoConfig.from_pretrained(local, trust_remote_code=False)
         family = family_for(hf_config.model_type)
         if cfg.family not in ("auto", family.name):

@@ -61,6 +61,7 @@ from ray_slt import storage
 from ray_slt.config import Schema, config_dict
 from ray_slt.errors import ConfigError, DataError, RaySltError, StorageError
 from ray_slt.features import store
+from ray_slt.features.pipeline import actor_pool, batch_rows, rows_dataset
 from ray_slt.features.sampling import SampleError, Sampling
 from ray_slt.models.vlm.config import VLMConfig
 
@@ -309,9 +310,7 @@ class CacheStage:
         self.source = VideoSource(cfg.frames.t_max, cfg.decode, manifest_dir, media_root)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return pa.Table.from_pylist(
-            [self.process(json.loads(r)) for r in batch.column("row").to_pylist()], schema=STAGE_SCHEMA
-        )
+        return pa.Table.from_pylist([self.process(r) for r in batch_rows(batch)], schema=STAGE_SCHEMA)
 
     def process(self, row: dict) -> dict:
         import torch
@@ -460,9 +459,7 @@ def run_vlm_cache(cfg: VLMCacheConfig, *, echo: bool = True) -> dict[str, Any]:
         else:
             hi = w.max_size or w.min_size
         hi = max(hi, w.min_size)
-        items = [{"row": json.dumps(r, default=str)} for r in todo]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 20_000))
-        ds = ds.map_batches(
+        ds = rows_dataset(todo).map_batches(
             CacheStage,
             fn_constructor_kwargs={
                 "config": config_dict(vlm),
@@ -475,9 +472,7 @@ def run_vlm_cache(cfg: VLMCacheConfig, *, echo: bool = True) -> dict[str, Any]:
             },
             batch_size=1,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(
-                min_size=w.min_size, max_size=hi, initial_size=max(w.min_size, min(hi, len(todo)))
-            ),
+            compute=actor_pool(w.min_size, hi, len(todo)),
             num_cpus=w.num_cpus,
             num_gpus=num_gpus,
         )
@@ -555,7 +550,7 @@ def config_from(uri: str, overrides: list[str] | tuple[str, ...] = ()) -> VLMCac
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ray_slt.features.vlm_cache CONFIG [key=value ...]``: run the cache job (on the cluster of
+    """``python -m ray_slt.models.vlm.cache CONFIG [key=value ...]``: run the cache job (on the cluster of
     RAY_ADDRESS, else a local Ray); the run summary is printed as JSON on the last line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -1,0 +1,98 @@
+"""Predictors of the RVLF translators: stage-2 translators (``translator``: SFT and GRPO runs) and stage-1
+pretraining models (``pretrain``, decoded by their text decoder). See :mod:`ray_slt.models.predictor`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray_slt.errors import DataError
+from ray_slt.models.predictor import Predictor
+from ray_slt.models.registry import ModelRef
+
+# What a translator's collator reads from a sample (a sample carries no target text at inference).
+MODEL_INPUT_KEYS = ("keypoints", "keypoints_valid", "keypoints_confidence", "face_features", "left_hand_features",
+                    "right_hand_features", "gloss")  # fmt: skip
+
+
+def model_input(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the fields the collator reads."""
+    return {k: sample[k] for k in MODEL_INPUT_KEYS if sample.get(k) is not None}
+
+
+class _TextPredictor(Predictor):
+    """Shared by the translator kinds: collate -> deterministic decoding -> ``{"text": ...}``."""
+
+    def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
+                 num_beams: int | None = None, max_new_tokens: int | None = None):  # fmt: skip
+        super().__init__(ref, device, model_id)
+        self.model = self._load(ref.model).to(self.device).eval()
+        self.collate = self.model.collator()
+        self.num_beams = num_beams
+        self.max_new_tokens = max_new_tokens
+
+    def _load(self, uri: str):
+        raise NotImplementedError
+
+    def _decode(self, batch: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        cfg = self.model.cfg
+        return {
+            "num_beams": self.num_beams or cfg.num_beams,
+            "max_new_tokens": self.max_new_tokens or cfg.max_new_tokens,
+            "max_frames": getattr(cfg, "max_frames", None),
+            "do_sample": False,
+        }
+
+    def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        import torch
+
+        from ray_slt.models.batch import to_device
+
+        if not samples:
+            return []
+        missing = [str(s.get("sample_id", i)) for i, s in enumerate(samples) if not self._has_input(s)]
+        if missing:
+            raise DataError(f"this model reads {self.inputs}; samples without it: {', '.join(missing[:5])}")
+        batch = to_device(self.collate([model_input(s) for s in samples]), self.device)
+        with torch.no_grad():
+            return [{"text": text} for text in self._decode(batch)]
+
+    def _has_input(self, sample: Mapping[str, Any]) -> bool:
+        return sample.get("gloss") is not None if self.inputs == "gloss" else sample.get("keypoints") is not None
+
+
+class TranslatorPredictor(_TextPredictor):
+    """A stage-2 translator (:func:`ray_slt.models.checkpoint.load_translator`): skeleton or gloss encoder ->
+    projector -> causal LM with LoRA. Options: ``num_beams``, ``max_new_tokens`` (None: the model's)."""
+
+    kind = "translator"
+
+    def _load(self, uri: str):
+        from ray_slt.models.checkpoint import load_translator
+
+        model = load_translator(uri)
+        cfg = model.cfg
+        self.inputs = "gloss" if cfg.encoder.type == "gloss" else "pose"
+        self.needs_visual = self.inputs == "pose" and bool(cfg.fusion.face or cfg.fusion.hand)
+        return model
+
+    def _decode(self, batch: dict[str, Any]) -> list[str]:
+        return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+
+
+class PretrainPredictor(_TextPredictor):
+    """A stage-1 pretraining model (:func:`ray_slt.models.checkpoint.load_pretrain`), translating with its text
+    decoder. Options: ``num_beams``, ``max_new_tokens``."""
+
+    kind = "pretrain"
+
+    def _load(self, uri: str):
+        from ray_slt.models.checkpoint import load_pretrain
+
+        return load_pretrain(uri)
+
+    def _decode(self, batch: dict[str, Any]) -> list[str]:
+        return self.model.translate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
