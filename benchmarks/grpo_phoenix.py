@@ -10,9 +10,9 @@ What it does, in one run:
 
 1. ``ray-slt prepare phoenix14t`` (7,096 train / 519 dev / 642 test sentences with glosses);
 2. the SFT translator to start from: ``--init`` (an SFT run directory, e.g. the one benchmarks/train_gloss2text.py
-   trains, a checkpoint or a model directory); without one, conf/train_phoenix_gloss2text.yaml is trained here
+   trains, a checkpoint or a model directory); without one, conf/train/phoenix_gloss2text.yaml is trained here
    for ``--sft-epochs`` epochs;
-3. throughput: conf/grpo_phoenix_gloss2text.yaml for ``--throughput-steps`` optimizer steps with 1 and then 2
+3. throughput: conf/train/grpo_phoenix_gloss2text.yaml for ``--throughput-steps`` optimizer steps with 1 and then 2
    Ray Train workers (DDP, 1 CPU each, the same per-worker batch of prompts x 8 samples), no evaluation;
    completions/s over the timed optimizer steps (sampling, rewards, loss, update; no evaluation/checkpoints);
 4. GRPO: the same config with 2 workers for ``--steps`` steps, greedy dev BLEU-4 (first ``--dev-limit`` dev
@@ -34,8 +34,8 @@ from pathlib import Path
 import phoenix_setup
 
 REPO = phoenix_setup.REPO
-SFT_CONF = REPO / "conf" / "train_phoenix_gloss2text.yaml"
-CONF = REPO / "conf" / "grpo_phoenix_gloss2text.yaml"
+SFT_CONF = REPO / "conf" / "train" / "phoenix_gloss2text.yaml"
+CONF = REPO / "conf" / "train" / "grpo_phoenix_gloss2text.yaml"
 RESULTS = REPO / "benchmarks" / "results"
 KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if manifest is None:
         return 2
     from ray_slt.errors import ConfigError
-    from ray_slt.training.evaluate import evaluate
+    from ray_slt.eval.run import evaluate
     from ray_slt.training.grpo import resolve_init
     from ray_slt.training.run import run_training
 
@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     dev_curve = [json.loads(x) for x in Path(summary["run_dir"], "metrics", "dev.jsonl").read_text().splitlines()]
 
     # 5. the whole dev split, beam search, with ray-slt eval's code: the SFT start and the best GRPO checkpoint
-    before = evaluate(init_model, split="dev", data=manifest, num_beams=args.num_beams, batch_size=64,
+    beams = {"num_beams": args.num_beams}
+    before = evaluate(init_model, split="dev", data=manifest, predictor_options=beams, batch_size=64,
                       out=f"{out}/eval/sft_dev")  # fmt: skip
-    after = evaluate(summary["run_dir"], split="dev", data=manifest, num_beams=args.num_beams, batch_size=64,
+    after = evaluate(summary["run_dir"], split="dev", data=manifest, predictor_options=beams, batch_size=64,
                      out=f"{out}/eval/grpo_dev")  # fmt: skip
     g = cfg.grpo
     result = {

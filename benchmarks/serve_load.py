@@ -16,7 +16,7 @@ set (``--requests`` synthetic ``.pose`` uploads, each its own sentence) to ``POS
    ``--scale-seconds``, then it idles; the replica count is sampled every 0.5 s throughout, so the table shows it
    growing under load and shrinking back after.
 
-The model is ``conf/train_synthetic_tiny.yaml``'s translator with a somewhat larger random LM (``--lm-hidden``,
+The model is ``conf/train/synthetic_tiny.yaml``'s translator with a somewhat larger random LM (``--lm-hidden``,
 ``--lm-layers``; beam search with ``--num-beams``, up to ``--max-new-tokens``) unless ``--checkpoint`` names a
 trained one: decoding cost, not accuracy, is what a load test measures, and with it decoding dominates a
 request's cost, as it does with a real LM (with the demo's 64-wide LM, HTTP, parsing and feature extraction
@@ -55,13 +55,13 @@ def free_port() -> int:
 
 
 def tiny_checkpoint(uri: str, texts: list[str], args) -> str:
-    """A translator of conf/train_synthetic_tiny.yaml's architecture with a wider/deeper LM (random weights)."""
+    """A translator of conf/train/synthetic_tiny.yaml's architecture with a wider/deeper LM (random weights)."""
     import yaml
 
     from ray_slt.models import build_translator, save_translator
     from ray_slt.models.config import SFTConfig
 
-    sft = yaml.safe_load((REPO / "conf" / "train_synthetic_tiny.yaml").read_text())["sft"]
+    sft = yaml.safe_load((REPO / "conf" / "train" / "synthetic_tiny.yaml").read_text())["sft"]
     sft["tiny"].update(hidden=args.lm_hidden, layers=args.lm_layers, intermediate=2 * args.lm_hidden)
     sft.update(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     save_translator(build_translator(SFTConfig.model_validate(sft), texts=texts, seed=0), uri)
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
     base = {
         "kind": "serve",
         "app_name": APP,
-        "translator": {"checkpoint": ckpt},
+        "models": {"translate": {"checkpoint": ckpt}},
         "features": {"deployment": {"num_cpus": 0.25, "max_ongoing_requests": 32}},
         "ingress": {"num_cpus": 0, "max_ongoing_requests": 512},
         "http": {"host": "127.0.0.1", "port": port},
@@ -213,9 +213,9 @@ def main(argv: list[str]) -> int:
     try:
         for name, enabled in (("batching_off", False), ("batching_on", True)):
             cfg = json.loads(json.dumps(base))
-            cfg["translator"]["batching"] = {"enabled": enabled, "max_batch_size": args.max_batch,
+            cfg["models"]["translate"]["batching"] = {"enabled": enabled, "max_batch_size": args.max_batch,
                                              "wait_timeout_s": args.batch_wait}  # fmt: skip
-            cfg["translator"]["deployment"] = fixed
+            cfg["models"]["translate"]["deployment"] = fixed
             url = deploy(cfg)
             for data in payloads[:4]:  # warm-up: first calls load lazily
                 post(url + "translate", data, args.timeout)
@@ -245,9 +245,9 @@ def main(argv: list[str]) -> int:
 def autoscale(base: dict, payloads: list[bytes], args) -> dict:
     """Load an autoscaling translator deployment, then let it idle; sample its replicas throughout."""
     cfg = json.loads(json.dumps(base))
-    cfg["translator"]["batching"] = {"enabled": True, "max_batch_size": args.max_batch,
+    cfg["models"]["translate"]["batching"] = {"enabled": True, "max_batch_size": args.max_batch,
                                      "wait_timeout_s": args.batch_wait}  # fmt: skip
-    cfg["translator"]["deployment"] = {
+    cfg["models"]["translate"]["deployment"] = {
         "min_replicas": 1,
         "max_replicas": args.max_replicas,
         "target_ongoing_requests": args.target_ongoing,
@@ -265,7 +265,7 @@ def autoscale(base: dict, payloads: list[bytes], args) -> dict:
 
     def sampler():
         while not stop.is_set():
-            states = replicas(APP, "translator")
+            states = replicas(APP, "model-translate")
             samples.append({"t_s": round(time.monotonic() - t0, 1), "phase": phase["name"],
                             "running": states.get("RUNNING", 0), "starting": states.get("STARTING", 0),
                             "stopping": states.get("STOPPING", 0)})  # fmt: skip

@@ -7,7 +7,7 @@ Run (from the repository root; reads ../shared/data/phoenix14t in place; about a
 What it does, in one run:
 
 1. ``ray-slt prepare phoenix14t`` (the manifest: 7,096 train / 519 dev / 642 test sentences with glosses);
-2. throughput: the same training config (conf/train_phoenix_gloss2text.yaml: gloss encoder -> projector ->
+2. throughput: the same training config (conf/train/phoenix_gloss2text.yaml: gloss encoder -> projector ->
    tiny random Qwen3 with LoRA) for a fixed number of optimizer steps with 1 and then 2 Ray Train workers
    (DDP, 1 CPU each, the same per-worker batch), no evaluation; reports samples/s over the timed training
    steps (what ``train_samples_per_s`` of the run summary measures) and their ratio;
@@ -31,7 +31,7 @@ from pathlib import Path
 import phoenix_setup
 
 REPO = phoenix_setup.REPO
-CONF = REPO / "conf" / "train_phoenix_gloss2text.yaml"
+CONF = REPO / "conf" / "train" / "phoenix_gloss2text.yaml"
 RESULTS = REPO / "benchmarks" / "results"
 TRAIN_SENTENCES = 7096
 PUBLISHED = "Gloss2Text transformers trained from scratch on PHOENIX-2014T report about 24 BLEU-4 on test"
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = phoenix_setup.start(out, args.cpus)
     if manifest is None:
         return 2
-    from ray_slt.training.evaluate import evaluate
+    from ray_slt.eval.run import evaluate
     from ray_slt.training.run import run_training
 
     # 1. throughput, 1 vs 2 workers, same config and per-worker batch, fixed steps, no evaluation
@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(summary["run_dir"])
     evals = {}
     for split in ("dev", "test"):
-        evals[split] = evaluate(str(run_dir), split=split, num_beams=args.num_beams, batch_size=64,
-                                out=f"{out}/eval/{split}")  # fmt: skip
+        evals[split] = evaluate(str(run_dir), split=split, predictor_options={"num_beams": args.num_beams},
+                                batch_size=64, out=f"{out}/eval/{split}")  # fmt: skip
     init = next(p for p in run_dir.iterdir() if p.name.startswith("init-"))
-    untrained = evaluate(str(init), split="dev", data=manifest, num_beams=1, batch_size=64, out=f"{out}/eval/untrained")
+    untrained = evaluate(str(init), split="dev", data=manifest, predictor_options={"num_beams": 1}, batch_size=64,
+                         out=f"{out}/eval/untrained")  # fmt: skip
     keys = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
     result = {
         "benchmark": "gloss -> German text, PHOENIX-2014T, from scratch on CPU",

@@ -5,7 +5,7 @@ Run (from the repository root; reads ../shared/data/phoenix14t in place; ~20 min
 
     .venv/bin/python benchmarks/tune_asha.py [--out runs/bench_tune] [--train 2000] [--dev 200] [--epochs 3]
 
-``ray-slt tune conf/tune_phoenix_gloss2text.yaml`` (PHOENIX-2014T gloss -> German; its grid of LoRA rank {8, 64}
+``ray-slt tune conf/tune/phoenix_gloss2text.yaml`` (PHOENIX-2014T gloss -> German; its grid of LoRA rank {8, 64}
 x learning rate {3e-4, 1e-3, 3e-3}, 6 trials) reduced to ``--train`` training sentences, ``--epochs`` epochs and
 greedy dev BLEU-4 on the first ``--dev`` dev sentences after every epoch, two trials at a time (one 1-CPU Ray
 Train worker each), run twice in fresh processes: with the config's own scheduler (ASHA on dev BLEU-4, grace
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     md = (
         "# ASHA vs FIFO on a real sweep: PHOENIX-2014T gloss -> German (CPU)\n\n"
-        f"`benchmarks/tune_asha.py`: `ray-slt tune conf/tune_phoenix_gloss2text.yaml` (6 trials: LoRA rank x "
+        f"`benchmarks/tune_asha.py`: `ray-slt tune conf/tune/phoenix_gloss2text.yaml` (6 trials: LoRA rank x "
         f"learning rate) reduced to {args.train} training sentences, {args.epochs} epochs, greedy dev BLEU-4 on the "
         f"first {args.dev} dev sentences after every epoch; two trials at a time, one 1-CPU Ray Train worker each, "
         f"on a {os.cpu_count()}-CPU machine. ASHA: the config's (dev BLEU-4, grace period 1 epoch, reduction "
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'yes' if consistent else 'NO'}.\n"
     )
     result = {
-        "benchmark": "ASHA vs FIFO, ray-slt tune conf/tune_phoenix_gloss2text.yaml reduced (PHOENIX-2014T, CPU)",
+        "benchmark": "ASHA vs FIFO, ray-slt tune conf/tune/phoenix_gloss2text.yaml reduced (PHOENIX-2014T, CPU)",
         "machine": machine(os.cpu_count()),
         "settings": {"train_sentences": args.train, "dev_sentences": args.dev, "epochs": args.epochs,
                      "max_concurrent_trials": 2},

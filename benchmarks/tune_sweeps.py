@@ -6,7 +6,7 @@ Run (from the repository root; reads ../shared/data/phoenix14t in place):
     .venv/bin/python benchmarks/tune_sweeps.py [--out runs/bench_tune] [--train 2000] [--dev 200] [--epochs 2]
 
 It prepares the PHOENIX-2014T manifest (text side: glosses and German sentences), then runs
-``ray-slt tune conf/tune_phoenix_gloss2text.yaml`` reduced to 4 trials (LoRA rank {8, 64} x learning rate
+``ray-slt tune conf/tune/phoenix_gloss2text.yaml`` reduced to 4 trials (LoRA rank {8, 64} x learning rate
 {3e-4, 3e-3}, the projector's tied to the LLM's), ``--train`` training sentences, ``--epochs`` epochs, greedy dev
 BLEU-4 on the first ``--dev`` dev sentences after every epoch, one 1-CPU Ray Train worker per trial, twice in fresh
 processes: ``search.max_concurrent_trials=2`` (two trials at once on 2 CPUs) and ``=1`` (one after another). Both
@@ -97,9 +97,9 @@ def sweep_setup(
     out = Path(args.out).resolve()
     manifest = out / "phoenix14t" / "manifest.parquet"
     if not manifest.exists():
-        cli("prepare", str(REPO / "conf" / "prepare_phoenix14t.yaml"), f"root={DATA}", f"out={manifest}")
+        cli("prepare", str(REPO / "conf" / "prepare" / "phoenix14t.yaml"), f"root={DATA}", f"out={manifest}")
     common = [
-        str(REPO / "conf" / "tune_phoenix_gloss2text.yaml"), f"storage={out / 'sweeps'}",
+        str(REPO / "conf" / "tune" / "phoenix_gloss2text.yaml"), f"storage={out / 'sweeps'}",
         f"overrides.data.manifest={manifest}", f"overrides.data.limit_train={args.train}",
         f"overrides.data.limit_dev={args.dev}", f"overrides.optim.epochs={args.epochs}",
     ]  # fmt: skip
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     b = s2["best"]
     ratio = runs[1]["wall_time_s"] / runs[2]["wall_time_s"]
     result = {
-        "benchmark": "ray-slt tune conf/tune_phoenix_gloss2text.yaml, reduced (PHOENIX-2014T gloss -> German, CPU)",
+        "benchmark": "ray-slt tune conf/tune/phoenix_gloss2text.yaml, reduced (PHOENIX-2014T gloss -> German, CPU)",
         "machine": machine(os.cpu_count()),
         "settings": {"train_sentences": args.train, "dev_sentences": args.dev, "epochs": args.epochs,
                      "trials": s2["num_trials"], "scheduler": "fifo", "workers_per_trial": 1, "cpus_per_worker": 1},
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     md = (
         "# Sweep: LoRA rank x learning rate, PHOENIX-2014T gloss -> German (CPU)\n\n"
-        f"`benchmarks/tune_sweeps.py`: `ray-slt tune conf/tune_phoenix_gloss2text.yaml` reduced to {args.train} "
+        f"`benchmarks/tune_sweeps.py`: `ray-slt tune conf/tune/phoenix_gloss2text.yaml` reduced to {args.train} "
         f"training sentences, {args.epochs} epochs, greedy dev BLEU-4 on the first {args.dev} dev sentences after "
         "every epoch; gloss encoder -> projector -> tiny random Qwen3 + LoRA, trained from scratch. Learning rate = "
         "the LLM's and the projector's (tied). FIFO scheduler (every trial trains to its end), one 1-CPU Ray Train "

@@ -3,8 +3,8 @@
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/extract.py conf/extract.yaml manifest=s3://runs/phoenix.parquet out=s3://runs/phoenix-features \
-        features.kind=dinov2 frames.sampling=uniform:64
+        python jobs/extract.py conf/extract/default.yaml manifest=s3://runs/phoenix.parquet \
+        out=s3://runs/phoenix-features features.kind=dinov2 frames.sampling=uniform:64
 
 Arguments: a config of kind ``extract`` followed by ``key=value`` overrides. Re-submitting the same command
 resumes (finished samples are skipped). Prints the summary as JSON on stdout. Exits 2

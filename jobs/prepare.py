@@ -3,7 +3,7 @@
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/prepare.py conf/prepare_phoenix14t.yaml root=s3://corpora/phoenix out=s3://runs/phoenix.parquet
+        python jobs/prepare.py conf/prepare/phoenix14t.yaml root=s3://corpora/phoenix out=s3://runs/phoenix.parquet
 
 Arguments: a config of kind ``prepare`` followed by ``key=value`` overrides. Prints the summary as JSON on
 the last line of the job's log. Exits 2 with a one-line reason on bad input.

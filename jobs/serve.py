@@ -3,7 +3,7 @@
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/serve.py conf/serve.yaml translator.checkpoint=s3://runs/train_synthetic_tiny/best \
+        python jobs/serve.py conf/serve/default.yaml models.translate.checkpoint=s3://runs/train_synthetic_tiny/best \
         http.host=0.0.0.0 auth.token_env=SLT_TOKEN auth.required=true
 
 (``http.host=0.0.0.0`` opens the service beyond the node, so the example turns bearer-token auth on: the job's

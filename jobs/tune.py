@@ -3,7 +3,7 @@
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
     RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/tune.py conf/tune_phoenix_gloss2text.yaml storage=s3://my-bucket/sweeps
+        python jobs/tune.py conf/tune/phoenix_gloss2text.yaml storage=s3://my-bucket/sweeps
 
 Arguments: a config of kind ``tune`` followed by ``key=value`` overrides (the same as ``ray-slt tune``). The job
 connects to the cluster it runs on (RAY_ADDRESS), runs the sweep (each trial a Ray Train run of the training

@@ -1,13 +1,16 @@
 """Typed configuration: YAML files in ``conf/`` validated by pydantic schemas, with ``key=value`` overrides.
 
-Every config file names its schema with a top-level ``kind`` (``prepare``, ``extract``, ``train``, ...).
-Schemas forbid unknown keys, so a typo is an error that names the key (and suggests the closest one) instead
-of a silently ignored setting. Overrides use dotted keys (``train.lr=2e-4``,
-``lora.target_modules=[q_proj]``);
-the value is parsed as YAML and then type-checked by the schema like the file itself.
+Every config file names its schema with a top-level ``kind`` (``prepare``, ``extract``, ``train``, ...),
+directly or through a file it ``extends``: a config can extend base files and override their keys, so
+near-identical configs are a base plus a small delta (:func:`read_config`). Schemas forbid unknown keys, so a
+typo is an error that names the key (and suggests the closest one) instead of a silently ignored setting.
+Overrides use dotted keys (``train.lr=2e-4``, ``lora.target_modules=[q_proj]``); the value is parsed as YAML
+and then type-checked by the schema like the file itself.
 
 Each stage defines its schema next to its code; :data:`CONFIG_KINDS` maps a kind to it, imported lazily so
-that loading a config does not import the whole stack.
+that loading a config does not import the whole stack. A schema whose shape depends on the data (a training
+config: its ``stage`` brings its own section) has a ``resolve_schema(data)`` classmethod that returns the class
+to validate with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -159,8 +163,13 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (), source:
     if kind is None:
         raise ConfigError(f"{source}: missing 'kind' (one of {', '.join(sorted(CONFIG_KINDS))})")
     model = schema_for(kind)
+    parsed = parse_overrides(overrides)
+    resolve = getattr(model, "resolve_schema", None)
+    if resolve is not None:  # a schema that depends on the data (a training config's stage section)
+        top = {**data, **{key: value for key, value in parsed if "." not in key}}
+        model = resolve(top)
     overridden = {}
-    for key, value in parse_overrides(overrides):
+    for key, value in parsed:
         if key == "kind":
             raise ConfigError(f"override {key}={value!r}: the kind of a config cannot be overridden")
         _set_path(data, _key_path(model, key), value)
@@ -171,8 +180,7 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (), source:
         raise ConfigError(_format_validation(e, source, overridden)) from None
 
 
-def load_config(uri: str, overrides: Sequence[str] = ()) -> Schema:
-    """Load and validate a YAML config file (local or remote) with ``key=value`` overrides."""
+def _read_yaml(uri: str) -> dict[str, Any]:
     text = storage.read_text(uri)
     try:
         data = yaml.safe_load(text)
@@ -180,7 +188,58 @@ def load_config(uri: str, overrides: Sequence[str] = ()) -> Schema:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{uri}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    return build_config(data or {}, overrides, source=uri)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{uri}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key (recursively), anything else (values, lists) is
+    replaced; a ``null`` in the child replaces too."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config(uri: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A config file as a mapping, with what it ``extends`` merged under it.
+
+    ``extends: base.yaml`` (or a list, merged in order, later ones over earlier ones) names files relative to
+    the extending file's folder (or absolute URIs); the file's own keys are merged over them (:func:`merge`).
+    A base may extend others; a cycle is an error naming the chain."""
+    key = storage.normalize(uri)
+    if key in _chain:
+        raise ConfigError(f"{uri}: extends itself ({' -> '.join([*_chain, key])})")
+    data = _read_yaml(uri)
+    bases = data.pop("extends", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{uri}: extends must be a file name or a list of file names")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        if "://" in base or os.path.isabs(base):
+            path = base
+        else:
+            path = storage.join(storage.parent(uri), base)
+        if not storage.exists(path):
+            raise ConfigError(f"{uri}: extends {base}, which does not exist ({path})")
+        merged = merge(merged, read_config(path, (*_chain, key)))
+    return merge(merged, data)
+
+
+def load_config(uri: str, overrides: Sequence[str] = ()) -> Schema:
+    """Load and validate a YAML config file (local or remote), with the files it ``extends`` (see
+    :func:`read_config`) and ``key=value`` overrides."""
+    return build_config(read_config(uri), overrides, source=uri)
 
 
 def config_dict(cfg: BaseModel) -> dict:

@@ -6,7 +6,7 @@ With no arguments, on a local Ray (every output under ``--out``, default ``demo_
    English translations, shipped as ``.pose`` files; not a real sign language) and its manifest;
 2. prints the corpus statistics;
 3. extracts the 77-point keypoints into a feature store (``ray-slt extract``; the corpus ships poses);
-4. trains a tiny translator (``ray-slt train conf/train_synthetic_tiny.yaml``) for a few minutes;
+4. trains a tiny translator (``ray-slt train conf/train/synthetic_tiny.yaml``) for a few minutes;
 5. evaluates it and the same model untrained on the dev split (``ray-slt eval``): dev BLEU-4, trained vs untrained;
 6. serves the trained checkpoint (``ray-slt serve``, 127.0.0.1) and translates a held-out test sample over HTTP
    (its ``.pose`` uploaded to ``POST /translate``);
@@ -32,7 +32,7 @@ from typing import Any
 from ray_slt import storage
 from ray_slt.cli import register
 
-TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train_synthetic_tiny.yaml"
+TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "synthetic_tiny.yaml"
 SIZES = {
     "default": {"train": 600, "dev": 60, "test": 60},
     "small": {"train": 120, "dev": 20, "test": 20},
@@ -223,9 +223,9 @@ class _CurveFollower:
 
 
 def _evaluate(model: str, features: str, lang: str) -> dict:
-    from ray_slt.training.evaluate import evaluate
+    from ray_slt.eval.run import evaluate
 
-    return evaluate(model, split="dev", data=features, lang=lang)
+    return evaluate(model, split="dev", data=features, protocol_options={"lang": lang})
 
 
 def _held_out(manifest: str) -> dict:
@@ -253,7 +253,7 @@ def _serve_and_translate(model: str, sample: dict, port: int | None, quiet: bool
         {
             "kind": "serve",
             "app_name": "demo",
-            "translator": {"checkpoint": model, "deployment": {"num_cpus": 0.5}},
+            "models": {"translate": {"checkpoint": model, "deployment": {"num_cpus": 0.5}}},
             "features": {"deployment": {"num_cpus": 0.5}, "frames": {"sampling": "all", "max_frames": 128},
                          "decode": {"max_side": 640}},
             "http": {"host": "127.0.0.1", "port": port},
@@ -438,7 +438,8 @@ def render_summary(s: dict) -> str:
     if "total_s" in s:
         lines.append(f"total         {s['total_s']} s")
     if "train" in s:
-        lines.append(f"next          ray-slt serve conf/serve.yaml translator.checkpoint={s['train']['run_dir']}")
+        run = s["train"]["run_dir"]
+        lines.append(f"next          ray-slt serve conf/serve/default.yaml models.translate.checkpoint={run}")
     return "\n".join(lines)
 
 
@@ -460,7 +461,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override of conf/train_synthetic_tiny.yaml (e.g. optim.epochs=2); repeatable",
+        help="override of conf/train/synthetic_tiny.yaml (e.g. optim.epochs=2); repeatable",
     )
 
 

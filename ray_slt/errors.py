@@ -42,3 +42,9 @@ class DataError(RaySltError):
     def as_record(self) -> dict:
         """The error as a row of an error report."""
         return {"source": self.source, "line": self.line, "reason": self.reason}
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of an exception's message (a remote traceback ends with the error itself), or its type."""
+    text = str(error).strip().splitlines()
+    return text[-1] if text else type(error).__name__

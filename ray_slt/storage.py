@@ -295,3 +295,22 @@ def safe_name(name: str) -> str:
 
 def unique_suffix() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def arrow_location(uri: str) -> tuple[str, Any]:
+    """``(path, filesystem)`` for libraries that take a pyarrow filesystem (Ray Train and Tune storage): local
+    paths as they are (filesystem None); remote URIs through their fsspec filesystem, so endpoints and
+    credentials come from the same place as all other I/O."""
+    if is_local(uri):
+        return normalize(uri), None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return path, PyFileSystem(FSSpecHandler(fs))
+
+
+def from_arrow_path(path: str, like: str) -> str:
+    """A path that such a library returns (without the scheme for remote storage) as a URI like ``like``."""
+    if is_local(like) or "://" in path:
+        return path
+    return f"{protocol(like)}://{path.lstrip('/')}"

@@ -44,7 +44,7 @@ def test_python_dash_m_entry_point():
         (["prepare", "wlasl", "--root", "x", "--out", "m.csv"], "must be a .parquet path"),
         (["prepare", "wlasl", "--root", "x", "--rare-subset", "3"], "is not RARE:REST"),
         (["prepare", "wlasl", "--root", "x", "skip_bda=1"], "unknown key 'skip_bda'"),
-        (["prepare", "conf/prepare_wlasl100.yaml", "--skip-bad"], "with a config file"),
+        (["prepare", "conf/prepare/wlasl100.yaml", "--skip-bad"], "with a config file"),
         (["prepare", "wlasl", "--root", "/definitely/not/here"], "WLASL_v0.3.json not found"),
         (["prepare", "wlasl", "--root", "x", "--option", "subset=7"], "options.subset"),
         (["stats"], "the following arguments are required: MANIFEST"),
@@ -94,7 +94,7 @@ def test_serve_runs_until_ctrl_c_and_then_stops_cleanly(tmp_path):
     ckpt = tiny_checkpoint(str(tmp_path / "tiny"))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ray_slt", "serve", "conf/serve.yaml", f"translator.checkpoint={ckpt}",
+        [sys.executable, "-m", "ray_slt", "serve", "conf/serve/default.yaml", f"models.translate.checkpoint={ckpt}",
          f"http.port={port}", "ray_address=local"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip

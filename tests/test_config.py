@@ -13,15 +13,37 @@ from ray_slt.errors import ConfigError
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+def is_partial(path: Path) -> bool:
+    """Base files that configs extend (base_*.yaml, data_*.yaml): not runs themselves."""
+    return path.name.startswith(("base_", "data_"))
+
+
 def all_configs():
-    return sorted(CONF.glob("*.yaml"))
+    return sorted(p for p in CONF.rglob("*.yaml") if not is_partial(p))
 
 
-def test_conf_has_configs():
+def test_conf_has_configs_grouped_by_family():
     assert all_configs(), "conf/ holds no YAML configs"
+    assert not list(CONF.glob("*.yaml")), "configs live in conf/<family>/ (prepare, extract, train, tune, serve)"
+    families = {p.relative_to(CONF).parts[0] for p in all_configs()}
+    assert families == {"prepare", "extract", "train", "tune", "serve"}
 
 
-@pytest.mark.parametrize("path", all_configs(), ids=lambda p: p.name)
+def test_every_base_file_is_extended_and_says_so():
+    from ray_slt.config import _read_yaml
+
+    partials = sorted(p for p in CONF.rglob("*.yaml") if is_partial(p))
+    assert partials
+    used = set()
+    for path in all_configs():
+        bases = _read_yaml(str(path)).get("extends") or []
+        used |= {(path.parent / b).resolve() for b in ([bases] if isinstance(bases, str) else bases)}
+    for path in partials:
+        assert path.resolve() in used, f"{path.name} is extended by no config"
+        assert path.read_text(encoding="utf-8").startswith("# Base of "), f"{path.name}: say what it is a base of"
+
+
+@pytest.mark.parametrize("path", all_configs(), ids=lambda p: str(p.relative_to(CONF)))
 def test_every_config_loads_and_starts_with_a_comment(path):
     text = path.read_text(encoding="utf-8")
     header = list(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines()))
@@ -89,3 +111,28 @@ def test_invalid_yaml_names_the_file_and_line(tmp_path):
 def test_config_hash_is_stable_and_sensitive():
     a, b = build_config(BASE), build_config(BASE, ["skip_bad=true"])
     assert config_hash(a) == config_hash(build_config(dict(BASE))) and config_hash(a) != config_hash(b)
+
+
+def test_extends_merges_bases_in_order_and_the_file_over_them(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text(
+        "kind: prepare\ndataset: wlasl\nroot: data/a\nout: runs/a.parquet\n"
+        "options: {subset: 100}\nsplits: [train, dev]\n"
+    )
+    (tmp_path / "sub" / "delta.yaml").write_text("root: data/b\noptions: {}\nsplits: [test]\n")
+    (tmp_path / "sub" / "run.yaml").write_text(
+        "# a run\nextends: [../base.yaml, delta.yaml]\nout: runs/c.parquet\noptions: {subset: 300}\n"
+    )
+    cfg = load_config(str(tmp_path / "sub" / "run.yaml"), ["root=data/d"])
+    # the later base over the earlier, the file over both, mappings merged key by key, lists replaced
+    assert (cfg.root, cfg.out, cfg.splits, cfg.options) == ("data/d", "runs/c.parquet", ["test"], {"subset": 300})
+    (tmp_path / "loop_a.yaml").write_text("extends: loop_b.yaml\n")
+    (tmp_path / "loop_b.yaml").write_text("extends: loop_a.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(str(tmp_path / "loop_a.yaml"))
+    (tmp_path / "missing.yaml").write_text("extends: nowhere.yaml\nkind: prepare\n")
+    with pytest.raises(ConfigError, match=r"extends nowhere\.yaml, which does not exist"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "bad.yaml").write_text("extends: {a: 1}\n")
+    with pytest.raises(ConfigError, match="extends must be a file name or a list"):
+        load_config(str(tmp_path / "bad.yaml"))

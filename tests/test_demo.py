@@ -20,7 +20,7 @@ def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
     from ray_slt.data.manifest import read_manifest
     from ray_slt.demo import run_demo
     from ray_slt.features.store import load_sample
-    from ray_slt.serve.model import TranslatorModel
+    from ray_slt.models.registry import load_predictor
 
     out = tmp_path / "demo"
     summary = run_demo(str(out), size="tiny", quiet=True, train_overrides=["optim.epochs=1"], cpus=2)
@@ -35,10 +35,10 @@ def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
     manifest = {r["sample_id"]: r for r in read_manifest(str(out / "manifest.parquet")).to_pylist()}
     assert manifest[http["sample_id"]]["split"] == "test"
     assert http["reference"] == manifest[http["sample_id"]]["text"]
-    model = TranslatorModel(summary["train"]["run_dir"])
-    assert http["model_id"] == model.model_id
+    predictor = load_predictor(summary["train"]["run_dir"])
+    assert http["model_id"] == predictor.model_id
     sample = load_sample(str(out / "features"), http["sample_id"])
-    assert http["hypothesis"] == model.translate([sample])[0]
+    assert http["hypothesis"] == predictor.predict([sample])[0]["text"]
     # stopped cleanly: no Ray left in this process, nothing listening on the demo's port
     assert not ray.is_initialized()
     with pytest.raises(OSError):

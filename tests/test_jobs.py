@@ -116,7 +116,7 @@ def ray_head():
 def test_prepare_job_runs_through_job_submission(ray_head, tmp_path):
     root = shared("phoenix14t")
     out = tmp_path / "manifest.parquet"
-    status, logs = ray_head(f"python jobs/prepare.py conf/prepare_phoenix14t.yaml root={root} out={out} splits=[dev]")
+    status, logs = ray_head(f"python jobs/prepare.py conf/prepare/phoenix14t.yaml root={root} out={out} splits=[dev]")
     assert status == "SUCCEEDED", logs
     summary = json.loads(logs.strip().splitlines()[-1])
     assert summary["splits"] == {"dev": 519} and out.exists()
@@ -124,7 +124,7 @@ def test_prepare_job_runs_through_job_submission(ray_head, tmp_path):
 
 def test_bad_job_input_fails_with_a_one_line_reason(ray_head, tmp_path):
     status, logs = ray_head(
-        f"python jobs/prepare.py conf/prepare_phoenix14t.yaml root={tmp_path} out={tmp_path}/m.parquet"
+        f"python jobs/prepare.py conf/prepare/phoenix14t.yaml root={tmp_path} out={tmp_path}/m.parquet"
     )
     assert status == "FAILED"
     assert "prepare: error:" in logs and "corpus CSV not found" in logs
@@ -145,8 +145,8 @@ def test_serve_job_deploys_an_app_that_outlives_the_job(ray_head, tmp_path):
     port = free_port()
     small = "deployment.num_cpus=0.1"  # the test head has one CPU
     status, logs = ray_head(
-        f"python jobs/serve.py conf/serve.yaml translator.checkpoint={ckpt} http.port={port} app_name=job_app "
-        f"translator.{small} features.{small} translator.deployment.max_replicas=1"
+        f"python jobs/serve.py conf/serve/default.yaml models.translate.checkpoint={ckpt} http.port={port} "
+        f"app_name=job_app models.translate.{small} features.{small} models.translate.deployment.max_replicas=1"
     )
     assert status == "SUCCEEDED", logs
     deployed = json.loads(logs.strip().splitlines()[-1])
@@ -174,6 +174,6 @@ def test_serve_job_deploys_an_app_that_outlives_the_job(ray_head, tmp_path):
 
 
 def test_serve_job_with_a_missing_checkpoint_fails_before_deploying(ray_head, tmp_path):
-    status, logs = ray_head(f"python jobs/serve.py conf/serve.yaml translator.checkpoint={tmp_path}/none")
+    status, logs = ray_head(f"python jobs/serve.py conf/serve/default.yaml models.translate.checkpoint={tmp_path}/none")
     assert status == "FAILED"
     assert "serve: error:" in logs and str(tmp_path / "none") in logs

@@ -12,7 +12,7 @@ Build a manifest (Parquet, one schema for every corpus) from a corpus's official
 
   ray-slt prepare phoenix14t --root ../shared/data/phoenix14t --out runs/phoenix14t/manifest.parquet
   ray-slt prepare wlasl --root s3://corpora/wlasl --out s3://runs/wlasl.parquet --option subset=100
-  ray-slt prepare conf/prepare_phoenix14t.yaml splits=[dev,test]     # a config file + overrides
+  ray-slt prepare conf/prepare/phoenix14t.yaml splits=[dev,test]     # a config file + overrides
 
 Bad rows stop the run with the file and line; with --skip-bad they go to MANIFEST.errors.jsonl instead.
 Datasets: {datasets}.

@@ -83,3 +83,73 @@ cli.register(
     "metrics of ray_slt.eval.metrics: BLEU-1..4 (sacrebleu, signature printed), ROUGE-L F1 and chrF, on a "
     "0-100 scale. --json prints one object with keys " + ", ".join(SCORE_KEYS) + ".",
 )
+
+
+EVAL_DESCRIPTION = """\
+Run a saved model over a split and score it with its evaluation protocol (translation: BLEU-1..4 with the
+sacrebleu signature, ROUGE-L, chrF; TSR/PGER with --semantic). CHECKPOINT is a run directory (its best
+checkpoint), a checkpoint directory (checkpoint_*/) or a model directory; the model's kind (in its manifest)
+picks the predictor that loads it. Writes the protocol's files (predictions.jsonl; for translation
+hypotheses.txt and references.txt) and metrics.json (scores, signatures, protocol, config hash, model id,
+split, number of samples, decoding settings) to --out (default: eval/SPLIT inside the checkpoint used,
+printed). Decoding is deterministic.
+
+examples:
+  ray-slt eval runs/train_synthetic_tiny --split test
+  ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
+"""
+
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="run directory, checkpoint directory or model directory (local or s3://)")
+    p.add_argument("--split", default="dev", help="split to evaluate (default dev)")
+    p.add_argument("--data", help="feature store or manifest .parquet (default: the training config's data)")
+    p.add_argument("--out", help="output directory (default: eval/SPLIT inside the checkpoint used)")
+    p.add_argument("--protocol", help="evaluation protocol (default: the one of the stage that trained the model)")
+    p.add_argument("--num-beams", type=int, help="beam width (default: the model config's; 1 = greedy)")
+    p.add_argument("--max-new-tokens", type=int, help="default: the model config's")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lang", help="spoken language of the references for BLEU tokenization (default: the data's)")
+    p.add_argument("--semantic", action="store_true", help="also TSR and PGER (needs the embedder and HanTa)")
+    p.add_argument("--embedder", help="sentence-transformers model id or directory for TSR")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _run_eval(args: argparse.Namespace) -> dict:
+    from ray_slt.errors import RaySltError
+    from ray_slt.eval.run import evaluate
+
+    for name in ("num_beams", "max_new_tokens", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    return evaluate(
+        args.checkpoint,
+        split=args.split,
+        data=args.data,
+        out=args.out,
+        protocol=args.protocol,
+        protocol_options={"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder},
+        predictor_options={"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+
+
+def _render_eval(r: dict) -> str:
+    lines = [f"{r['split']}: {r['n_samples']} samples, checkpoint {r['checkpoint']} (model {r['model_id']}), "
+             f"protocol {r['protocol']['name']}"]  # fmt: skip
+    if r["protocol"]["name"] == "translation":
+        names = [("BLEU-1", "bleu1"), ("BLEU-2", "bleu2"), ("BLEU-3", "bleu3"), ("BLEU-4", "bleu4")]
+        names += [("ROUGE-L", "rouge_l"), ("chrF", "chrf")]
+        names += [(n, k) for n, k in (("TSR", "tsr"), ("PGER", "pger")) if k in r]
+        lines += [f"{name:<8} {r[key]:7.2f}" for name, key in names]
+        lines.append(f"BLEU signature: {r['bleu_signature']}")
+    else:
+        lines += [f"{k:<16} {v:9.4f}" for k, v in r.items() if isinstance(v, float)]
+    lines.append(f"metrics: {r['metrics_file']}, predictions: {r['predictions']}")
+    return "\n".join(lines)
+
+
+cli.register("eval", "evaluate a saved model on a split: predictions + metrics.json", _configure_eval, _run_eval,
+             _render_eval, description=EVAL_DESCRIPTION)  # fmt: skip

@@ -85,6 +85,11 @@ class Protocol(ABC):
     selection: ClassVar[Selection]
 
     @abstractmethod
+    def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
+        """The prediction of one sample from a predictor's output for it (``ray-slt eval``): the output with
+        the sample's reference side added (its reference text, gold label or pose)."""
+
+    @abstractmethod
     def score(self, predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Scores of a split's predictions (every sample once)."""
 
@@ -111,15 +116,24 @@ def protocol_for(name: str, **options: Any) -> Protocol:
 class TranslationProtocol(Protocol):
     """Sentences against raw reference sentences with the shared metrics (:func:`ray_slt.eval.metrics.
     corpus_scores`): BLEU-1..4 with the sacrebleu signature, ROUGE-L, chrF. ``lang`` picks the BLEU tokenizer
-    (None: the predictions' ``lang``). The best checkpoint has the highest dev BLEU-4."""
+    (None: the predictions' ``lang``). With ``semantic``, also TSR (with the sentence embedder ``embedder``) and
+    PGER (:mod:`ray_slt.eval.semantic`). The best checkpoint has the highest dev BLEU-4."""
 
     name = "translation"
     predicts = "text"
     selection = Selection("bleu4", "max")
     DEV_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf", "bleu_signature", "lang")
 
-    def __init__(self, lang: str | None = None):
+    def __init__(self, lang: str | None = None, semantic: bool = False, embedder: str | None = None):
         self.lang = lang
+        self.semantic = semantic
+        self.embedder = embedder
+
+    def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(sample.get("text"), str):
+            raise DataError(f"sample {sample.get('sample_id')!r} has no reference text to score a translation against")
+        return {"sample_id": str(sample["sample_id"]), "hypothesis": output["text"], "reference": sample["text"],
+                "lang": sample.get("spoken_language")}  # fmt: skip
 
     def language(self, predictions: Sequence[Mapping[str, Any]]) -> str | None:
         return self.lang or next((str(p["lang"]) for p in predictions if p.get("lang")), None)
@@ -133,8 +147,16 @@ class TranslationProtocol(Protocol):
             if not isinstance(p.get("hypothesis"), str) or not isinstance(p.get("reference"), str):
                 raise DataError(f"sample {p.get('sample_id')!r}: a translation needs a hypothesis and a reference text")
         lang = self.language(predictions)
-        scores = corpus_scores([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions], lang=lang)
-        return {**scores, "lang": lang}
+        hyps, refs = [p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]
+        scores = {**corpus_scores(hyps, refs, lang=lang), "lang": lang}
+        if self.semantic:
+            from ray_slt.eval.semantic import DEFAULT_EMBEDDER, EmbeddingSimilarity, corpus_pger, corpus_tsr
+
+            embedder = self.embedder or DEFAULT_EMBEDDER
+            pger = corpus_pger(hyps, refs, lang=lang)
+            scores.update(tsr=corpus_tsr(hyps, refs, sim=EmbeddingSimilarity(embedder)), tsr_embedder=embedder,
+                          pger=pger["pger"], pger_scored=pger["n_scored"])  # fmt: skip
+        return scores
 
     def dev_metrics(self, scores: Mapping[str, Any]) -> dict[str, Any]:
         return {k: scores[k] for k in self.DEV_KEYS if k in scores}

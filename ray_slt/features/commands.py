@@ -13,7 +13,7 @@ from every sample of a manifest, on Ray Data. Writes a feature store under --out
 index.parquet, shards/*.parquet, poses/*.pose, errors.parquet, provenance.json.
 Re-running resumes: samples already extracted with the same settings are skipped.
 
-Settings come from --config (a YAML of kind 'extract', e.g. conf/extract.yaml), then the flags below, then
+Settings come from --config (a YAML of kind 'extract', e.g. conf/extract/default.yaml), then the flags below, then
 --set key=value overrides (e.g. --set workers.pose.max_size=8 decode.timeout_s=60).
 
 examples:

@@ -156,7 +156,7 @@ class OutputConfig(Schema):
 
 
 class ExtractConfig(Schema):
-    """Settings of ``ray-slt extract`` / ``jobs/extract.py`` (``conf/extract.yaml``)."""
+    """Settings of ``ray-slt extract`` / ``jobs/extract.py`` (``conf/extract/default.yaml``)."""
 
     kind: Literal["extract"] = "extract"
     manifest: str | None = None

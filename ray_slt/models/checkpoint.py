@@ -1,6 +1,6 @@
 """Checkpoints of the translator models: directories of safetensors + JSON, local or remote (``s3://``).
 
-A translator (stage 2) checkpoint::
+A translator (stage 2) checkpoint (model kind ``translator``)::
 
     translator.json          format, version, the SFTConfig, where the base LM comes from
     modules.safetensors      sign encoder, DINOv2 projections, projector
@@ -9,12 +9,12 @@ A translator (stage 2) checkpoint::
     gloss_tokenizer/         the gloss vocabulary (gloss encoder only)
     base_lm/                 the base LM weights + config, only for a tiny random-initialised LM
                              (a real LM is reloaded from its model id / path in the config)
-    MANIFEST.json            every file above with its size; written last
+    MANIFEST.json            the model kind and every file above with its size; written last
 
-A pretraining (stage 1) checkpoint has ``pretrain.json``, ``modules.safetensors``, ``tokenizer/`` and the
-manifest. Everything is written to a local temporary directory first and then copied file by file through
-:mod:`ray_slt.storage` (each copy atomic), the manifest last, so a reader that finds the manifest finds a
-complete checkpoint. Loading reads safetensors and JSON only: no pickle, no repository code.
+A pretraining (stage 1) checkpoint (kind ``pretrain``) has ``pretrain.json``, ``modules.safetensors``,
+``tokenizer/`` and the manifest. Everything is written to a local temporary directory first and then copied
+file by file through :mod:`ray_slt.storage` (each copy atomic), the manifest last, so a reader that finds the
+manifest finds a complete checkpoint. Loading reads safetensors and JSON only: no pickle, no repository code.
 """
 
 from __future__ import annotations
@@ -33,16 +33,18 @@ from ray_slt import storage
 from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError, StorageError
 from ray_slt.models.config import PretrainConfig, SFTConfig, SkeletonEncoderConfig
+from ray_slt.models.registry import MANIFEST
 
-MANIFEST = "MANIFEST.json"
 TRANSLATOR_FORMAT = "ray_slt.translator"
 PRETRAIN_FORMAT = "ray_slt.pretrain"
 VERSION = 1
 
 
 # -- moving directories through storage --------------------------------------------------------------------
-def publish(local_dir: str, uri: str) -> None:
-    """Copy every file of ``local_dir`` to ``uri`` (local or remote), then write the manifest."""
+def publish(local_dir: str, uri: str, kind: str | None = None) -> None:
+    """Copy every file of ``local_dir`` to ``uri`` (local or remote), then write the manifest. ``kind`` is the
+    model kind the manifest records (the key of :data:`ray_slt.models.registry.MODEL_KINDS` whose predictor
+    loads it); None for directories that are not models ray_slt loads by kind (a merged base LM)."""
     files = []
     for root, _, names in os.walk(local_dir):
         for name in sorted(names):
@@ -53,7 +55,8 @@ def publish(local_dir: str, uri: str) -> None:
     storage.remove(storage.join(uri, MANIFEST))  # an interrupted overwrite must not look complete
     for f in files:
         storage.copy(os.path.join(local_dir, f["path"]), storage.join(uri, *f["path"].split("/")))
-    storage.write_text(storage.join(uri, MANIFEST), json.dumps({"files": files}, indent=1))
+    manifest = {"kind": kind, "files": files} if kind else {"files": files}
+    storage.write_text(storage.join(uri, MANIFEST), json.dumps(manifest, indent=1))
 
 
 @contextlib.contextmanager
@@ -162,7 +165,7 @@ def save_translator(model, uri: str) -> None:
         }
         with open(os.path.join(d, "translator.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
-        publish(d, uri)
+        publish(d, uri, kind="translator")
 
 
 def load_translator(uri: str, trainable: bool = False):
@@ -213,7 +216,7 @@ def save_pretrain(model, uri: str) -> None:
         meta = {"format": PRETRAIN_FORMAT, "version": VERSION, "config": model.cfg.model_dump(mode="json")}
         with open(os.path.join(d, "pretrain.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
-        publish(d, uri)
+        publish(d, uri, kind="pretrain")
 
 
 def load_pretrain(uri: str):

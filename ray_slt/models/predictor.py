@@ -45,6 +45,25 @@ class Predictor(ABC):
         self.model_id = model_id or f"{ref.name}@{_content_id(ref.model)}"
 
     @classmethod
+    def requirements(cls, ref: ModelRef) -> dict[str, Any]:
+        """What the model's samples must carry (``inputs``, ``needs_visual``), read from its JSON files only (no
+        weights), so a server can set up its input path before any replica loads the model."""
+        return {"inputs": cls.inputs, "needs_visual": cls.needs_visual}
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse options the predictor does not take, naming the ones it does."""
+        import inspect
+
+        from ray_slt.errors import ConfigError
+
+        known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "ref", "device")]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"the {cls.kind} predictor takes no option {unknown[0]!r} (its options: "
+                              f"{', '.join(known)})")  # fmt: skip
+
+    @classmethod
     def options_from(cls, train_config: Mapping[str, Any] | None) -> dict[str, Any]:
         """Predictor options that a run's training config implies (e.g. a feature cache); none by default."""
         return {}

@@ -70,6 +70,18 @@ class TranslatorPredictor(_TextPredictor):
 
     kind = "translator"
 
+    @classmethod
+    def requirements(cls, ref: ModelRef) -> dict[str, Any]:
+        import json
+
+        from ray_slt import storage
+
+        cfg = json.loads(storage.read_text(storage.join(ref.model, "translator.json"))).get("config") or {}
+        gloss = (cfg.get("encoder") or {}).get("type") == "gloss"
+        fusion = cfg.get("fusion") or {}
+        return {"inputs": "gloss" if gloss else "pose",
+                "needs_visual": not gloss and bool(fusion.get("face", True) or fusion.get("hand", True))}  # fmt: skip
+
     def _load(self, uri: str):
         from ray_slt.models.checkpoint import load_translator
 

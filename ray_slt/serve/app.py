@@ -1,15 +1,20 @@
-"""The serving application: an HTTP ingress (FastAPI) composing the feature and translator deployments.
+"""The serving application: an HTTP ingress (FastAPI) composing the feature deployment and one model
+deployment per configured route.
 
 ::
 
     client ──HTTP──▶ ingress (FastAPI; auth, limits, parsing, deadlines, retries)
-                        ├─ handle ─▶ features   (upload/URI -> 77-point keypoints; SampleProcessor)
-                        └─ handle ─▶ translator (checkpoint; serve.batch dynamic batching)
+                        ├─ handle ─▶ features        (upload/URI -> 77-point keypoints, or a checked video)
+                        ├─ handle ─▶ model-translate (a saved model, through its predictor; serve.batch)
+                        └─ handle ─▶ model-...       (every route of ``models`` in the config)
 
-Endpoints: ``POST /translate`` (multipart ``file``/``uri`` field, a raw ``video/*`` or ``application/x-pose``
-body, or JSON ``{"uri": ...}``; ``?include_pose=true`` adds the extracted pose for drawing) -> JSON with the
-text, the timings and the model id; ``GET /healthz``; ``GET /`` the web page; ``GET /docs`` and
-``/openapi.json``. Refused inputs get a 4xx with ``{"error": reason}``; the service stays up.
+Routes come from the configuration (``models.{route}``), not from code: ``POST /{route}`` runs that route's
+model, and what the request carries follows from the model's predictor (``inputs``): a clip for models that read
+poses or video (multipart ``file``/``uri`` field, a raw ``video/*`` or ``application/x-pose`` body, or JSON
+``{"uri": ...}``; ``?include_pose=true`` adds the extracted pose for drawing), JSON ``{"text": ...}`` or
+``{"gloss": ...}`` for models that read text. The answer is the predictor's output (``{"text": ...}`` for
+translators) with the model id and timings. ``GET /healthz`` lists the routes; ``GET /`` is the web page;
+``GET /docs`` and ``/openapi.json``. Refused inputs get a 4xx with ``{"error": reason}``; the service stays up.
 
 :func:`build_app` makes the Serve application from a :class:`ServeConfig`; :func:`start` deploys it on the
 current Ray (started locally when none is running) and returns the base URL; :func:`stop` shuts Serve down.
@@ -29,15 +34,16 @@ from ray import serve
 
 from ray_slt.errors import ConfigError
 from ray_slt.serve.config import ServeConfig
-from ray_slt.serve.inputs import RequestError, parse_request, read_body
+from ray_slt.serve.inputs import RequestError, parse_request, parse_text_request, read_body
 
 STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "description": "A sign language clip: a video or a .pose file as a multipart 'file' field or as the raw "
-        "body, or a URI under the server's allowed prefix (multipart 'uri' field or JSON).",
+        "description": "For a model that reads signing (poses or video): a sign language clip, a video or a .pose "
+        "file as a multipart 'file' field or as the raw body, or a URI under the server's allowed prefix (multipart "
+        '\'uri\' field or JSON). For a model that reads text: JSON {"text": ...} (or {"gloss": ...}).',
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -51,13 +57,20 @@ UPLOAD_BODY = {
             "video/*": {"schema": {"type": "string", "format": "binary"}},
             "application/x-pose": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {
-                "schema": {"type": "object", "properties": {"uri": {"type": "string"}}, "required": ["uri"]}
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "uri": {"type": "string", "description": "a clip under the server's inputs.uri_prefix"},
+                        "text": {"type": "string", "description": "for models that read text"},
+                        "gloss": {"type": "string", "description": "for models that read glosses"},
+                    },
+                }
             },
         },
     },
     "responses": {
         "200": {
-            "description": "The translation",
+            "description": "The model's answer (a translator's: the text)",
             "content": {
                 "application/json": {
                     "example": {
@@ -72,7 +85,7 @@ UPLOAD_BODY = {
         "400": {"description": "malformed request or missing field"},
         "401": {"description": "missing or wrong bearer token (when auth is on)"},
         "403": {"description": "a URI outside the allowed prefix, or URIs not allowed"},
-        "404": {"description": "a URI that does not exist"},
+        "404": {"description": "no such route, or a URI that does not exist"},
         "413": {"description": "upload too large or clip too long"},
         "415": {"description": "unsupported content type or file type"},
         "422": {"description": "the clip cannot be used: undecodable, unsupported codec, no person, bad .pose"},
@@ -81,11 +94,44 @@ UPLOAD_BODY = {
     },
 }
 
+# The OpenAPI document and its docs page are the ingress's own endpoints: they list every configured route as a
+# path of its own (POST /translate, ...), with the request body its model takes.
 api = FastAPI(
-    title="ray_slt translation service",
-    description="Sign language translation on Ray Serve: upload a short clip (video or .pose), get text.",
-    version="1",
+    title="ray_slt sign language service",
+    description="Sign language models on Ray Serve, one route per configured model (POST /translate: upload a "
+    "short clip, video or .pose, get text). GET /healthz lists the routes.",
+    version="2",
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
 )
+TEXT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object", "properties": {"text": {"type": "string"}}}},
+        "text/plain": {"schema": {"type": "string"}},
+    },
+}
+
+
+def route_paths(generic: dict[str, Any], routes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAPI paths of the configured routes, from the generic ``POST /{route}`` operation: one path each,
+    without the route parameter, with a clip body for models that read signing and a text body otherwise."""
+    import copy
+
+    paths = {}
+    for route, r in sorted(routes.items()):
+        op = copy.deepcopy(generic["post"])
+        op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "route"]
+        op["operationId"] = f"predict_{route}".replace("-", "_")
+        op["summary"] = f"{route}: a {r['kind']} model that reads {r['inputs']}"
+        if r["inputs"] in ("text", "gloss"):
+            op["parameters"] = [p for p in op["parameters"] if p.get("name") != "include_pose"]
+            body = copy.deepcopy(TEXT_BODY)
+            body["content"]["application/json"]["schema"]["properties"] = {r["inputs"]: {"type": "string"}}
+            op["requestBody"] = body
+        paths[f"/{route}"] = {"post": op}
+    return paths
 
 
 def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
@@ -121,15 +167,19 @@ def _static(name: str) -> str:
 @serve.deployment(name="ingress")
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, config: dict, features, translator, token_sha256: str | None = None):
+    """``routes``: ``{route: {"handle": the model deployment, "kind", "inputs": what its samples carry,
+    "needs_visual"}}``."""
+
+    def __init__(self, config: dict, features, routes: dict[str, dict[str, Any]], token_sha256: str | None = None):
         self.cfg = ServeConfig.model_validate(config)
         self.features = features
-        self.translator = translator
+        self.routes = routes
         self.token_sha256 = token_sha256
         self.max_bytes = int(self.cfg.limits.max_upload_mb * 1e6)
         self.retry_on = _retryable()
-        self._model: dict[str, Any] | None = None
+        self._info: dict[str, dict[str, Any]] = {}
         self._edges = _pose_edges()
+        self._openapi: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------- helpers
 
@@ -160,76 +210,100 @@ class Ingress:
                                        "retry later") from None  # fmt: skip
                 await asyncio.sleep(0.2 * (attempt + 1))
 
-    async def _model_info(self) -> dict[str, Any]:
-        if self._model is None:
-            self._model = await self.translator.info.remote()
-        return self._model
+    async def _route_info(self, route: str) -> dict[str, Any]:
+        if route not in self._info:
+            self._info[route] = await self.routes[route]["handle"].info.remote()
+        return self._info[route]
+
+    async def _sample(self, route: str, request: Request, body: bytes, include_pose: bool, deadline: float):
+        """The route's model input from the request: ``(sample, extracted or None)``."""
+        r = self.routes[route]
+        if r["inputs"] in ("text", "gloss"):
+            limit = self.cfg.limits.max_text_chars
+            return parse_text_request(request.headers.get("content-type"), body, r["inputs"], limit), None
+        clip = parse_request(request.headers.get("content-type"), body, request.query_params)
+        extracted = await self._call(
+            self.features, "extract",
+            {"kind": clip.kind, "data": clip.data, "uri": clip.uri, "suffix": clip.suffix,
+             "include_pose": include_pose, "visual": r["needs_visual"],
+             "want": "video" if r["inputs"] == "video" else "pose"}, deadline,
+        )  # fmt: skip
+        if not extracted["ok"]:
+            raise RequestError(extracted["status"], extracted["reason"])
+        return extracted["sample"], extracted
 
     # ------------------------------------------------------------------------------------------ endpoints
 
-    @api.post("/translate", openapi_extra=UPLOAD_BODY, summary="Translate a sign language clip to text")
-    async def translate(self, request: Request, include_pose: bool = False) -> Response:
+    @api.post("/{route}", openapi_extra=UPLOAD_BODY, summary="Run a served model (POST /translate, ...)")
+    async def predict(self, route: str, request: Request, include_pose: bool = False) -> Response:
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.cfg.limits.request_timeout_s
+        if route not in self.routes:
+            return _error(404, f"no route {route!r}; this server has: {', '.join(sorted(self.routes))}")
         if not self._authorized(request):
             return _error(401, "missing or invalid bearer token (Authorization: Bearer TOKEN)")
         try:
             body = await read_body(request.stream(), self.max_bytes, request.headers.get("content-length"))
-            clip = parse_request(request.headers.get("content-type"), body, request.query_params)
             t_read = time.perf_counter()
-            extracted = await self._call(
-                self.features, "extract",
-                {"kind": clip.kind, "data": clip.data, "uri": clip.uri, "suffix": clip.suffix,
-                 "include_pose": include_pose}, deadline,
-            )  # fmt: skip
-            if not extracted["ok"]:
-                return _error(extracted["status"], extracted["reason"], stage=extracted.get("stage"))
+            sample, extracted = await self._sample(route, request, body, include_pose, deadline)
             t_features = time.perf_counter()
-            out = await self._call(self.translator, "translate", extracted["sample"], deadline)
+            out = await self._call(self.routes[route]["handle"], "predict", sample, deadline)
             t_done = time.perf_counter()
         except RequestError as e:
             return _error(e.status, e.reason)
-        result = {
-            "text": out["text"],
-            "model_id": out["model_id"],
-            "input_kind": extracted["info"]["input_kind"],
-            "num_frames": extracted["info"]["num_frames"],
-            "pose_estimator": extracted["info"]["pose_estimator"],
-            "batch_size": out["batch_size"],
-            "timings": {
-                "read_s": round(t_read - t0, 4),
-                "features_s": round(t_features - t_read, 4),
-                **extracted["timings"],
-                "translate_s": round(t_done - t_features, 4),
-                "model_s": out["model_s"],
-                "queue_s": out["queue_s"],
-                "total_s": round(time.perf_counter() - t0, 4),
-            },
-        }
-        if include_pose:
+        timings = {"read_s": round(t_read - t0, 4), "features_s": round(t_features - t_read, 4)}
+        result = {k: v for k, v in out.items() if k not in ("model_s", "queue_s")}
+        result["route"] = route
+        if extracted is not None:
+            info = extracted["info"]
+            result.update(input_kind=info["input_kind"], num_frames=info["num_frames"],
+                          pose_estimator=info["pose_estimator"])  # fmt: skip
+            timings.update(extracted["timings"])
+        else:
+            result["input_kind"] = self.routes[route]["inputs"]
+        result["timings"] = {**timings, "model_call_s": round(t_done - t_features, 4), "model_s": out["model_s"],
+                             "queue_s": out["queue_s"], "total_s": round(time.perf_counter() - t0, 4)}  # fmt: skip
+        if include_pose and extracted is not None and extracted.get("pose") is not None:
             result["pose"] = {**extracted["pose"], "edges": self._edges}
         return JSONResponse(result)
 
-    @api.get("/healthz", summary="Liveness and the model being served")
+    @api.get("/healthz", summary="Liveness and the models being served, by route")
     async def healthz(self) -> Response:
-        try:
-            info = await asyncio.wait_for(self._model_info(), timeout=10)
-        except Exception as e:  # any failure to reach the model is "unavailable", with its reason
-            self._model = None
-            return _error(503, f"translator unavailable ({type(e).__name__})", state="unavailable")
+        routes = {}
+        for route in sorted(self.routes):
+            try:
+                routes[route] = await asyncio.wait_for(self._route_info(route), timeout=10)
+            except Exception as e:  # any failure to reach a model is "unavailable", with its reason
+                self._info.pop(route, None)
+                return _error(503, f"model of /{route} unavailable ({type(e).__name__})", state="unavailable")
         return JSONResponse(
             {
                 "status": "ok",
-                "model_id": info["model_id"],
-                "stage": info["stage"],
-                "decoding": info["decoding"],
-                "batching": info["batching"],
+                "routes": routes,
                 "auth": self.token_sha256 is not None,
                 "uri_inputs": self.cfg.inputs.uri_prefix is not None,
                 "limits": self.cfg.limits.model_dump(),
-                "endpoints": ["POST translate", "GET healthz"],
+                "endpoints": [f"POST {route}" for route in sorted(self.routes)] + ["GET healthz"],
             }
         )
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            from fastapi.openapi.utils import get_openapi
+
+            app = request.app
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            generic = schema["paths"].pop("/{route}")
+            schema["paths"] = {**route_paths(generic, self.routes), **schema["paths"]}
+            self._openapi = schema
+        return JSONResponse(self._openapi)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self) -> Response:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="openapi.json", title="ray_slt · API")
 
     @api.get("/", include_in_schema=False)
     async def index(self) -> Response:
@@ -247,29 +321,57 @@ class Ingress:
 # ------------------------------------------------------------------------------------------------- building
 
 
-def build_app(cfg: ServeConfig, token: str | None = None):
-    """The Serve application of ``cfg``: ingress -> (features, translator). ``token``: the bearer token (by
-    default read from the environment variable ``cfg.auth.token_env``); only its SHA-256 reaches the ingress."""
-    from ray_slt.serve.deployments import FeatureExtractor, Translator
-    from ray_slt.serve.model import checkpoint_info
+def route_table(cfg: ServeConfig) -> dict[str, dict[str, Any]]:
+    """Every route's model, resolved and checked before any replica starts: ``{route: {"kind", "inputs",
+    "needs_visual", "model"}}`` (JSON files only; no weights are read). A missing checkpoint, a model kind
+    nobody serves, predictor options it does not take, or DINOv2 features that are not configured fail here."""
+    from ray_slt.models.registry import predictor_class, resolve
 
-    info = checkpoint_info(cfg.translator.checkpoint)  # fail fast, before any replica starts
-    if info["needs_visual"] and cfg.features.visual.kind == "none":
-        raise ConfigError(
-            f"{cfg.translator.checkpoint} fuses DINOv2 face/hand features: set features.visual.kind=dinov2 and "
-            "features.visual.model (or serve a checkpoint trained with fusion.face=false fusion.hand=false)"
-        )
+    table = {}
+    for route, m in cfg.models.items():
+        ref = resolve(m.checkpoint)
+        cls = predictor_class(ref.kind)
+        cls.check_options(m.options)
+        req = cls.requirements(ref)
+        if req["needs_visual"] and cfg.features.visual.kind == "none":
+            raise ConfigError(
+                f"models.{route}: {m.checkpoint} fuses DINOv2 face/hand features: set features.visual.kind=dinov2 "
+                "and features.visual.model (or serve a checkpoint trained with fusion.face=false fusion.hand=false)"
+            )
+        table[route] = {"kind": ref.kind, "model": ref.model, **req}
+    return table
+
+
+def build_app(cfg: ServeConfig, token: str | None = None):
+    """The Serve application of ``cfg``: ingress -> (features, one model deployment per route). ``token``: the
+    bearer token (by default read from the environment variable ``cfg.auth.token_env``); only its SHA-256
+    reaches the ingress."""
+    from ray_slt.serve.deployments import FeatureExtractor, ModelServer
+
+    table = route_table(cfg)  # fail fast, before any replica starts
     if token is None and cfg.auth.token_env:
         token = os.environ.get(cfg.auth.token_env) or None
         if token is None and cfg.auth.required:
             raise ConfigError(f"auth.required is set but the environment variable {cfg.auth.token_env} is empty")
     config = cfg.model_dump(mode="json")
-    features = FeatureExtractor.options(**cfg.features.deployment.deployment_options()).bind(
-        config, info["needs_visual"]
-    )
-    translator = Translator.options(**cfg.translator.deployment.deployment_options()).bind(config)
+    needs_visual = any(t["needs_visual"] for t in table.values())
+    features = None  # only when a route's model reads signing (poses or video)
+    if any(t["inputs"] in ("pose", "video") for t in table.values()):
+        options = cfg.features.deployment.deployment_options()
+        features = FeatureExtractor.options(**options).bind(config, needs_visual)
+    routes = {
+        route: {
+            "handle": ModelServer.options(name=f"model-{route}", **m.deployment.deployment_options()).bind(
+                config, route
+            ),
+            "kind": table[route]["kind"],
+            "inputs": table[route]["inputs"],
+            "needs_visual": table[route]["needs_visual"],
+        }
+        for route, m in cfg.models.items()
+    }
     ingress = Ingress.options(**cfg.ingress.deployment_options())
-    return ingress.bind(config, features, translator, _token_hash(token) if token else None)
+    return ingress.bind(config, features, routes, _token_hash(token) if token else None)
 
 
 def start(cfg: ServeConfig, token: str | None = None, blocking: bool = False) -> str:

@@ -9,12 +9,15 @@ import time
 from ray_slt.cli import register
 
 SERVE_HELP = """\
-Serve a translator over HTTP on Ray Serve: POST /translate (a video, a .pose or a URI), GET /healthz,
-a web page at /, OpenAPI docs at /docs. Binds 127.0.0.1 by default.
+Serve saved models over HTTP on Ray Serve: one route per entry of the config's `models` (POST /translate: a
+video, a .pose or a URI in, text out), GET /healthz (the routes and their models), a web page at /, OpenAPI
+docs at /docs. Any model the training stages write is served by the kind its directory records. Binds
+127.0.0.1 by default.
 
-  ray-slt serve conf/serve.yaml translator.checkpoint=runs/demo/train/best
-  ray-slt serve conf/serve.yaml http.port=8080 translator.batching.enabled=false
-  SLT_TOKEN=secret ray-slt serve conf/serve.yaml auth.token_env=SLT_TOKEN     # bearer-token auth
+  ray-slt serve conf/serve/default.yaml models.translate.checkpoint=runs/demo/train/best
+  ray-slt serve conf/serve/default.yaml http.port=8080 models.translate.batching.enabled=false
+  ray-slt serve conf/serve/default.yaml models.translate.options.num_beams=4 models.vlm.checkpoint=runs/vlm_tiny
+  SLT_TOKEN=secret ray-slt serve conf/serve/default.yaml auth.token_env=SLT_TOKEN     # bearer-token auth
 
 Without ray_address a local Ray starts and the server runs until Ctrl-C (then stops cleanly). With
 ray_address (or RAY_ADDRESS) and --detach, the app is deployed on that cluster and the command returns.
@@ -22,7 +25,7 @@ ray_address (or RAY_ADDRESS) and --detach, the app is deployed on that cluster a
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", metavar="CONFIG", help="a YAML config of kind 'serve' (e.g. conf/serve.yaml)")
+    p.add_argument("config", metavar="CONFIG", help="a YAML config of kind 'serve' (e.g. conf/serve/default.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
     p.add_argument(
         "--detach", action="store_true", help="deploy on an existing cluster (ray_address) and return at once"
@@ -66,7 +69,7 @@ def _run(args: argparse.Namespace) -> dict:
 
 register(
     "serve",
-    "serve translators over HTTP on Ray Serve (a web page, /translate, /healthz)",
+    "serve models over HTTP on Ray Serve (a web page, one route per model, /healthz)",
     _configure,
     _run,
     render=lambda s: f"ray-slt serve: {s['app']} {'deployed' if s['detached'] else 'stopped'} ({s['url']})",

@@ -2,9 +2,13 @@
 
 Sections:
 
-- ``translator``: the checkpoint (any translator the training stages write: a stage-2 SFT translator or a
-  stage-1 pretraining model with its text decoder; local path or ``s3://``), decoding settings, dynamic
-  batching (``serve.batch``) and the deployment's replicas/autoscaling;
+- ``models``: the routes, each a saved model (``models.translate.checkpoint=...`` serves ``POST /translate``):
+  any model the training stages write (a run, checkpoint or model directory; local path or ``s3://``), loaded
+  through the registry of saved models by the kind in its manifest (translators of every stage: stage-1
+  pretraining, SFT, GRPO, VLM; later recognizers and producers), its predictor's ``options`` (decoding settings
+  such as ``num_beams``), dynamic batching (``serve.batch``) and the deployment's replicas/autoscaling. What a
+  route accepts follows from its predictor (a clip for models that read poses or video, JSON text for models
+  that read text or glosses);
 - ``features``: how an upload becomes model input. The same settings as ``ray-slt extract`` (frames,
   decode, pose), run by the same code (:class:`ray_slt.features.extract.SampleProcessor`); plus its
   deployment's replicas/autoscaling;
@@ -16,9 +20,10 @@ Sections:
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ray_slt.config import Schema
 from ray_slt.features.extract import DecodeConfig, FeaturesConfig, FramesConfig, PoseConfig
@@ -81,11 +86,17 @@ class BatchingSection(Schema):
     wait_timeout_s: float = Field(0.02, ge=0)
 
 
-class TranslatorSection(Schema):
+ROUTE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+RESERVED_ROUTES = ("healthz", "docs", "redoc", "openapi.json", "static")
+
+
+class ModelSection(Schema):
+    """One route: a saved model behind ``POST /{route}``."""
+
     checkpoint: str  # a training run dir (its best checkpoint), a checkpoint dir or a model dir; local or s3://
-    model_id: str | None = None  # reported with every translation; None: directory name @ manifest hash
-    num_beams: int | None = Field(None, ge=1)  # None: the checkpoint's own setting
-    max_new_tokens: int | None = Field(None, ge=1)
+    model_id: str | None = None  # reported with every answer; None: directory name @ hash of the model files
+    # the predictor's options (see its class): translators take num_beams / max_new_tokens (None: the model's)
+    options: dict[str, Any] = Field(default_factory=dict)
     torch_threads: int | None = Field(None, ge=1)  # None: the replica's num_cpus (at least 1)
     batching: BatchingSection = Field(default_factory=BatchingSection)
     deployment: AutoscalingSection = Field(default_factory=lambda: AutoscalingSection(max_ongoing_requests=16))
@@ -115,6 +126,7 @@ class LimitsSection(Schema):
     max_video_s: float = Field(30.0, gt=0)  # clips longer than this (by their container) are refused (413)
     max_pose_frames: int = Field(3000, ge=1)  # .pose inputs with more frames are refused (413)
     request_timeout_s: float = Field(120.0, gt=0)  # a request not answered by then gets 504
+    max_text_chars: int = Field(2000, ge=1)  # text inputs (models that read text or glosses) longer are refused
     retries: int = Field(1, ge=0)  # retries of a model/feature call whose replica died mid-request
 
 
@@ -131,12 +143,12 @@ class InputsSection(Schema):
 
 
 class ServeConfig(Schema):
-    """Settings of ``ray-slt serve`` / ``jobs/serve.py`` (``conf/serve.yaml``)."""
+    """Settings of ``ray-slt serve`` / ``jobs/serve.py`` (``conf/serve/default.yaml``)."""
 
     kind: Literal["serve"] = "serve"
     app_name: str = "ray_slt"
     ray_address: str | None = None  # None: the job's cluster (RAY_ADDRESS) or a local Ray
-    translator: TranslatorSection
+    models: dict[str, ModelSection] = Field(min_length=1)  # route -> model: models.translate serves POST /translate
     features: FeaturesSection = Field(default_factory=FeaturesSection)
     http: HttpSection = Field(default_factory=HttpSection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
@@ -145,6 +157,15 @@ class ServeConfig(Schema):
     ingress: AutoscalingSection = Field(
         default_factory=lambda: AutoscalingSection(num_cpus=0.0, max_ongoing_requests=256)
     )
+
+    @field_validator("models")
+    @classmethod
+    def _check_routes(cls, v: dict[str, ModelSection]) -> dict[str, ModelSection]:
+        for route in v:
+            if not ROUTE.match(route) or route in RESERVED_ROUTES:
+                raise ValueError(f"route {route!r} must be lower-case letters, digits, '-' or '_' (not "
+                                 f"{', '.join(RESERVED_ROUTES)})")  # fmt: skip
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ServeConfig:

@@ -1,13 +1,14 @@
 """The model-side deployments of the serving application, composed by the ingress through handles.
 
 * :class:`FeatureExtractor`: a clip (video bytes, ``.pose`` bytes or a URI under the allowed prefix) -> the
-  77-point keypoints a translator reads, with the extraction stage's own per-sample code
+  77-point keypoints a pose model reads, with the extraction stage's own per-sample code
   (:class:`ray_slt.features.extract.SampleProcessor`: decode in a child process with a deadline -> MediaPipe
   Holistic -> 77-point layout; or a shipped ``.pose`` -> layout; DINOv2 features through
-  :class:`ray_slt.features.extract.VisualStage` when the checkpoint fuses them), plus the pose in pixels for
-  the web page to draw.
-* :class:`Translator`: the checkpoint (:class:`ray_slt.serve.model.TranslatorModel`), with dynamic batching
-  (``serve.batch``): concurrent requests that arrive within the batch wait are translated in one forward pass.
+  :class:`ray_slt.features.extract.VisualStage` when the model fuses them), plus the pose in pixels for
+  the web page to draw; or, for models that decode video themselves, the checked (and if need be remuxed) video.
+* :class:`ModelServer`: one saved model per route, loaded through the registry of saved models
+  (:func:`ray_slt.models.registry.load_predictor`), with dynamic batching (``serve.batch``): concurrent requests
+  that arrive within the batch wait are predicted in one forward pass.
 
 Each returns plain dicts (numpy arrays inside); a refused input is ``{"ok": False, "status", "reason"}``,
 never an exception, so the ingress maps it to a 4xx and the replica stays healthy.
@@ -234,8 +235,9 @@ class FeatureService:
 
     def extract(self, clip: dict[str, Any]) -> dict[str, Any]:
         """``clip``: ``{"kind": "video"|"pose", "data": bytes, "suffix": ".mp4"}`` or ``{"kind": "uri",
-        "uri": ...}``, optionally ``"include_pose": True``. Returns ``{"ok": True, "sample": {...}, "pose": {...} or
-        None, "timings": {...}}`` or a refusal."""
+        "uri": ...}``, optionally ``"include_pose": True``, ``"visual": True`` (DINOv2 features too) and
+        ``"want": "video"`` (the checked video itself, for a model that decodes it: no pose estimation). Returns
+        ``{"ok": True, "sample": {...}, "pose": {...} or None, "timings": {...}}`` or a refusal."""
         t0 = time.perf_counter()
         sid = f"request-{uuid.uuid4().hex[:16]}"
         work = os.path.join(self.tmp, sid)
@@ -260,6 +262,9 @@ class FeatureService:
                 uri = source
             else:
                 raise RequestError(400, f"unknown input kind {kind!r}")
+            want_video = clip.get("want") == "video"
+            if want_video and kind != "video":
+                raise RequestError(415, f"this model reads video, not a {'.pose file' if kind == 'pose' else kind}")
             with contextlib.ExitStack() as stack:
                 if kind == "pose":
                     self._check_pose(data if data is not None else storage.read_bytes(uri), source)
@@ -272,10 +277,12 @@ class FeatureService:
                     _, codec, complete = probe_video(local, self.limits.max_video_s)
                     if not complete:  # e.g. a recording from the web page
                         local = remux(local, os.path.join(work, "remuxed.mkv"))
+                    if want_video:
+                        return self._video(local, codec, t0)
                     row = {"sample_id": sid, "video_uri": local}
                 with self._lock:  # one decoder process and one pose graph per replica
                     out = self.processor.process(row)
-                    if out["status"] == "ok" and self.visual is not None:
+                    if out["status"] == "ok" and clip.get("visual"):
                         out = self._visual(out)
             if out["status"] != "ok":
                 reason = f"{out['stage']}: {out['reason']}"
@@ -296,8 +303,22 @@ class FeatureService:
         """A reason without the server's temporary paths (they name nothing the client knows)."""
         return re.sub(re.escape(self.tmp) + r"[^\s'\")]*", "<upload>", reason)
 
+    def _video(self, local: str, codec: str, t0: float) -> dict[str, Any]:
+        with open(local, "rb") as f:
+            data = f.read()
+        return {
+            "ok": True,
+            "sample": {"video_bytes": data, "suffix": os.path.splitext(local)[1] or ".mp4"},
+            "pose": None,
+            "info": {"input_kind": "video", "num_frames": None, "pose_estimator": None, "codec": codec},
+            "timings": {"extract_s": round(time.perf_counter() - t0, 4)},
+        }
+
     def _visual(self, out: dict[str, Any]) -> dict[str, Any]:
         import pyarrow as pa
+
+        if self.visual is None:
+            raise RaySltError("DINOv2 features were asked for, but features.visual is not configured")
 
         from ray_slt.features.extract import STAGE_SCHEMA
 
@@ -352,40 +373,47 @@ class FeatureExtractor:
             self.service.close()
 
 
-@serve.deployment(name="translator")
-class Translator:
-    """Serve deployment of one checkpoint; ``translate(sample)`` is dynamically batched when enabled."""
+@serve.deployment(name="model")
+class ModelServer:
+    """Serve deployment of one route's saved model; ``predict(sample)`` is dynamically batched when enabled."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, route: str):
         import torch
 
-        from ray_slt.serve.model import TranslatorModel
+        from ray_slt.models.registry import load_predictor
 
         cfg = ServeConfig.model_validate(config)
-        t = cfg.translator
-        threads = t.torch_threads or max(1, round(t.deployment.num_cpus))
+        m = cfg.models[route]
+        self.route = route
+        threads = m.torch_threads or max(1, round(m.deployment.num_cpus))
         torch.set_num_threads(threads)
-        self.model = TranslatorModel(t.checkpoint, t.num_beams, t.max_new_tokens, t.model_id)
-        self.batching = t.batching
-        self._batched.set_max_batch_size(t.batching.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(t.batching.wait_timeout_s)
+        self.predictor = load_predictor(m.checkpoint, model_id=m.model_id, **m.options)
+        self.tmp = tempfile.mkdtemp(prefix="ray_slt_model_", dir=scratch_dir())
+        self.batching = m.batching
+        self._batched.set_max_batch_size(m.batching.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(m.batching.wait_timeout_s)
         self._lock = threading.Lock()  # one forward pass at a time per replica, batched or not
 
     def info(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model.model_id,
-            "stage": self.model.stage,
-            "needs_visual": self.model.needs_visual,
-            "decoding": self.model.decoding,
-            "batching": self.batching.model_dump(),
-        }
+        return {**self.predictor.info(), "route": self.route, "batching": self.batching.model_dump()}
 
     def _run(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, contextlib.ExitStack() as stack:
+            samples = [self._materialise(s, stack) for s in samples]
             t0 = time.perf_counter()
-            texts = self.model.translate(samples)
+            outputs = self.predictor.predict(samples)
             seconds = round(time.perf_counter() - t0, 4)
-        return [{"text": text, "model_s": seconds, "batch_size": len(samples)} for text in texts]
+        return [{**out, "model_s": seconds, "batch_size": len(samples)} for out in outputs]
+
+    def _materialise(self, sample: dict[str, Any], stack: contextlib.ExitStack) -> dict[str, Any]:
+        """A checked video travels as bytes; a model that decodes video reads it from a file of this replica."""
+        if sample.get("video_bytes") is None:
+            return sample
+        path = os.path.join(self.tmp, f"{uuid.uuid4().hex}{sample.get('suffix') or '.mp4'}")
+        with open(path, "wb") as f:
+            f.write(sample["video_bytes"])
+        stack.callback(lambda: os.path.exists(path) and os.unlink(path))
+        return {"sample_id": os.path.basename(path), "video_uri": path}
 
     # The forward pass runs on the replica's event loop, blocking it: requests that arrive meanwhile wait in
     # Ray's queue and are all enqueued as soon as it returns, so the next batch takes them together. (Run in a
@@ -394,10 +422,16 @@ class Translator:
     async def _batched(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._run(samples)
 
-    async def translate(self, sample: dict[str, Any]) -> dict[str, Any]:
+    async def predict(self, sample: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         if self.batching.enabled:
             out = await self._batched(sample)
         else:
             (out,) = self._run([sample])
-        return {**out, "model_id": self.model.model_id, "queue_s": round(time.perf_counter() - t0 - out["model_s"], 4)}
+        return {**out, "model_id": self.predictor.model_id,
+                "queue_s": round(time.perf_counter() - t0 - out["model_s"], 4)}  # fmt: skip
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.predictor.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)

@@ -206,3 +206,45 @@ def _file_input(kind: str, suffix: str, data: bytes, filename: str | None) -> Cl
     if not data:
         raise RequestError(400, f"the {kind} file is empty (0 bytes)")
     return ClipInput(kind=kind, data=data, filename=filename, suffix=suffix)
+
+
+def parse_text_request(content_type: str | None, body: bytes, field: str, max_chars: int) -> dict[str, str]:
+    """The text input of a route whose model reads text or glosses: a JSON object with the ``field`` (``text``
+    or ``gloss``) and optional string fields (``spoken_language``, ``sign_language``), or a ``text/plain``
+    body that is the field itself. 400 for a missing/empty field or a non-string value, 413 when longer than
+    ``max_chars``."""
+    ctype, _ = media_type(content_type)
+    if ctype == "application/json":
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise RequestError(400, f"body is not valid JSON ({e})") from None
+        if not isinstance(payload, dict):
+            raise RequestError(400, f"the JSON body must be an object with a {field!r} field")
+    elif ctype == "text/plain":
+        try:
+            payload = {field: body.decode("utf-8")}
+        except UnicodeDecodeError:
+            raise RequestError(400, "the text/plain body is not UTF-8") from None
+    else:
+        raise RequestError(415, f"this model reads {field}: send application/json {{\"{field}\": ...}} or text/plain "
+                           f"(got {ctype or 'no content type'})")  # fmt: skip
+    out: dict[str, str] = {}
+    for key, value in payload.items():
+        if key not in TEXT_FIELDS:
+            continue
+        if not isinstance(value, str):
+            raise RequestError(400, f"field {key!r} must be a string")
+        if "\x00" in value:
+            raise RequestError(400, f"field {key!r} contains a NUL character")
+        out[key] = value
+    value = out.get(field, "").strip()
+    if not value:
+        raise RequestError(400, f"missing or empty field {field!r}")
+    if len(value) > max_chars:
+        raise RequestError(413, f"{field} of {len(value)} characters exceeds the limit of {max_chars}")
+    out[field] = value
+    return out
+
+
+TEXT_FIELDS = ("text", "gloss", "spoken_language", "sign_language")

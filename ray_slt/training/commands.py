@@ -1,4 +1,4 @@
-"""`ray-slt` subcommands of the training stage (registered with ray_slt.cli.register): ``train`` and ``eval``."""
+"""`ray-slt train` (registered with ray_slt.cli.register): any stage, on Ray Train."""
 
 from __future__ import annotations
 
@@ -9,30 +9,19 @@ from typing import Any
 from ray_slt.cli import register
 
 TRAIN_DESCRIPTION = """\
-Train a translator on Ray Train (DDP or DeepSpeed ZeRO-2/3; CPU with gloo, GPUs with nccl) from a config of
-kind 'train' plus key=value overrides. The run lives under {trainer.storage}/{trainer.name} (local or s3://):
-checkpoints (model/ with safetensors + PEFT adapter, per-rank optimizer state), metrics/train.jsonl|csv and
-metrics/dev.jsonl|csv (learning curves), dev predictions, run.json (best checkpoint on dev BLEU-4).
-Running the same config again resumes from the run's latest checkpoint.
+Train a model on Ray Train (DDP or DeepSpeed ZeRO-2/3; CPU with gloo, GPUs with nccl) from a config of
+kind 'train' plus key=value overrides. Its stage (pretrain, sft, vlm, grpo, ...) names the task, the recipe
+that trains it and the evaluation protocol whose selection metric picks the best checkpoint (dev BLEU-4 for
+translators). The run lives under {trainer.storage}/{trainer.name} (local or s3://): checkpoints (model/ with
+safetensors + JSON, per-rank optimizer state), metrics/train.jsonl|csv and metrics/dev.jsonl|csv (learning
+curves), dev predictions, run.json (best checkpoint, throughput). Running the same config again resumes from
+the run's latest checkpoint.
 
 examples:
-  ray-slt train conf/train_synthetic_tiny.yaml trainer.num_workers=2
-  ray-slt train conf/train_phoenix_gloss2text.yaml optim.epochs=1 trainer.backend=deepspeed \\
-      trainer.deepspeed=conf/deepspeed_zero2.json
-  ray-slt train conf/train_sft_qwen3_8b_cluster.yaml --address auto
-"""
-
-EVAL_DESCRIPTION = """\
-Translate a split with a checkpoint and score it with ray_slt.eval.metrics (BLEU-1..4 with the sacrebleu
-signature, ROUGE-L, chrF; TSR/PGER with --semantic). CHECKPOINT is a run directory (its best checkpoint on dev
-BLEU-4), a checkpoint directory (checkpoint_*/) or a model directory. Writes predictions.jsonl,
-hypotheses.txt, references.txt and metrics.json (scores, signatures, config hash, checkpoint id, split,
-number of samples, decoding settings) to --out (default: eval/SPLIT inside the checkpoint used, printed).
-Decoding is deterministic.
-
-examples:
-  ray-slt eval runs/train_synthetic_tiny --split test
-  ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
+  ray-slt train conf/train/synthetic_tiny.yaml trainer.num_workers=2
+  ray-slt train conf/train/phoenix_gloss2text.yaml optim.epochs=1 trainer.backend=deepspeed \\
+      trainer.deepspeed=conf/deepspeed/zero2.json
+  ray-slt train conf/train/sft_qwen3_8b_cluster.yaml --address auto
 """
 
 
@@ -73,63 +62,14 @@ def _render_train(s: dict) -> str:
         f"train samples/s: {s['train_samples_per_s'] or 0:.1f}",
     ]
     best = s.get("best") or {}
-    if best.get("dev_bleu4") is not None:
-        lines.append(f"best on dev BLEU-4: {best['dev_bleu4']:.2f} at step {best['step']}: {best['model']}")
+    key = (s.get("selection") or {}).get("metric", "dev_bleu4")
+    if best.get(key) is not None:
+        lines.append(f"best on {key}: {best[key]:.2f} at step {best['step']}: {best['model']}")
     elif best:
         lines.append(f"latest model: {best.get('model')}")
     lines.append(f"curves: {s['curves']['train']}, {s['curves']['dev']}")
     return "\n".join(lines)
 
 
-def _configure_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="run directory, checkpoint directory or model directory (local or s3://)")
-    p.add_argument("--split", default="dev", help="split to translate (default dev)")
-    p.add_argument("--data", help="feature store or manifest .parquet (default: the training config's data)")
-    p.add_argument("--out", help="output directory (default: eval/SPLIT inside the checkpoint used)")
-    p.add_argument("--num-beams", type=int, help="beam width (default: the model config's; 1 = greedy)")
-    p.add_argument("--max-new-tokens", type=int, help="default: the model config's")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lang", help="spoken language of the references for BLEU tokenization (default: the data's)")
-    p.add_argument("--semantic", action="store_true", help="also TSR and PGER (needs the embedder and HanTa)")
-    p.add_argument("--embedder", help="sentence-transformers model id or directory for TSR")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-
-
-def _run_eval(args: argparse.Namespace) -> Any:
-    from ray_slt.errors import RaySltError
-    from ray_slt.training.evaluate import evaluate
-
-    for name in ("num_beams", "max_new_tokens", "batch_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    return evaluate(
-        args.checkpoint,
-        split=args.split,
-        data=args.data,
-        out=args.out,
-        num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        lang=args.lang,
-        semantic=args.semantic,
-        embedder=args.embedder,
-        device=args.device,
-    )
-
-
-def _render_eval(r: dict) -> str:
-    names = [("BLEU-1", "bleu1"), ("BLEU-2", "bleu2"), ("BLEU-3", "bleu3"), ("BLEU-4", "bleu4")]
-    names += [("ROUGE-L", "rouge_l"), ("chrF", "chrf")]
-    names += [(n, k) for n, k in (("TSR", "tsr"), ("PGER", "pger")) if k in r]
-    lines = [f"{r['split']}: {r['n_samples']} samples, checkpoint {r['checkpoint']} (id {r['checkpoint_id']})"]
-    lines += [f"{name:<8} {r[key]:7.2f}" for name, key in names]
-    lines.append(f"BLEU signature: {r['bleu_signature']}")
-    lines.append(f"metrics: {r['metrics_file']}, predictions: {r['predictions']}")
-    return "\n".join(lines)
-
-
-register("train", "train a translator on Ray Train (DDP / DeepSpeed)", _configure_train, _run_train, _render_train,
-         description=TRAIN_DESCRIPTION)  # fmt: skip
-register("eval", "evaluate a checkpoint on a split: predictions + metrics.json", _configure_eval, _run_eval,
-         _render_eval, description=EVAL_DESCRIPTION)  # fmt: skip
+register("train", "train a model on Ray Train (DDP / DeepSpeed; supervised or GRPO)", _configure_train, _run_train,
+         _render_train, description=TRAIN_DESCRIPTION)  # fmt: skip

@@ -2,9 +2,11 @@
 
 Sections:
 
-- ``stage``: which task trains (``sft``: stage-2 translator; ``pretrain``: stage-1 skeleton pretraining; see
-  :mod:`ray_slt.training.task`), and the model section of that name (``sft:`` an SFTConfig, ``pretrain:`` a
-  PretrainConfig, from :mod:`ray_slt.models.config`);
+- ``stage``: which stage trains (:data:`ray_slt.training.task.STAGES`: ``pretrain``, ``sft``, ``vlm``, ``grpo``,
+  ...), and the stage's own section, named like it (``sft:`` an SFTConfig, ``pretrain:`` a PretrainConfig,
+  ``grpo:`` a GRPOSection...). The stage's task class declares that section's schema: a config is validated by
+  :func:`train_config_class` (stage), the shared sections below plus that one, so a stage registered anywhere
+  brings its own section without an edit here;
 - ``data``: the feature store written by ``ray-slt extract`` (pose/feature input) or a manifest (text-only
   gloss input), the splits (dev is used for evaluation during training; the test split never is);
 - ``optim``: epochs/steps, per-worker batch, gradient accumulation, schedule, warm-up, clipping, seed;
@@ -15,14 +17,13 @@ Sections:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from ray_slt.config import Schema
-from ray_slt.models.config import PretrainConfig, SFTConfig
-from ray_slt.models.vlm.config import VLMConfig
-from ray_slt.training.grpo_config import GRPOSection
 
 
 class DataSection(Schema):
@@ -74,7 +75,7 @@ class TrainerSection(Schema):
     cpus_per_worker: float = Field(1, gt=0)
     gpus_per_worker: float | None = Field(None, gt=0)  # None: 1 when use_gpu
     backend: Literal["ddp", "deepspeed"] = "ddp"
-    # a JSON file (conf/deepspeed_zero2.json, conf/deepspeed_zero3.json; local or s3) or an inline mapping;
+    # a JSON file (conf/deepspeed/zero2.json, conf/deepspeed/zero3.json; local or s3) or an inline mapping;
     # batch sizes, accumulation, clipping and precision are filled in from this config.
     deepspeed: str | dict[str, Any] | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPUs that support it, else fp32
@@ -108,28 +109,53 @@ class EvalSection(Schema):
 
 
 class TrainConfig(Schema):
+    """The shared sections; a config is an instance of :func:`train_config_class` (its stage), which adds the
+    stage's section."""
+
     kind: Literal["train"] = "train"
     stage: str = "sft"
     data: DataSection
-    sft: SFTConfig | None = None
-    pretrain: PretrainConfig | None = None
-    vlm: VLMConfig | None = None  # stage vlm: the small-VLM translators (ray_slt.models.vlm)
-    grpo: GRPOSection | None = None  # stage grpo: RVLF stage 3 on an SFT checkpoint (ray_slt.training.grpo)
     optim: OptimSection = Field(default_factory=OptimSection)
     trainer: TrainerSection = Field(default_factory=TrainerSection)
     eval: EvalSection = Field(default_factory=EvalSection)
 
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        from ray_slt.training.task import TASKS
+    @classmethod
+    def resolve_schema(cls, data: Mapping[str, Any]) -> type[TrainConfig]:
+        """The schema of a config mapping: the class of its ``stage`` (config loading calls this)."""
+        return train_config_class(str(data.get("stage") or "sft"))
 
-        if self.stage not in TASKS:
-            raise ValueError(f"unknown stage {self.stage!r}; known stages: {', '.join(sorted(TASKS))}")
-        # the model section is named after the stage; absent means the model's defaults
-        if self.stage == "sft" and self.sft is None:
-            self.sft = SFTConfig()
-        if self.stage == "pretrain" and self.pretrain is None:
-            self.pretrain = PretrainConfig()
-        if getattr(self, self.stage, None) is None:
-            raise ValueError(f"stage {self.stage!r} needs its model section '{self.stage}:'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_section(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            from ray_slt.training.task import stage_class
+
+            stage = str(data.get("stage") or "sft")
+            if stage_class(stage).section_required and data.get(stage) is None:
+                raise ValueError(f"stage {stage!r} needs its model section '{stage}:'")
+        return data
+
+
+@functools.cache
+def train_config_class(stage: str) -> type[TrainConfig]:
+    """The TrainConfig schema of ``stage``: the shared sections plus the stage's own (its task's ``section``).
+    The class is importable by name from this module (``TrainConfig_sft``), so it pickles by reference."""
+    from ray_slt.training.task import stage_class
+
+    task = stage_class(stage)
+    section = task.section
+    model = create_model(
+        f"TrainConfig_{stage}",
+        __base__=TrainConfig,
+        __module__=__name__,
+        stage=(Literal[stage], stage),  # type: ignore[valid-type]
+        **{stage: (section, Field(default_factory=section))},
+    )
+    model.__doc__ = f"A training config of stage {stage!r} (its section {stage}: is a {section.__name__})."
+    return model
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("TrainConfig_"):
+        return train_config_class(name[len("TrainConfig_") :])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,8 @@
 
 Launch (config and its docs: ``conf/grpo_*.yaml``, :mod:`ray_slt.training.grpo_config`)::
 
-    ray-slt train conf/grpo_phoenix_gloss2text.yaml grpo.init=runs/phoenix_gloss2text
-    ray job submit --working-dir . -- python jobs/grpo.py conf/grpo_phoenix_gloss2text.yaml
+    ray-slt train conf/train/grpo_phoenix_gloss2text.yaml grpo.init=runs/phoenix_gloss2text
+    ray job submit --working-dir . -- python jobs/grpo.py conf/train/grpo_phoenix_gloss2text.yaml
 
 What it does (paper Sec. 3.3 and supplement): load the SFT translator, merge its LoRA into the LM, add a new
 LoRA (q_proj/v_proj, r=64, alpha=128, dropout 0.05), then for each input sample N translations from the
@@ -44,18 +44,20 @@ checkpoints are written without pickle: the model as a translator checkpoint (``
 :mod:`ray_slt.models.checkpoint` that ``ray-slt eval`` loads), optimizer/scheduler/RNG state as
 safetensors + JSON (:mod:`ray_slt.training.state`), plus TRL's ``trainer_state.json``.
 
-**On Ray Train** (:func:`run_grpo` on the driver, :func:`grpo_train_func` on each worker): every worker
-builds the same trainer (same seed, same data order; TRL's sampler gives each rank its slice of each
-generation batch and gathers rewards across ranks for the group statistics), DDP over gloo/NCCL through
-Accelerate. ``ray.train.huggingface.transformers.prepare_trainer`` wraps the trainer and Ray's
-``RayTrainReportCallback`` reports every Trainer checkpoint with the latest metrics; Ray keeps the best on
-``dev_bleu4``. A Ray checkpoint holds the Trainer checkpoint under ``checkpoint/``::
+**On Ray Train**: the ``grpo`` recipe (:class:`GRPORecipe`) behind the one driver of every stage
+(:func:`ray_slt.training.run.run_training`), :func:`grpo_train_func` on each worker: every worker builds the
+same trainer (same seed, same data order; TRL's sampler gives each rank its slice of each generation batch and
+gathers rewards across ranks for the group statistics), DDP over gloo/NCCL through Accelerate.
+``ray.train.huggingface.transformers.prepare_trainer`` wraps the trainer and :class:`RayReporter` reports every
+Trainer checkpoint with the latest metrics; Ray keeps the best on ``dev_bleu4``. A Ray checkpoint is the
+Trainer checkpoint, with the layout every recipe writes (``model/`` + ``train_state.json``)::
 
-    checkpoint/model/                         translator checkpoint (merged SFT base for tiny LMs + new LoRA)
-    checkpoint/trainer_state.json             TRL/Trainer state: step, log history (reward curve)
-    checkpoint/optimizer.json|.safetensors    AdamW state; scheduler.json|.safetensors
-    checkpoint/rng/rank-{r}.json|.safetensors RNG state of each rank
-    checkpoint/dev_predictions.jsonl          the dev evaluation of this step
+    checkpoint_e{epoch}_s{step}/model/                  translator (merged SFT base for tiny LMs + new LoRA)
+    checkpoint_e{epoch}_s{step}/train_state.json        stage, step, protocol, config (what ray-slt eval reads)
+    checkpoint_e{epoch}_s{step}/trainer_state.json      TRL/Trainer state: step, log history (reward curve)
+    checkpoint_e{epoch}_s{step}/optimizer.json|.safetensors   AdamW state; scheduler.json|.safetensors
+    checkpoint_e{epoch}_s{step}/rng/rank-{r}.json|.safetensors RNG state of each rank
+    checkpoint_e{epoch}_s{step}/dev_predictions.jsonl   the dev evaluation of this step
 
 Resuming (a re-run with the same ``trainer.storage``/``trainer.name``, or ``trainer.resume_from``) restores
 the adapter, optimizer, scheduler, RNG and step, and TRL regenerates completions from there. For an LM that
@@ -86,21 +88,22 @@ from trl.models import unwrap_model_for_generation
 
 from ray_slt import storage
 from ray_slt.errors import ConfigError, DataError, RaySltError
-from ray_slt.eval import metrics
+from ray_slt.eval.protocols import TranslationProtocol
+from ray_slt.features.source import FEATURE_COLUMNS, POSE_COLUMNS, decode_rows
 from ray_slt.models.batch import to_device
-from ray_slt.models.checkpoint import MANIFEST, load_translator, save_translator
+from ray_slt.models.checkpoint import load_translator, save_translator
 from ray_slt.models.config import SFTConfig
+from ray_slt.models.registry import MANIFEST, MODEL_DIR, STATE_FILE
 from ray_slt.models.sft import SignTranslator, is_tiny, lora_config
 from ray_slt.training.config import TrainConfig
+from ray_slt.training.curves import Curves, finite
 from ray_slt.training.grpo_config import GRPOSection
-from ray_slt.training.loop import MODEL_DIR, STATE_FILE, Curves, _finite  # the layout ray-slt eval reads; curves
+from ray_slt.training.recipe import Recipe, checkpoint_name
 from ray_slt.training.rewards import RewardSettings, reward_functions
 from ray_slt.training.state import load_tree, save_tree
-from ray_slt.training.tasks import FEATURE_COLUMNS, POSE_COLUMNS, SFTTask, decode_rows
 
 log = logging.getLogger("ray_slt.train")
 
-HF_CHECKPOINT = "checkpoint"  # RayTrainReportCallback.CHECKPOINT_NAME: the Trainer checkpoint in a Ray one
 PREDICTIONS_FILE = "dev_predictions.jsonl"
 MERGED_BASE = "merged_base"
 
@@ -321,18 +324,19 @@ class SignGRPOTrainer(GRPOTrainer):
             hyps = self.translator.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
             for n, (row, hyp) in enumerate(zip(rows, hyps)):
                 sid = str(row.get("sample_id", f"{rank}-{i + n}"))
-                local.append({"sample_id": sid, "hyp": hyp, "ref": row["reference"], "lang": row.get("lang")})
+                ref, lang = row["reference"], row.get("lang")
+                local.append({"sample_id": sid, "hypothesis": hyp, "reference": ref, "lang": lang})
         if was_training:
             self.model.train()
         preds = sorted(gather_object(local) if world > 1 else local, key=lambda p: p["sample_id"])
-        hyps, refs = [p["hyp"] for p in preds], [p["ref"] for p in preds]
-        lang = self.lang or next((p["lang"] for p in preds if p["lang"]), None)
-        scores = metrics.corpus_scores(hyps, refs, lang=lang)
+        hyps, refs = [p["hypothesis"] for p in preds], [p["reference"] for p in preds]
+        protocol = TranslationProtocol(self.lang)
+        lang = protocol.language(preds)
+        dev = protocol.dev_metrics(protocol.score(preds))
         funcs, weights = reward_functions(self.reward_settings)
         parts = [f(completions=hyps, reference=refs, lang=[lang] * len(hyps)) for f in funcs]
         reward = [sum(w * p[i] for w, p in zip(weights, parts)) for i in range(len(hyps))]
-        out = {f"{metric_key_prefix}_{k}": float(scores[k]) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l")}
-        out[f"{metric_key_prefix}_chrf"] = float(scores["chrf"])
+        out = {f"{metric_key_prefix}_{k}": float(v) for k, v in dev.items() if isinstance(v, int | float)}
         out[f"{metric_key_prefix}_reward"] = float(np.mean(reward))
         for p, r in zip(preds, reward):
             p["reward"] = r
@@ -357,8 +361,8 @@ class SignGRPOTrainer(GRPOTrainer):
             latest: dict[str, Any] = {}
             for entry in self.state.log_history:
                 latest.update({k: v for k, v in entry.items() if isinstance(v, int | float) and math.isfinite(v)})
-            state = {"stage": "grpo", "step": self.state.global_step, "epoch": self.state.epoch,
-                     "metrics": latest, "config": self.train_config}  # fmt: skip
+            state = {"stage": "grpo", "protocol": TranslationProtocol.name, "step": self.state.global_step,
+                     "epoch": self.state.epoch, "metrics": latest, "config": self.train_config}  # fmt: skip
             with open(os.path.join(output_dir, STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(state, f, indent=1, ensure_ascii=False)
         if self._dev_predictions is not None and self._dev_predictions[0] == self.state.global_step:
@@ -459,18 +463,19 @@ def save_merged_base(lm, tokenizer, uri: str) -> str:
 
 # ------------------------------------------------------------------------------------------ data
 def resolve_init(uri: str) -> str:
-    """The SFT translator directory named by ``grpo.init``: a translator checkpoint itself, a (Ray) checkpoint
-    directory holding ``model/`` (or ``checkpoint/model/``), or a run directory whose ``run.json`` names its
-    best model."""
-    for candidate in (uri, storage.join(uri, MODEL_DIR), storage.join(uri, HF_CHECKPOINT, MODEL_DIR)):
-        if storage.exists(storage.join(candidate, "translator.json")):
-            return candidate
-    summary = storage.join(uri, "run.json")
-    if storage.exists(summary):
-        best = (json.loads(storage.read_text(summary)).get("best") or {}).get("model")
-        if best and storage.exists(storage.join(best, "translator.json")):
-            return best
-    raise ConfigError(f"grpo.init={uri}: no translator checkpoint there (translator.json, model/ or run.json)")
+    """The SFT translator directory named by ``grpo.init``: a model directory, a checkpoint directory or a run
+    directory (its best checkpoint), as :func:`ray_slt.models.registry.resolve` finds it; it must be a
+    translator."""
+    from ray_slt.errors import StorageError
+    from ray_slt.models.registry import resolve
+
+    try:
+        ref = resolve(uri)
+    except StorageError as e:
+        raise ConfigError(f"grpo.init={uri}: no translator checkpoint there ({e})") from None
+    if ref.kind != "translator":
+        raise ConfigError(f"grpo.init={uri}: a {ref.kind} model, not an SFT translator")
+    return ref.model
 
 
 def read_sft_config(uri: str) -> SFTConfig:
@@ -483,25 +488,16 @@ def split_rows(cfg: TrainConfig, split: str, sft_cfg: SFTConfig) -> list[dict[st
     """The rows of a split as GRPO datasets hold them, in sample_id order (``data.limit_*`` applied):
     ``prompt`` (the SFT instruction prompt, for TRL's logs), ``reference`` (the raw target sentence), ``lang``,
     ``sample_id``, and the translator's inputs (``gloss``, or the feature store's pose/feature columns)."""
-    from ray_slt.training.tasks import DataSource, decode_rows
+    from ray_slt.training.tasks import source_of
 
     gloss = sft_cfg.encoder.type == "gloss"
     columns = ["sample_id", "spoken_language", "text", "gloss"]
     if not gloss:
         columns = list(POSE_COLUMNS) + (list(FEATURE_COLUMNS) if sft_cfg.fusion.face or sft_cfg.fusion.hand else [])
-    source = DataSource(cfg.data, columns)
-    if cfg.data.manifest is not None:
-        if not gloss:
-            raise ConfigError("data.manifest carries no pose features: use data.features or a gloss-encoder SFT model")
-        raw = source._manifest(split).to_pylist()
-    else:
-        from ray_slt.features.store import iter_samples
-
-        wanted = set(source._ids(split))
-        raw = [r for r in iter_samples(cfg.data.features, split=split, columns=columns) if r["sample_id"] in wanted]
-        raw.sort(key=lambda r: r["sample_id"])
+    if cfg.data.manifest is not None and not gloss:
+        raise ConfigError("data.manifest carries no pose features: use data.features or a gloss-encoder SFT model")
     rows = []
-    for r in decode_rows(raw):
+    for r in source_of(cfg, columns).samples(split):
         if not r.get("text"):
             raise DataError("a GRPO sample needs its reference text", str(r.get("sample_id")))
         row = {k: v for k, v in r.items() if k in columns and k not in ("text", "spoken_language", "split")}
@@ -614,7 +610,7 @@ class CurveWriter(TrainerCallback):
         if self.curves is None:
             self.curves = Curves(self.run_dir, state.global_step, enabled=True)
         kind = "dev" if any(k.startswith("dev_") for k in logs) else "train"
-        self.curves.add(kind, {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **_finite(logs)})
+        self.curves.add(kind, {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **finite(logs)})
         self.curves.flush()
 
 
@@ -645,52 +641,81 @@ def build_trainer(cfg: TrainConfig, run_dir: str, output_dir: str, callbacks=())
     )
 
 
-def _resume_dir(local: str) -> str:
-    """The Trainer checkpoint inside a (Ray) checkpoint directory."""
-    for candidate in (os.path.join(local, HF_CHECKPOINT), local):
-        if os.path.isfile(os.path.join(candidate, "trainer_state.json")):
-            return candidate
-    raise DataError("not a GRPO checkpoint (no trainer_state.json)", local)
+def resume_dir(local: str) -> str:
+    """A (Ray) checkpoint directory that TRL's Trainer can resume from (its ``trainer_state.json``)."""
+    if not os.path.isfile(os.path.join(local, "trainer_state.json")):
+        raise DataError("not a GRPO checkpoint (no trainer_state.json)", local)
+    return local
+
+
+class RayReporter(TrainerCallback):
+    """Reports every Trainer checkpoint to Ray Train as the other recipes do: the Trainer checkpoint directory
+    itself is the Ray checkpoint (``model/`` + ``train_state.json`` at its top; each rank adds its RNG state),
+    named ``checkpoint_e{epoch}_s{step}``; the metrics are the latest logs plus ``evaluated`` (a dev evaluation
+    at this step) and the selection metric (``unevaluated`` when there was none)."""
+
+    def __init__(self, selection):
+        self.selection = selection
+
+    def on_save(self, args, state, control, **kwargs):
+        import ray.train
+        import transformers
+
+        metrics: dict[str, Any] = {}
+        for entry in state.log_history:
+            metrics.update(entry)
+        key = self.selection.key
+        evaluated = any(key in e and e.get("step") == state.global_step for e in state.log_history)
+        if not evaluated:
+            metrics[key] = self.selection.unevaluated
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+        metrics.update(evaluated=evaluated, step=state.global_step, epoch=state.epoch or 0.0)
+        source = transformers.trainer.get_last_checkpoint(args.output_dir)
+        checkpoint = ray.train.Checkpoint.from_directory(source) if source is not None else None
+        name = checkpoint_name(math.floor(state.epoch or 0), state.global_step)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
 
 
 def grpo_train_func(config: dict[str, Any]) -> dict[str, Any]:
     """The per-worker function Ray Train runs: build the trainer, resume if there is a checkpoint, train."""
     import ray.train
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from ray.train.huggingface.transformers import prepare_trainer
 
-    from ray_slt.training.loop import parse_loop_config
+    from ray_slt.training.grpo_config import GRPOStage
+    from ray_slt.training.recipe import parse_loop_config
 
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     cfg, run_dir, _ = parse_loop_config(config)
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="ray_slt_grpo_") as output_dir:
-        callbacks = [RayTrainReportCallback(), CurveWriter(run_dir), timer]
+        callbacks = [RayReporter(GRPOStage(cfg).selection), CurveWriter(run_dir), timer]
         trainer = prepare_trainer(build_trainer(cfg, run_dir, output_dir, callbacks=callbacks))
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as local:
-                trainer.train(resume_from_checkpoint=_resume_dir(local))
+                trainer.train(resume_from_checkpoint=resume_dir(local))
         elif cfg.trainer.resume_from is not None:
             from ray_slt.models.checkpoint import localized
 
             with localized(cfg.trainer.resume_from) as local:
-                trainer.train(resume_from_checkpoint=_resume_dir(local))
+                trainer.train(resume_from_checkpoint=resume_dir(local))
         else:
             if cfg.eval.at_start:
                 trainer.evaluate()  # step 0 of the dev curve: the SFT model (the new LoRA starts at zero)
             trainer.train()
     args = trainer.args
     per_step = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    prompts = timer.steps * per_step // args.num_generations
     return {
         "step": trainer.state.global_step,
         "total_steps": trainer.state.max_steps,
         "num_train_samples": len(trainer.train_dataset),
-        "steps_this_session": timer.steps,
+        "samples": prompts,  # prompts of this session (each sampled num_generations times)
         "train_time_s": timer.busy,
+        "train_samples_per_s": prompts / timer.busy if timer.busy else None,
+        "steps_this_session": timer.steps,
         "completions_per_step": per_step,
         "completions_per_s": timer.steps * per_step / timer.busy if timer.busy else None,
-        "prompts": timer.steps * per_step // args.num_generations,
-        "prompts_per_s": timer.steps * per_step / args.num_generations / timer.busy if timer.busy else None,
     }
 
 
@@ -711,127 +736,25 @@ class StepTimer(TrainerCallback):
             self._t0 = None
 
 
-def run_grpo(cfg: TrainConfig) -> dict[str, Any]:
-    """Run a ``stage: grpo`` config on the connected Ray cluster (or a local one); returns the run summary
-    (also written to ``{run_dir}/run.json``)."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+class GRPORecipe(Recipe):
+    """RVLF stage 3 with TRL's GRPOTrainer on Ray Train (:func:`grpo_train_func` on every worker; DDP through
+    Accelerate). The workers read their rows themselves (:func:`split_rows`); the driver checks the SFT
+    checkpoint and TRL's settings before any worker starts."""
 
-    from ray_slt.config import config_hash, dump_yaml
-    from ray_slt.training.loop import loop_config
-    from ray_slt.training.run import TrainingError, _first_line, _storage_args, _uri, run_dir
+    name = "grpo"
+    sweepable = False  # TRL evaluates on its own schedule (per step or epoch); sweeps run the supervised loop
 
-    if cfg.stage != "grpo" or cfg.grpo is None:
-        raise ConfigError("run_grpo needs a config with stage: grpo and a grpo: section")
-    sft_cfg = read_sft_config(cfg.grpo.init)
-    with tempfile.TemporaryDirectory() as d:
-        grpo_args(cfg, d, sft_cfg)  # refuse bad TRL settings here, before any worker starts
-    if not ray.is_initialized():
-        ray.init()
-    t = cfg.trainer
-    rdir = run_dir(cfg)
-    storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
-    storage_path, filesystem = _storage_args(t.storage)
-    resources = {"CPU": t.cpus_per_worker}
-    if t.use_gpu:
-        resources["GPU"] = t.gpus_per_worker or 1
-    evaluate = cfg.eval.every_epochs > 0
-    trainer = TorchTrainer(
-        grpo_train_func,
-        train_loop_config=loop_config(cfg, rdir, 0),
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(
-            name=t.name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=t.num_to_keep,
-                checkpoint_score_attribute="dev_bleu4" if evaluate else None,
-                checkpoint_score_order="max",
-            ),
-        ),
-        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
-    )
-    result = trainer.fit()
-    if result.error is not None:
-        raise TrainingError(f"GRPO training failed: {_first_line(result.error)} (run directory {rdir})")
-    like = t.storage
-    checkpoints = []
-    for ckpt, m in result.best_checkpoints or []:
-        score = m.get("dev_bleu4")
-        path = storage.join(_uri(ckpt.path, like), HF_CHECKPOINT)  # the Trainer checkpoint (train_state.json)
-        checkpoints.append(
-            {
-                "checkpoint": path,
-                "model": storage.join(path, MODEL_DIR),
-                "step": m.get("step"),
-                "epoch": m.get("epoch"),
-                "dev_bleu4": score if isinstance(score, int | float) and math.isfinite(score) else None,
-                "dev_reward": m.get("dev_reward"),
-            }
-        )
-    latest = storage.join(_uri(result.checkpoint.path, like), HF_CHECKPOINT) if result.checkpoint else None
-    scored = [c for c in checkpoints if c["dev_bleu4"] is not None]
-    best = max(scored, key=lambda c: c["dev_bleu4"]) if scored else None
-    if best is None and latest is not None:  # no evaluation: the latest is the one to use
-        best = {"checkpoint": latest, "model": storage.join(latest, MODEL_DIR), "dev_bleu4": None}
-    ret = result.return_value or {}
-    summary = {
-        "run_dir": rdir,
-        "stage": "grpo",
-        "config_hash": config_hash(cfg),
-        "init": resolve_init(cfg.grpo.init),
-        "num_workers": t.num_workers,
-        "backend": t.backend,
-        "num_train_samples": ret.get("num_train_samples"),
-        "total_steps": ret.get("total_steps"),
-        "steps": ret.get("step"),
-        "samples": ret.get("prompts"),  # prompts of this session (each sampled num_generations times)
-        "train_time_s": ret.get("train_time_s"),
-        "train_samples_per_s": ret.get("prompts_per_s"),
-        "completions_per_step": ret.get("completions_per_step"),
-        "completions_per_s": ret.get("completions_per_s"),
-        "best": best,
-        "latest": latest,
-        "checkpoints": checkpoints,
-        "metrics": {k: v for k, v in (result.metrics or {}).items() if not isinstance(v, float) or math.isfinite(v)},
-        "curves": {
-            "train": storage.join(rdir, "metrics", "train.jsonl"),
-            "dev": storage.join(rdir, "metrics", "dev.jsonl"),
-        },
-    }
-    storage.write_text(storage.join(rdir, "run.json"), json.dumps(summary, indent=1, ensure_ascii=False))
-    return summary
+    def check(self) -> None:
+        sft_cfg = read_sft_config(self.cfg.grpo.init)
+        with tempfile.TemporaryDirectory() as d:
+            grpo_args(self.cfg, d, sft_cfg)  # refuse bad TRL settings here, before any worker starts
 
+    def train_func(self):
+        return grpo_train_func
 
-# ------------------------------------------------------------------------------------------ the task
-class GRPOTask(SFTTask):
-    """``stage: grpo`` in the task registry. GRPO is trained by TRL (:func:`run_grpo`, which
-    :func:`ray_slt.training.run.run_training` calls for this stage), not by the generic loop; the task exists so
-    that everything that goes through tasks (``ray-slt eval``, serving, the config's stage check) treats a GRPO
-    checkpoint as what it is: a translator checkpoint, saved, loaded, collated and decoded like an SFT one."""
-
-    stage = "grpo"
-
-    def sft_config(self) -> SFTConfig:
-        return read_sft_config(self.cfg.grpo.init)
-
-    def columns(self) -> list[str]:
-        fusion = self.sft_config().fusion
-        return list(POSE_COLUMNS) + (list(FEATURE_COLUMNS) if fusion.face or fusion.hand else [])
-
-    def source(self):
-        from ray_slt.training.tasks import DataSource
-
-        if self.cfg.data.manifest is not None and self.sft_config().encoder.type != "gloss":
-            raise ConfigError("data.manifest carries no pose features: use data.features or a gloss encoder")
-        return DataSource(self.cfg.data, self.columns())
-
-    def fresh(self):
-        """The starting point of GRPO: the SFT translator of ``grpo.init`` (trainable)."""
-        return load_translator(resolve_init(self.cfg.grpo.init), trainable=True)
-
-    def loss(self, model, batch):
-        raise ConfigError("stage grpo is trained by TRL's GRPO loss (run_grpo), not by the supervised loop")
+    def summary(self, figures) -> dict[str, Any]:
+        return {
+            "init": resolve_init(self.cfg.grpo.init),
+            "completions_per_step": figures.get("completions_per_step"),
+            "completions_per_s": figures.get("completions_per_s"),
+        }

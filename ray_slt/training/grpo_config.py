@@ -22,13 +22,14 @@ names TRL does not know are refused when the run starts (before any worker does)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from ray_slt.config import Schema
 from ray_slt.models.config import LoraSettings
 from ray_slt.training.rewards import RewardSettings
+from ray_slt.training.task import Task
 
 # GRPOConfig (TrainingArguments) fields that other keys of the training config own.
 OWNED = {
@@ -113,3 +114,18 @@ class GRPOSection(Schema):
             if key in UNSUPPORTED:
                 raise ValueError(f"trl.{key} is not supported here: {UNSUPPORTED[key]}")
         return v
+
+
+class GRPOStage(Task):
+    """``stage: grpo``: trained by the ``grpo`` recipe (TRL's GRPOTrainer on Ray Train,
+    :mod:`ray_slt.training.grpo`); its policy is a translator (saved as one, model kind ``translator``) and its
+    dev evaluation is the translation protocol's (``dev_bleu4``, max), plus the mean dev reward."""
+
+    stage = "grpo"
+    section: ClassVar = GRPOSection
+    section_required: ClassVar[bool] = True
+    recipe: ClassVar[str] = "grpo"
+    protocol: ClassVar[str] = "translation"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"lang": self.lang}

@@ -32,8 +32,6 @@ restored and the optimizer starts afresh, with a warning).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
 import math
@@ -44,35 +42,22 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ray_slt import storage
-from ray_slt.config import build_config, config_dict, config_hash
-from ray_slt.errors import ConfigError
+from ray_slt.config import config_dict, config_hash
+from ray_slt.errors import ConfigError, RaySltError
+from ray_slt.models.registry import MODEL_DIR, STATE_FILE
 from ray_slt.training.config import TrainConfig
+from ray_slt.training.curves import Curves, finite
+from ray_slt.training.recipe import Recipe, checkpoint_name, parse_loop_config
+from ray_slt.training.task import SupervisedTask
 
 log = logging.getLogger("ray_slt.train")
 
-MODEL_DIR = "model"
-STATE_FILE = "train_state.json"
 PREDICTIONS_FILE = "dev_predictions.jsonl"
-# dev_bleu4 of a checkpoint that was not evaluated (BLEU is >= 0; NaN does not survive Ray's JSON snapshots)
-NOT_EVALUATED = -1.0
 # DeepSpeed optimizer state entries that are objects, not data; its loader keeps its defaults for them.
 DS_DROP = ("loss_scaler", "param_slice_mappings", "universal_checkpoint_info")
 
 
 # ------------------------------------------------------------------------------------------ configuration
-def loop_config(cfg: TrainConfig, run_dir: str, num_train_samples: int) -> dict[str, Any]:
-    """The ``train_loop_config`` of a run: plain JSON values only (Tune may add dotted overrides to it,
-    e.g. ``{"sft.lr_llm": 1e-4}``, which are applied on top of ``train_config``)."""
-    return {"train_config": config_dict(cfg), "run_dir": run_dir, "num_train_samples": int(num_train_samples)}
-
-
-def parse_loop_config(config: Mapping[str, Any]) -> tuple[TrainConfig, str, int]:
-    known = {"train_config", "run_dir", "num_train_samples"}
-    overrides = [f"{k}={json.dumps(v)}" for k, v in config.items() if k not in known]
-    cfg = build_config(config["train_config"], overrides, source="train_loop_config")
-    return cfg, config["run_dir"], int(config["num_train_samples"])
-
-
 def steps_per_epoch(cfg: TrainConfig, num_train_samples: int) -> int:
     """Optimizer steps per epoch: each worker gets an equal share of the samples (Ray Train's equal split);
     a final incomplete gradient-accumulation group of an epoch is skipped."""
@@ -192,43 +177,6 @@ def gather_json(obj: Any, device) -> list[Any] | None:
     return [json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)]
 
 
-# ------------------------------------------------------------------------------------------ learning curves
-class Curves:
-    """Rank 0's learning curves: JSONL + CSV files rewritten atomically (works on object stores, which have
-    no append), reloaded on resume and cut at the resumed step so a curve never has two histories."""
-
-    def __init__(self, run_dir: str, resume_step: int | None, enabled: bool):
-        self.enabled = enabled
-        self.dir = storage.join(run_dir, "metrics")
-        self.records: dict[str, list[dict]] = {"train": [], "dev": []}
-        self.dirty: set[str] = set()
-        if enabled and resume_step is not None:
-            for name in self.records:
-                uri = storage.join(self.dir, f"{name}.jsonl")
-                if storage.exists(uri):
-                    rows = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
-                    self.records[name] = [r for r in rows if r.get("step", 0) <= resume_step]
-
-    def add(self, name: str, record: dict) -> None:
-        if self.enabled:
-            self.records[name].append(record)
-            self.dirty.add(name)
-
-    def flush(self) -> None:
-        for name in sorted(self.dirty):
-            rows = self.records[name]
-            storage.write_text(
-                storage.join(self.dir, f"{name}.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            )
-            keys = list(dict.fromkeys(k for r in rows for k in r))
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-            storage.write_text(storage.join(self.dir, f"{name}.csv"), buf.getvalue())
-        self.dirty.clear()
-
-
 # ------------------------------------------------------------------------------------------ the loop
 class _Trainer:
     """State of one worker's training run (built by :func:`train_func`)."""
@@ -248,6 +196,10 @@ class _Trainer:
         if not cfg.trainer.use_gpu:
             torch.set_num_threads(max(1, int(cfg.trainer.cpus_per_worker)))
         self.task = task_for(cfg)
+        if not isinstance(self.task, SupervisedTask):
+            raise ConfigError(f"stage {cfg.stage!r} is not trained by the supervised loop (recipe {self.task.recipe})")
+        self.evaluator = self.task.evaluator()
+        self.selection = self.evaluator.selection
         self.ctx = TaskContext(self.rank, self.world, self.device, self.run_dir, cfg.optim.seed, barrier)
         self.bf16 = use_bf16(cfg)
         self.deepspeed = cfg.trainer.backend == "deepspeed"
@@ -274,7 +226,9 @@ class _Trainer:
         if checkpoint is not None:
             resume_dir = self._resume_ctx.enter_context(checkpoint.as_directory())
         elif cfg.trainer.resume_from:
-            resume_dir = self._resume_ctx.enter_context(_local_dir(cfg.trainer.resume_from))
+            from ray_slt.models.checkpoint import localized
+
+            resume_dir = self._resume_ctx.enter_context(localized(cfg.trainer.resume_from))
         self.resume_state = None
         if resume_dir is not None:
             with open(os.path.join(resume_dir, STATE_FILE), encoding="utf-8") as f:
@@ -412,12 +366,12 @@ class _Trainer:
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def evaluate(self) -> tuple[dict[str, Any], list[dict]]:
-        """Dev generation split over the ranks; scores on rank 0 (``{}`` elsewhere)."""
+        """Dev predictions split over the ranks, scored on rank 0 by the task's protocol (``{}`` elsewhere):
+        its dev metrics as ``dev_*``, plus ``dev_loss`` and ``dev_samples``."""
         import ray.train
         import torch
 
-        from ray_slt.eval.metrics import corpus_scores
-        from ray_slt.training.tasks import rows_of
+        from ray_slt.features.source import rows_of
 
         cfg = self.cfg
         shard = ray.train.get_dataset_shard("dev")
@@ -426,7 +380,6 @@ class _Trainer:
         module.eval()
         mine: list[dict] = []
         loss_sum, loss_n = 0.0, 0
-        lang = self.task.lang
         bs = cfg.eval.batch_size
         with torch.no_grad():
             for rows in shard.iter_batches(batch_size=bs * self.world, batch_format="numpy"):
@@ -436,45 +389,30 @@ class _Trainer:
                 if not rows:
                     if not self.zero3:
                         continue
-                    # ZeRO-3: every rank must take part in every forward pass; decode a copy, drop its output
+                    # ZeRO-3: every rank must take part in every forward pass; predict a copy, drop its output
                     rows, dummy = everyone[:1], True
-                if lang is None and rows[0].get("spoken_language") is not None:
-                    lang = str(rows[0]["spoken_language"])
                 batch = self._to_device(self.collate(rows))
                 with self._autocast():
                     loss, _ = self.task.loss(module, batch)
-                    hyps = self.task.generate(
-                        module,
-                        batch,
-                        num_beams=cfg.eval.num_beams,
-                        max_new_tokens=cfg.eval.max_new_tokens,
-                        synced_gpus=self.zero3,
-                    )
+                    preds = self.task.predict(module, batch, synced_gpus=self.zero3)
                 if dummy:
                     continue
-                loss_sum += float(loss) * len(hyps)
-                loss_n += len(hyps)
-                refs = self.task.references(batch)
-                ids = self.task.sample_ids(batch)
-                mine += [{"sample_id": i, "hypothesis": h, "reference": r} for i, h, r in zip(ids, hyps, refs)]
+                loss_sum += float(loss) * len(preds)
+                loss_n += len(preds)
+                mine += preds
         if was_training:
             module.train()
         loss_sum, loss_n = all_sum([loss_sum, float(loss_n)], self.device)
-        gathered = gather_json({"preds": mine, "lang": lang}, self.device)
+        gathered = gather_json(mine, self.device)
         if gathered is None:
             return {}, []
-        preds = sorted((p for g in gathered for p in g["preds"]), key=lambda p: p["sample_id"])
-        lang = next((g["lang"] for g in gathered if g["lang"]), None)
+        preds = sorted((p for g in gathered for p in g), key=lambda p: p["sample_id"])
         if not preds:
-            raise RuntimeError("the dev split has no samples to evaluate")
-        scores = corpus_scores([p["hypothesis"] for p in preds], [p["reference"] for p in preds], lang=lang)
-        metrics = {
-            f"dev_{k}": v for k, v in scores.items() if k in ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
-        }
+            raise RaySltError("the dev split has no samples to evaluate")
+        scores = self.evaluator.score(preds)
+        metrics = {f"dev_{k}": v for k, v in self.evaluator.dev_metrics(scores).items()}
         metrics["dev_loss"] = loss_sum / max(1.0, loss_n)
         metrics["dev_samples"] = len(preds)
-        metrics["dev_bleu_signature"] = scores["bleu_signature"]
-        metrics["dev_lang"] = lang
         return metrics, preds
 
     # -- checkpoints -----------------------------------------------------------------------------------------
@@ -499,7 +437,11 @@ class _Trainer:
         from ray_slt.training.state import rng_state, save_tree
 
         epoch, step_in_epoch = position or (self.epoch, self.step_in_epoch)
-        metrics = {**metrics, "step": self.step, "epoch": epoch, "samples": self.samples}
+        key = self.selection.key
+        evaluated = self.selection.is_score(metrics.get(key))
+        if not evaluated:  # Ray keeps the best checkpoint on this key: an unevaluated one ranks below any score
+            metrics = {**metrics, key: self.selection.unevaluated}
+        metrics = {**metrics, "evaluated": evaluated, "step": self.step, "epoch": epoch, "samples": self.samples}
         if not checkpoint:
             ray.train.report(metrics)
             return
@@ -522,8 +464,10 @@ class _Trainer:
                     "world_size": self.world,
                     "backend": self.cfg.trainer.backend,
                     "stage": self.cfg.stage,
+                    "protocol": self.task.protocol,
+                    "selection": {"metric": self.selection.key, "mode": self.selection.mode},
                     "config_hash": config_hash(self.cfg),
-                    "metrics": _finite(metrics),
+                    "metrics": finite(metrics),
                     "best": self.best,
                     "param_checksums": checksums,
                     "config": config_dict(self.cfg),
@@ -533,7 +477,7 @@ class _Trainer:
                 if preds:
                     with open(os.path.join(d, PREDICTIONS_FILE), "w", encoding="utf-8") as f:
                         f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in preds)
-            name = f"checkpoint_e{epoch:03d}_s{self.step:07d}"
+            name = checkpoint_name(epoch, self.step)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_dir_name=name)
 
     def _param_checksum(self) -> list[float] | None:
@@ -583,7 +527,7 @@ class _Trainer:
         if self.rank == 0:
             metrics["dev_eval_s"] = round(time.perf_counter() - t0, 3)
             self.last_dev = metrics
-            self.curves.add("dev", {"step": self.step, "epoch": self.epoch, **_finite(metrics)})
+            self.curves.add("dev", {"step": self.step, "epoch": self.epoch, **finite(metrics)})
             storage.write_text(
                 storage.join(self.run_dir, "predictions", f"dev_step{self.step:07d}.jsonl"),
                 "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds),
@@ -617,7 +561,7 @@ class _Trainer:
                 self.train_samples_timed += logs["batch_samples"]
                 record = {"step": self.step, "epoch": self.epoch, **logs, "samples": self.samples,
                           "samples_per_s": logs["batch_samples"] / dt if dt > 0 else float("nan")}  # fmt: skip
-                self.curves.add("train", _finite(record))
+                self.curves.add("train", finite(record))
                 if self.step % log_every == 0:
                     self.curves.flush()
                     log.info("step %d loss %.4f (%.1fs)", self.step, logs["loss"], time.perf_counter() - t_log)
@@ -626,9 +570,9 @@ class _Trainer:
                 done = self.step >= self.total
                 k = cfg.trainer.checkpoint_every
                 if k and self.step % k == 0 and not end_of_epoch and not done:
-                    # mid-epoch checkpoints carry no dev score: NOT_EVALUATED ranks below any BLEU, so they never
-                    # become the best (Ray keeps the latest one anyway, for resuming)
-                    self.report({"loss": logs["loss"], "dev_bleu4": NOT_EVALUATED}, checkpoint=True)
+                    # mid-epoch checkpoints carry no dev score: they never become the best (Ray keeps the latest
+                    # one anyway, for resuming)
+                    self.report({"loss": logs["loss"]}, checkpoint=True)
                 self._maybe_fail()
                 if done or end_of_epoch:
                     break
@@ -640,52 +584,29 @@ class _Trainer:
             return None
         return {
             "step": self.step,
+            "total_steps": self.total,
             "epoch": self.epoch,
             "samples": self.samples,
             "train_time_s": self.train_time,
             "train_samples_per_s": self.train_samples_timed / self.train_time if self.train_time else None,
             "best": self.best,
-            "last_dev": _finite(self.last_dev),
+            "last_dev": finite(self.last_dev),
         }
 
     def _end_epoch(self, done: bool) -> None:
         cfg = self.cfg
         every = cfg.eval.every_epochs
         evaluate = bool(every) and ((self.epoch + 1) % every == 0 or done or self.epoch + 1 == cfg.optim.epochs)
-        metrics: dict[str, Any] = {"dev_bleu4": NOT_EVALUATED}
+        metrics: dict[str, Any] = {}
         preds: list[dict] = []
         if evaluate:
             metrics, preds = self._evaluate_and_log()
-            if self.rank == 0 and (self.best is None or metrics["dev_bleu4"] > self.best["dev_bleu4"]):
-                self.best = {"step": self.step, "epoch": self.epoch, "dev_bleu4": metrics["dev_bleu4"]}
-            if self.rank != 0:
-                metrics = {"dev_bleu4": NOT_EVALUATED}
+            key = self.selection.key
+            if self.rank == 0 and self.selection.better(metrics[key], (self.best or {}).get(key)):
+                self.best = {"step": self.step, "epoch": self.epoch, key: metrics[key]}
         metrics = {**metrics, "loss": self.last_loss}
         # the epoch is complete: a resume continues with the next one
         self.report(metrics, checkpoint=True, preds=preds, position=(self.epoch + 1, 0))
-
-
-def _finite(d: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-safe metrics: non-finite floats become None."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-@contextlib.contextmanager
-def _local_dir(uri: str) -> Iterator[str]:
-    """A local copy of a checkpoint directory (itself when local)."""
-    if storage.is_local(uri):
-        yield storage.normalize(uri)
-        return
-    base = storage.normalize(uri)
-    with tempfile.TemporaryDirectory(prefix="ray_slt_resume_") as d:
-        for u in storage.glob(storage.join(base, "**")):
-            if storage.isdir(u):
-                continue
-            rel = u[len(base) :].lstrip("/")
-            target = os.path.join(d, *rel.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            storage.copy(u, target)
-        yield d
 
 
 def train_func(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -695,3 +616,62 @@ def train_func(config: dict[str, Any]) -> dict[str, Any] | None:
     trainer = _Trainer(config)
     trainer.setup()
     return trainer.run()
+
+
+class SupervisedRecipe(Recipe):
+    """The generic loop (:func:`train_func`) over a :class:`~ray_slt.training.task.SupervisedTask`: the task's
+    Ray Datasets are streamed to the workers (train split among them, dev read whole by every rank)."""
+
+    name = "supervised"
+
+    def check(self) -> None:
+        if not isinstance(self.task, SupervisedTask):
+            raise ConfigError(f"stage {self.cfg.stage!r} is not a supervised task")
+
+    def train_func(self):
+        return train_func
+
+    def datasets(self) -> dict[str, Any]:
+        """The task's datasets, with dev (read by every worker at each evaluation) and, when no CPU would be
+        left to stream it (``data.materialize``), train read into the object store once."""
+        import ray
+        from ray.data import DataContext
+
+        # Per-epoch progress bars of the split coordinator interleave with the workers' logs; the learning
+        # curves report progress instead.
+        DataContext.get_current().enable_progress_bars = False
+        datasets = dict(self.task.datasets())
+        if "dev" in datasets:
+            datasets["dev"] = datasets["dev"].materialize()
+        t = self.cfg.trainer
+        materialize = self.cfg.data.materialize
+        if materialize is None:
+            spare = ray.cluster_resources().get("CPU", 0) - t.num_workers * t.cpus_per_worker
+            materialize = spare < 1
+            if materialize:
+                log.info("no CPU left for streaming reads beside %d workers: materializing the training data",
+                         t.num_workers)  # fmt: skip
+        if materialize:
+            datasets["train"] = datasets["train"].materialize()
+        return datasets
+
+    def num_train_samples(self, datasets) -> int:
+        n = self.task.num_train_samples()
+        n = int(n) if n is not None else int(datasets["train"].count())
+        if steps_per_epoch(self.cfg, n) < 1:
+            o = self.cfg.optim
+            raise RaySltError(
+                f"{n} training samples make no optimizer step per epoch with {self.cfg.trainer.num_workers} "
+                f"workers, batch {o.batch_size} and grad_accum {o.grad_accum}"
+            )
+        return n
+
+    def total_steps(self, num_train_samples: int) -> int:
+        return total_steps(self.cfg, num_train_samples)
+
+    def dataset_config(self):
+        import ray.train
+        from ray.data import ExecutionOptions
+
+        options = ExecutionOptions(preserve_order=True)  # a deterministic order (for exact resumes)
+        return ray.train.DataConfig(datasets_to_split=["train"], execution_options=options)

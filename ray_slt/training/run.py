@@ -1,25 +1,28 @@
-"""``run_training(cfg)``: a ``TorchTrainer`` running :func:`ray_slt.training.loop.train_func` on Ray Train.
+"""``run_training(cfg)``: the one Ray Train driver of every stage and recipe.
 
-setup (datasets from the task, run directory, trainer) -> fit -> summary (``run.json`` in the run directory:
-best checkpoint on dev BLEU-4, latest checkpoint, curves) -> return it. The run directory is
-``{trainer.storage}/{trainer.name}`` (local or ``s3://``); Ray Train writes its checkpoints there
-(``checkpoint_e{epoch}_s{step}/``), the loop its learning curves (``metrics/``) and dev predictions.
-Re-running with the same storage and name resumes from that run's latest checkpoint.
+setup (the stage's task and recipe, its datasets, the run directory, a ``TorchTrainer`` running the recipe's
+per-worker function) -> fit -> summary (``run.json`` in the run directory: the best checkpoint on the stage's
+selection metric, the latest, throughput, curves) -> a stable copy of the best model (``{run}/best/model``).
+The run directory is ``{trainer.storage}/{trainer.name}`` (local or ``s3://``); Ray Train writes its checkpoints
+there (``checkpoint_e{epoch}_s{step}/``, each with ``model/`` and ``train_state.json``), the recipe its learning
+curves (``metrics/``) and dev predictions. Re-running with the same storage and name resumes from that run's
+latest checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from typing import Any
 
 from ray_slt import storage
 from ray_slt.config import config_hash, dump_yaml
-from ray_slt.errors import ConfigError, RaySltError
+from ray_slt.errors import ConfigError, RaySltError, last_line
+from ray_slt.models.registry import MODEL_DIR, RUN_FILE
 from ray_slt.training.config import TrainConfig
-from ray_slt.training.loop import MODEL_DIR, loop_config, steps_per_epoch, total_steps, train_func
+from ray_slt.training.recipe import Recipe, loop_config, recipe_for
+from ray_slt.training.task import task_for
 
 log = logging.getLogger("ray_slt.train")
 
@@ -32,82 +35,26 @@ def run_dir(cfg: TrainConfig) -> str:
     return storage.join(cfg.trainer.storage, cfg.trainer.name)
 
 
-def _storage_args(uri: str) -> tuple[str, Any]:
-    """``(storage_path, storage_filesystem)`` for Ray Train: local paths as they are; remote URIs through
-    their fsspec filesystem, so endpoints and credentials come from the same place as all other I/O."""
-    if storage.is_local(uri):
-        return storage.normalize(uri), None
-    import fsspec
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    return path, PyFileSystem(FSSpecHandler(fs))
-
-
-def _uri(path: str, like: str) -> str:
-    """A path returned by Ray Train (without scheme for remote storage) as a URI like ``like``."""
-    if storage.is_local(like) or "://" in path:
-        return path
-    return f"{storage.protocol(like)}://{path.lstrip('/')}"
-
-
-def count_samples(task, datasets: dict) -> int:
-    n = task.num_train_samples()
-    return int(n) if n is not None else int(datasets["train"].count())
-
-
-def prepare_datasets(cfg: TrainConfig, task, datasets: dict | None = None) -> dict:
-    """The task's datasets, with dev (read by every worker at each evaluation) and, when no CPU would be left
-    to stream it (``data.materialize``), train read into the object store once."""
-    import ray
-    from ray.data import DataContext
-
-    # Per-epoch progress bars of the split coordinator interleave with the workers' logs; the learning curves
-    # report progress instead.
-    DataContext.get_current().enable_progress_bars = False
-    datasets = dict(datasets if datasets is not None else task.datasets())
-    if "dev" in datasets:
-        datasets["dev"] = datasets["dev"].materialize()
-    t = cfg.trainer
-    materialize = cfg.data.materialize
-    if materialize is None:
-        spare = ray.cluster_resources().get("CPU", 0) - t.num_workers * t.cpus_per_worker
-        materialize = spare < 1
-        if materialize:
-            log.info(
-                "no CPU left for streaming reads beside %d workers: materializing the training data", t.num_workers
-            )
-    if materialize:
-        datasets["train"] = datasets["train"].materialize()
-    return datasets
-
-
-def build_trainer(cfg: TrainConfig, datasets: dict | None = None, callbacks: list | None = None):
-    """The ``TorchTrainer`` of a config (not started) and ``info`` (run_dir, num_train_samples, total_steps).
-    ``datasets`` default to the task's; ``callbacks`` are Ray Train ``UserCallback``s (a Tune trial passes one
-    that forwards the dev evaluations to Tune, see :mod:`ray_slt.tune.trial`)."""
-    import ray.train
-    from ray.data import ExecutionOptions
+def build_trainer(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Any, dict[str, Any]]:
+    """The ``TorchTrainer`` of a config (not started) and ``info`` (run_dir, recipe, selection,
+    num_train_samples, total_steps). ``callbacks`` are Ray Train ``UserCallback``s (a Tune trial passes one that
+    forwards the dev evaluations to Tune, see :mod:`ray_slt.tune.trial`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from ray_slt.training.task import task_for
-
     task = task_for(cfg)
-    datasets = prepare_datasets(cfg, task, datasets)
-    n_train = count_samples(task, datasets)
-    if steps_per_epoch(cfg, n_train) < 1:
-        raise RaySltError(
-            f"{n_train} training samples make no optimizer step per epoch with {cfg.trainer.num_workers} workers, "
-            f"batch {cfg.optim.batch_size} and grad_accum {cfg.optim.grad_accum}"
-        )
+    recipe = recipe_for(cfg, task)
+    recipe.check()
+    selection = task.selection
+    datasets = recipe.datasets()
+    n_train = recipe.num_train_samples(datasets)
     t = cfg.trainer
     rdir = run_dir(cfg)
-    storage_path, filesystem = _storage_args(cfg.trainer.storage)
+    storage_path, filesystem = storage.arrow_location(t.storage)
     resources = {"CPU": t.cpus_per_worker}
     if t.use_gpu:
         resources["GPU"] = t.gpus_per_worker or 1
-    scaling = ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
+    evaluated = bool(cfg.eval.every_epochs)
     run_config = RunConfig(
         name=t.name,
         storage_path=storage_path,
@@ -115,65 +62,84 @@ def build_trainer(cfg: TrainConfig, datasets: dict | None = None, callbacks: lis
         failure_config=FailureConfig(max_failures=t.max_failures),
         callbacks=list(callbacks or []),
         checkpoint_config=CheckpointConfig(
-            num_to_keep=t.num_to_keep, checkpoint_score_attribute="dev_bleu4", checkpoint_score_order="max"
+            num_to_keep=t.num_to_keep,
+            # without dev evaluations there is nothing to rank by: Ray keeps the latest checkpoints
+            checkpoint_score_attribute=selection.key if evaluated else None,
+            checkpoint_score_order=selection.mode,
         ),
     )
-    options = ExecutionOptions(preserve_order=True)  # a deterministic order (for exact resumes)
     # Relative local paths in a config (data, caches, trainer.storage) mean the driver's working directory; by
     # default Ray Train moves every worker into a per-run scratch directory, where they do not exist.
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    kwargs: dict[str, Any] = {}
+    if datasets:
+        kwargs["datasets"] = datasets
+        if recipe.dataset_config() is not None:
+            kwargs["dataset_config"] = recipe.dataset_config()
     trainer = TorchTrainer(
-        train_func,
+        recipe.train_func(),
         train_loop_config=loop_config(cfg, rdir, n_train),
-        scaling_config=scaling,
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         run_config=run_config,
-        datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=options),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        **kwargs,
     )
-    info = {"run_dir": rdir, "num_train_samples": n_train, "total_steps": total_steps(cfg, n_train)}
+    info = {
+        "run_dir": rdir,
+        "recipe": recipe,
+        "selection": selection,
+        "num_train_samples": n_train,
+        "total_steps": recipe.total_steps(n_train),
+    }
     return trainer, info
 
 
 def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
     like = cfg.trainer.storage
+    selection = info["selection"]
+    key = selection.key
     best = None
     checkpoints = []
     for ckpt, metrics in result.best_checkpoints or []:
-        score = metrics.get("dev_bleu4")
+        score = metrics.get(key)
         entry = {
-            "checkpoint": _uri(ckpt.path, like),
+            "checkpoint": storage.from_arrow_path(ckpt.path, like),
             "step": metrics.get("step"),
             "epoch": metrics.get("epoch"),
-            "dev_bleu4": score if isinstance(score, int | float) and math.isfinite(score) and score >= 0 else None,
+            key: score if metrics.get("evaluated") and selection.is_score(score) else None,
         }
         checkpoints.append(entry)
-        if entry["dev_bleu4"] is not None and (best is None or entry["dev_bleu4"] > best["dev_bleu4"]):
+        if entry[key] is not None and (best is None or selection.better(entry[key], best[key])):
             best = entry
-    latest = _uri(result.checkpoint.path, like) if result.checkpoint is not None else None
+    latest = storage.from_arrow_path(result.checkpoint.path, like) if result.checkpoint is not None else None
     if best is None and latest is not None:  # no evaluation: the latest is the one to use
-        best = {"checkpoint": latest, "step": result.metrics.get("step"), "dev_bleu4": None}
+        best = {"checkpoint": latest, "step": (result.metrics or {}).get("step"), key: None}
     if best is not None:
         best["model"] = storage.join(best["checkpoint"], MODEL_DIR)
     rdir = info["run_dir"]
-    ret = result.return_value or {}
+    figures = result.return_value or {}
+    recipe: Recipe = info["recipe"]
     return {
         "run_dir": rdir,
         "stage": cfg.stage,
+        "recipe": recipe.name,
+        "protocol": recipe.task.protocol,
+        "selection": {"metric": key, "mode": selection.mode},
         "config_hash": config_hash(cfg),
         "num_workers": cfg.trainer.num_workers,
         "backend": cfg.trainer.backend,
-        "num_train_samples": info["num_train_samples"],
-        "total_steps": info["total_steps"],
-        "steps": ret.get("step"),
-        "samples": ret.get("samples"),
-        "train_time_s": ret.get("train_time_s"),
-        "train_samples_per_s": ret.get("train_samples_per_s"),
+        "num_train_samples": figures.get("num_train_samples", info["num_train_samples"]),
+        "total_steps": figures.get("total_steps", info["total_steps"]),
+        "steps": figures.get("step"),
+        "samples": figures.get("samples"),
+        "train_time_s": figures.get("train_time_s"),
+        "train_samples_per_s": figures.get("train_samples_per_s"),
+        **recipe.summary(figures),
         "best": best,
         "latest": latest,
         "checkpoints": checkpoints,
-        "metrics": {k: v for k, v in (result.metrics or {}).items() if not isinstance(v, float) or math.isfinite(v)},
-        "last_dev": ret.get("last_dev"),
+        "metrics": {k: v for k, v in (result.metrics or {}).items() if not isinstance(v, float) or abs(v) < 1e300},
+        "last_dev": figures.get("last_dev"),
         "curves": {
             "train": storage.join(rdir, "metrics", "train.jsonl"),
             "dev": storage.join(rdir, "metrics", "dev.jsonl"),
@@ -185,28 +151,20 @@ def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, A
     """Train ``cfg`` on the connected Ray cluster (or a local one) and return the run summary. ``callbacks``:
     Ray Train ``UserCallback``s of the run (e.g. the Tune trial's reporter)."""
     import ray
-
-    if cfg.stage == "grpo":  # RVLF stage 3 trains with TRL's GRPO trainer on Ray Train, not with this loop
-        from ray_slt.training.grpo import run_grpo
-
-        if callbacks:
-            raise ConfigError("stage grpo takes no Ray Train callbacks (Tune sweeps of GRPO runs are not supported)")
-
-        return run_grpo(cfg)
-    if not ray.is_initialized():
-        ray.init()
-    trainer, info = build_trainer(cfg, callbacks=callbacks)
-    rdir = info["run_dir"]
-    check_resumable(cfg, rdir)
-    storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
     from ray.train.v2.api.exceptions import TrainingFailedError
 
+    if not ray.is_initialized():
+        ray.init()
+    rdir = run_dir(cfg)
+    check_resumable(cfg, rdir)
+    trainer, info = build_trainer(cfg, callbacks=callbacks)
+    storage.write_text(storage.join(rdir, "train_config.yaml"), dump_yaml(cfg))
     try:
         result = trainer.fit()
     except TrainingFailedError as e:
-        raise TrainingError(f"training failed: {_first_line(e)} (run directory {rdir})") from e
+        raise TrainingError(f"training failed: {last_line(e)} (run directory {rdir})") from e
     if result.error is not None:
-        raise TrainingError(f"training failed: {_first_line(result.error)} (run directory {rdir})")
+        raise TrainingError(f"training failed: {last_line(result.error)} (run directory {rdir})")
     summary = _summary(cfg, result, info)
     if summary["best"] is not None:
         # a stable path to the chosen model (Ray deletes checkpoints beyond num_to_keep; this copy stays)
@@ -215,7 +173,7 @@ def run_training(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, A
         storage.write_text(
             storage.join(rdir, "best", "best.json"), json.dumps(summary["best"], indent=1, ensure_ascii=False)
         )
-    storage.write_text(storage.join(rdir, "run.json"), json.dumps(summary, indent=1, ensure_ascii=False))
+    storage.write_text(storage.join(rdir, RUN_FILE), json.dumps(summary, indent=1, ensure_ascii=False))
     return summary
 
 
@@ -254,16 +212,11 @@ def check_resumable(cfg: TrainConfig, rdir: str) -> None:
 
 def copy_model(src: str, dst: str) -> None:
     """Copy a model directory file by file (each copy atomic), its MANIFEST.json last."""
-    from ray_slt.models.checkpoint import MANIFEST
+    from ray_slt.models.registry import MANIFEST, read_manifest
 
-    files = json.loads(storage.read_text(storage.join(src, MANIFEST)))["files"]
+    files = read_manifest(src)["files"]
     storage.remove(storage.join(dst, MANIFEST))
     for f in files:
         parts = f["path"].split("/")
         storage.copy(storage.join(src, *parts), storage.join(dst, *parts))
     storage.copy(storage.join(src, MANIFEST), storage.join(dst, MANIFEST))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else type(error).__name__

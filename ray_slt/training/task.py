@@ -1,12 +1,18 @@
-"""The task interface: what one training stage must provide so that the generic Ray Train loop can drive it.
+"""Training stages: what a stage trains, which recipe trains it, what it predicts and how that is scored.
 
-The loop (:func:`ray_slt.training.loop.train_func`) knows nothing about sign language, pose features or LMs.
-It asks a :class:`Task` for everything model-specific. A task is a plain object built from the validated
-:class:`~ray_slt.training.config.TrainConfig` (``task = task_for(cfg)``) on the driver *and* on every worker,
-so it must be cheap to construct and hold nothing but the config (build models and datasets lazily in the
-methods below).
+A **stage** (``stage:`` of a training config) is a :class:`Task` subclass registered in :data:`STAGES`. It
+declares
 
-Who calls what, where::
+- ``section``: the schema of its config section, named like the stage (``sft:`` for ``stage: sft``); the
+  training config validates it (:func:`ray_slt.training.config.train_config_class`), so a new stage needs no
+  edit of the shared config schema;
+- ``recipe``: the name of the recipe that trains it (:data:`ray_slt.training.recipe.RECIPES`: ``supervised``,
+  the generic Ray Train loop of :mod:`ray_slt.training.loop`, or ``grpo``, TRL's GRPO trainer);
+- ``protocol``: its evaluation protocol (:data:`ray_slt.eval.protocols.PROTOCOLS`), which owns the dev
+  metrics, the selection metric and its direction (``dev_bleu4``, max, for translators). The loop, the run
+  summary, best-checkpoint selection, ``ray-slt eval``, and a sweep's default metric and ASHA all read it here.
+
+Stages trained by the supervised recipe subclass :class:`SupervisedTask`, whose contract the loop drives::
 
     driver (run_training)                      every Ray Train worker (train_func, rank r of W)
     ---------------------                      ------------------------------------------------
@@ -19,75 +25,60 @@ Who calls what, where::
                                                    batch = to_device(collate(rows), ctx.device)
                                                    loss, logs = task.loss(wrapped, batch)  # DDP/DeepSpeed wrapper
                                                # dev evaluation, model.eval(), unwrapped module:
-                                               hyps = task.generate(module, batch, num_beams=.., max_new_tokens=..)
-                                               refs = task.references(batch); ids = task.sample_ids(batch)
+                                               preds = task.predict(module, batch)    # the protocol's predictions
+                                               scores = task.evaluator().score(all ranks' preds)   # rank 0
                                                task.save(module, uri)                 # rank 0, consolidated
-    ray-slt eval / serve: model = task_class.load(uri)   (the same format, no training config needed)
 
-Methods a task implements (see each one's docstring for the exact contract):
+Methods of a :class:`SupervisedTask` (see each docstring):
 
-- ``stage`` (class attribute): the registry key, equal to the config's ``stage``; the TrainConfig section
-  holding the model config has the same name (``sft:`` for ``stage: sft``; :attr:`Task.model_cfg`).
-- ``datasets() -> {"train": ray.data.Dataset, "dev": ray.data.Dataset}``: driver side. One row per sample;
-  rows must carry ``sample_id`` and, for evaluation, the reference ``text`` (and ``spoken_language`` when the
-  config does not set ``data.lang``). Never return the test split (the loop refuses ``dev_split: test``).
-- ``fresh() -> nn.Module``: a new, randomly initialised (or pretrained-initialised) model. May read the
-  whole training split (e.g. to train a tokenizer on its texts). The default :meth:`build` calls it on rank 0
-  only.
-- ``build(ctx) -> nn.Module``: the model every rank starts from, identical on all ranks. The default builds
-  once on rank 0 (``fresh``), saves it under ``{run_dir}/init-{config hash}``, waits at ``ctx.barrier()`` and
-  loads it on every rank with ``load(uri, trainable=True)``; override only if your model can be built
-  identically from a seed everywhere.
-- ``collator(model) -> Callable[[rows], batch]``: rows are what ``iter_batches(batch_format="numpy")``
-  yields from the datasets above (a dict of column -> array) or a list of row dicts; the batch is a dict of
-  tensors (moved to the device by the loop with :func:`ray_slt.models.batch.to_device`) and lists of strings.
-- ``loss(model, batch) -> (loss, logs)``: ``model`` may be wrapped (DDP, DeepSpeed engine): call it as
-  ``model(batch)``, never reach into ``.module`` here, so gradient synchronisation and ZeRO hooks work.
-  ``loss`` is a scalar tensor to backpropagate (the loop scales it for gradient accumulation); ``logs`` a
-  dict of floats (e.g. loss parts) that go into the learning curves.
-- ``generate(model, batch, num_beams=None, max_new_tokens=None, synced_gpus=False) -> list[str]``: ``model``
-  is the unwrapped module, already in eval mode, under ``torch.no_grad()``; decoding must be deterministic
-  (greedy or beam search, no sampling). ``synced_gpus=True`` under DeepSpeed ZeRO-3 (every rank must keep
-  calling forward until all ranks finish, as ``transformers`` ``generate(synced_gpus=True)`` does).
-- ``references(batch) -> list[str]``: the raw reference sentences of the batch (never tokenizer round
-  trips); ``sample_ids(batch) -> list[str]``.
-- ``param_groups(model) -> list[dict]``: optimizer groups for ``torch.optim.AdamW``; each has ``params``,
-  ``lr`` and a ``name`` (the loop logs each group's lr under ``lr/{name}``).
-- ``save(model, uri)``: write the consolidated model (safetensors + JSON, PEFT adapters; local or
-  ``s3://``; the directory must be complete only once ``MANIFEST.json`` exists, see
-  :func:`ray_slt.models.checkpoint.publish`). ``load(uri, trainable=False) -> nn.Module`` (classmethod) reads
-  it back, in eval mode unless ``trainable``; eval and serve use it without a training config.
-- ``lang``: the spoken language of the targets (BCP-47, e.g. ``de``) for the BLEU tokenizer, or None to take
-  it from the dev rows' ``spoken_language``.
+- ``datasets() -> {"train": ray.data.Dataset, "dev": ray.data.Dataset}`` (driver; never the test split) and
+  optionally ``num_train_samples()``;
+- ``fresh() -> nn.Module``: a newly initialised model (may read the training split, e.g. for a tokenizer); the
+  default ``build(ctx)`` builds it on rank 0, saves it under ``{run_dir}/init-{hash}`` and loads it everywhere;
+- ``collator(model)``, ``loss(model, batch) -> (loss, logs)`` (``model`` may be DDP/DeepSpeed-wrapped: call it,
+  never reach into ``.module``), ``predict(model, batch, synced_gpus) -> [prediction]`` (unwrapped model, eval
+  mode, no_grad, deterministic), ``param_groups(model)``;
+- ``save(model, uri)`` (safetensors + JSON, the model directory's kind in its manifest) and the classmethod
+  ``load(uri, trainable)``; evaluation and serving load saved models through
+  :func:`ray_slt.models.registry.load_predictor` instead, without a training config.
 
-A new task: subclass :class:`Task`, implement the abstract methods, give it ``stage``, add its section to
-``TrainConfig`` (an optional field named like the stage, holding your model config schema) and add
-``"mystage": "my.module:MyTask"`` to :data:`TASKS` (or call ``register_task``). The loop handles distribution,
-precision, accumulation, schedules, checkpoints (every rank), resume, dev evaluation with the shared metrics,
-best-checkpoint selection on ``dev_bleu4`` and learning curves.
+A new stage: subclass, set ``stage``/``section``/``recipe``/``protocol``, and ``STAGES.register("mystage",
+"my.module:MyTask")``. Ray workers receive the registration with their job (the loop config carries the
+target), so a stage registered in a user's own module trains like a built-in one.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ray_slt import storage
-from ray_slt.config import config_hash
-from ray_slt.errors import ConfigError
+from ray_slt.config import Schema, config_hash
+from ray_slt.registry import Registry
 
 if TYPE_CHECKING:
     import ray.data
     import torch
     from torch import nn
 
+    from ray_slt.eval.protocols import Protocol, Selection
     from ray_slt.training.config import TrainConfig
 
 Rows = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
 Batch = dict[str, Any]
+
+#: stage -> "module:Class" of its Task; the modules import torch lazily, so reading a config stays light.
+STAGES = Registry(
+    "stage",
+    {
+        "pretrain": "ray_slt.training.tasks:PretrainTask",
+        "sft": "ray_slt.training.tasks:SFTTask",
+        "vlm": "ray_slt.training.tasks_vlm:VLMTask",
+        "grpo": "ray_slt.training.grpo_config:GRPOStage",
+    },
+)
 
 
 def _no_barrier() -> None:
@@ -111,22 +102,45 @@ class TaskContext:
 
 
 class Task(ABC):
-    """One training stage (see the module docstring for the full contract)."""
+    """One training stage (see the module docstring)."""
 
     stage: ClassVar[str] = ""
+    section: ClassVar[type[Schema]]
+    section_required: ClassVar[bool] = False  # True: the config must have the section (no usable defaults)
+    recipe: ClassVar[str] = "supervised"
+    protocol: ClassVar[str] = "translation"
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
 
-    # -- configuration ---------------------------------------------------------------------------------------
     @property
     def model_cfg(self) -> Any:
-        """This task's section of the TrainConfig (named like the stage, e.g. ``cfg.sft``)."""
+        """This stage's section of the TrainConfig (named like the stage, e.g. ``cfg.sft``)."""
         return getattr(self.cfg, self.stage)
 
     @property
     def lang(self) -> str | None:
         return self.cfg.data.lang
+
+    def protocol_options(self) -> dict[str, Any]:
+        """Keyword arguments of the protocol (e.g. the targets' language)."""
+        return {}
+
+    def evaluator(self) -> Protocol:
+        """The evaluation protocol that scores this stage's dev predictions."""
+        from ray_slt.eval.protocols import protocol_for
+
+        return protocol_for(self.protocol, **self.protocol_options())
+
+    @property
+    def selection(self) -> Selection:
+        return self.evaluator().selection
+
+
+class SupervisedTask(Task):
+    """A stage trained by the generic Ray Train loop (recipe ``supervised``)."""
+
+    recipe: ClassVar[str] = "supervised"
 
     # -- driver side -----------------------------------------------------------------------------------------
     @abstractmethod
@@ -148,7 +162,7 @@ class Task(ABC):
 
     def build(self, ctx: TaskContext) -> nn.Module:
         """The starting model, identical on every rank: built on rank 0, saved, loaded everywhere."""
-        from ray_slt.models.checkpoint import MANIFEST
+        from ray_slt.models.registry import MANIFEST
 
         uri = self.init_uri(ctx)
         if ctx.is_main and not storage.exists(storage.join(uri, MANIFEST)):
@@ -165,21 +179,10 @@ class Task(ABC):
         """The training loss of a batch through ``model`` (possibly DDP/DeepSpeed-wrapped) and float logs."""
 
     @abstractmethod
-    def generate(
-        self,
-        model: nn.Module,
-        batch: Batch,
-        num_beams: int | None = None,
-        max_new_tokens: int | None = None,
-        synced_gpus: bool = False,
-    ) -> list[str]:
-        """Deterministic translations of a batch (unwrapped model, eval mode, no_grad)."""
-
-    def references(self, batch: Batch) -> list[str]:
-        return list(batch["texts"])
-
-    def sample_ids(self, batch: Batch) -> list[str]:
-        return list(batch["sample_ids"])
+    def predict(self, model: nn.Module, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
+        """The protocol's predictions for a batch (unwrapped model, eval mode, no_grad, deterministic), each
+        with ``sample_id``. ``synced_gpus=True`` under DeepSpeed ZeRO-3 (every rank must keep calling forward
+        until all ranks finish, as ``transformers`` ``generate(synced_gpus=True)`` does)."""
 
     @abstractmethod
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
@@ -187,7 +190,7 @@ class Task(ABC):
 
     @abstractmethod
     def save(self, model: nn.Module, uri: str) -> None:
-        """Write the consolidated model to ``uri`` (local or s3://), MANIFEST.json last."""
+        """Write the consolidated model to ``uri`` (local or s3://), MANIFEST.json (with its kind) last."""
 
     @classmethod
     @abstractmethod
@@ -195,27 +198,35 @@ class Task(ABC):
         """Read a model written by :meth:`save` (eval mode unless ``trainable``)."""
 
 
-# stage -> "module:Class"; imported lazily so that reading configs does not import torch.
-TASKS: dict[str, str] = {
-    "sft": "ray_slt.training.tasks:SFTTask",
-    "pretrain": "ray_slt.training.tasks:PretrainTask",
-    "vlm": "ray_slt.training.tasks_vlm:VLMTask",
-    "grpo": "ray_slt.training.grpo:GRPOTask",
-}
+class TranslatorTask(SupervisedTask):
+    """What the supervised translator stages share: ``generate`` gives sentences, scored by the translation
+    protocol against the raw reference ``texts`` of the batch (decoding settings from the ``eval`` section)."""
+
+    protocol: ClassVar[str] = "translation"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"lang": self.lang}
+
+    @abstractmethod
+    def generate(self, model: nn.Module, batch: Batch, num_beams: int | None = None,
+                 max_new_tokens: int | None = None, synced_gpus: bool = False) -> list[str]:  # fmt: skip
+        """Deterministic translations of a batch (unwrapped model, eval mode, no_grad)."""
+
+    def predict(self, model: nn.Module, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
+        e = self.cfg.eval
+        hyps = self.generate(model, batch, num_beams=e.num_beams, max_new_tokens=e.max_new_tokens,
+                             synced_gpus=synced_gpus)  # fmt: skip
+        langs = batch.get("langs") or [None] * len(hyps)
+        return [
+            {"sample_id": str(i), "hypothesis": h, "reference": r, "lang": lang}
+            for i, h, r, lang in zip(batch["sample_ids"], hyps, batch["texts"], langs)
+        ]
 
 
-def register_task(stage: str, target: str) -> None:
-    """Register a task class (``"module:Class"``) for a config ``stage``."""
-    TASKS[stage] = target
-
-
-def task_class(stage: str) -> type[Task]:
-    if stage not in TASKS:
-        raise ConfigError(f"unknown training stage {stage!r}; known stages: {', '.join(sorted(TASKS))}")
-    module, _, name = TASKS[stage].partition(":")
-    return getattr(importlib.import_module(module), name)
+def stage_class(stage: str) -> type[Task]:
+    return STAGES.get(stage)
 
 
 def task_for(cfg: TrainConfig) -> Task:
     """The task object of a training config."""
-    return task_class(cfg.stage)(cfg)
+    return stage_class(cfg.stage)(cfg)

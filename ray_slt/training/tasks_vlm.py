@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from ray_slt.errors import ConfigError, DataError
 from ray_slt.features.pipeline import actor_pool, batch_rows, rows_dataset
 from ray_slt.models.vlm.config import VLMConfig
-from ray_slt.training.task import Batch, Rows, Task
+from ray_slt.training.task import Batch, Rows, TranslatorTask
 
 log = logging.getLogger("ray_slt.train.vlm")
 
@@ -93,10 +93,12 @@ class VLMRowStage:
         }
 
 
-class VLMTask(Task):
+class VLMTask(TranslatorTask):
     """Frozen vision tower + trained connector + LoRA language model, from video (see the module docstring)."""
 
     stage = "vlm"
+    section: ClassVar = VLMConfig
+    section_required: ClassVar[bool] = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -250,8 +252,9 @@ class VLMTask(Task):
     def collator(self, model) -> Callable[[Rows], Batch]:
         """Rows of :meth:`datasets` -> a batch: cache entries are read here (each checked to be the features of
         its sample under the run's key), decoded pixels unpacked."""
+        from ray_slt.features.source import rows_of
         from ray_slt.models.vlm.cache import VisionCache, model_cache_key
-        from ray_slt.models.vlm.data import rows_of, sample_from_payload
+        from ray_slt.models.vlm.data import sample_from_payload
 
         # The worker's own model must have the key the driver looked entries up with (not checkable under ZeRO-3,
         # whose parameters are partitioned across ranks: the key's weights hash then runs on the driver only).
@@ -270,43 +273,6 @@ class VLMTask(Task):
                     s = sample_from_payload(VisionCache.load(r["cache_file"], r["sample_id"], r["cache_key"]))
                 else:
                     s = sample_from_payload(bytes(r["payload"]))
-                s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})
-                samples.append(s)
-            return model.collate(samples)
-
-        return fn
-
-    def eval_collator(self, model) -> Callable[[Rows], Batch]:
-        """Raw manifest rows -> a batch (``ray-slt eval``): the cached tower output where the cache
-        (``vlm.cache``, under this model's key) has the sample, else the decoded video."""
-        from ray_slt import storage
-        from ray_slt.models.vlm.cache import VisionCache
-        from ray_slt.models.vlm.data import VideoSource, rows_of, sample_from_payload
-        from ray_slt.models.vlm.model import prepare_video
-
-        v = model.cfg
-        cache = VisionCache.for_model(self.cfg.vlm.cache, model) if self.cfg.vlm.cache else None
-        source = VideoSource(v.frames.t_max, v.decode, storage.parent(self.cfg.data.manifest))
-
-        def fn(rows: Rows) -> Batch:
-            samples = []
-            for r in rows_of(rows):
-                uri = cache.lookup(r) if cache is not None else None
-                if uri is not None:
-                    s = sample_from_payload(VisionCache.load(uri, r["sample_id"], cache.key))
-                else:
-                    if cache is not None and self.cfg.vlm.cache_required:
-                        raise DataError(f"sample {r['sample_id']!r} is not in the cache (cache_required)", cache.dir)
-                    clip = source.clip(r)
-                    pixels, layout = prepare_video(
-                        model.family,
-                        model.frame_spec,
-                        clip.frames,
-                        clip.frame_indices,
-                        clip.fps,
-                        clip.span[1] - clip.span[0],
-                    )
-                    s = {"vision": None, "pixels": pixels, "layout": layout}
                 s.update({k: r.get(k) for k in ("sample_id", "text", "spoken_language", "sign_language")})
                 samples.append(s)
             return model.collate(samples)

@@ -18,9 +18,9 @@ trial's parameters, score and checkpoint; `ray-slt eval CHECKPOINT` reproduces i
 Running the same config again resumes an interrupted sweep (finished trials are not re-run).
 
 examples:
-  ray-slt tune conf/tune_synthetic_tiny.yaml
-  ray-slt tune conf/tune_phoenix_gloss2text.yaml search.max_concurrent_trials=2 --json
-  ray-slt tune conf/tune_phoenix_gloss2text.yaml --address auto
+  ray-slt tune conf/tune/synthetic_tiny.yaml
+  ray-slt tune conf/tune/phoenix_gloss2text.yaml search.max_concurrent_trials=2 --json
+  ray-slt tune conf/tune/phoenix_gloss2text.yaml --address auto
 """
 
 
@@ -32,11 +32,11 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> Any:
     from ray_slt.training.commands import init_ray
-    from ray_slt.tune.config import base_train_dict, check_space, load_sweep
+    from ray_slt.tune.config import load_sweep, resolve_sweep
     from ray_slt.tune.sweep import run_sweep
 
     cfg = load_sweep(args.config, args.overrides)
-    check_space(cfg, base_train_dict(cfg))  # bad paths/values fail before Ray starts
+    resolve_sweep(cfg)  # bad paths/values/metrics fail before Ray starts
     init_ray(args.address)
     return run_sweep(cfg)
 

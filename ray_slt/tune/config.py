@@ -13,9 +13,10 @@ A sweep names a training config (``train:``, a YAML file of kind ``train`` or an
 
 Every path is checked against the training schema (an unknown one is the config module's key error naming
 it), and every grid/choice value and both ends of every range are validated by the schema before any trial
-starts. The search algorithm (``random``, ``grid``, ``optuna``), the scheduler (ASHA on ``dev_bleu4`` with
-epochs as its time unit, or FIFO), the per-trial resources (workers, CPU/GPU fractions) and the storage of the
-sweep are sections of their own.
+starts. The metric defaults to the training stage's selection metric and direction (its evaluation protocol's:
+``dev_bleu4``, max, for translators). The search algorithm (``random``, ``grid``, ``optuna``), the scheduler
+(ASHA on that metric with epochs as its time unit, or FIFO), the per-trial resources (workers, CPU/GPU
+fractions) and the storage of the sweep are sections of their own.
 """
 
 from __future__ import annotations
@@ -114,8 +115,10 @@ class SweepConfig(Schema):
     train: str | dict[str, Any]  # a `train` config file (local or s3://, relative to the working dir) or inline
     overrides: dict[str, Any] = Field(default_factory=dict)  # dotted training keys fixed for every trial
     space: dict[str, SpaceEntry] = Field(min_length=1)
-    metric: str = "dev_bleu4"  # a dev metric of the training loop: dev_bleu4, dev_rouge_l, dev_chrf, dev_loss...
-    mode: Literal["max", "min"] = "max"
+    # A dev metric the trials report (dev_bleu4, dev_rouge_l, dev_chrf, dev_loss, ...); None: the selection metric
+    # of the training stage's evaluation protocol (dev_bleu4 for translators), with its direction.
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None  # None: the protocol's direction (required for another metric)
     search: SearchSection = Field(default_factory=SearchSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
@@ -139,7 +142,7 @@ class SweepConfig(Schema):
             sampled = [k for k, e in self.sampled.items() if e.kind not in ("grid", "choice")]
             if sampled:
                 raise ValueError(f"search.algorithm grid takes grid/choice entries, not ranges: {', '.join(sampled)}")
-        if not self.metric.startswith("dev_"):
+        if self.metric is not None and not self.metric.startswith("dev_"):
             raise ValueError(f"metric {self.metric!r}: trials report the dev evaluation's metrics (dev_*)")
         if storage.safe_name(self.name) != self.name:
             raise ValueError(f"name {self.name!r} must be a plain directory name")
@@ -202,13 +205,40 @@ def base_train_dict(cfg: SweepConfig) -> dict[str, Any]:
         source = "train"
     if not isinstance(train, TrainConfig):
         raise ConfigError(f"{source}: the sweep's train config must be of kind 'train', not {train.kind!r}")
-    if train.stage == "grpo":
-        raise ConfigError(
-            f"{source}: stage grpo trains with TRL's GRPOTrainer, not the train_func loop that sweeps run"
-        )
+    from ray_slt.training.recipe import RECIPES
+    from ray_slt.training.task import stage_class
+
+    recipe = stage_class(train.stage).recipe
+    if not RECIPES.get(recipe).sweepable:
+        raise ConfigError(f"{source}: stage {train.stage} trains with the {recipe} recipe, which sweeps do not run "
+                          "(they need a dev evaluation per epoch from the supervised loop)")  # fmt: skip
     if not train.eval.every_epochs:
-        raise ConfigError(f"{source}: eval.every_epochs is 0; a sweep needs the dev evaluation ({cfg.metric})")
+        raise ConfigError(f"{source}: eval.every_epochs is 0; a sweep needs the dev evaluation")
     return config_dict(train)
+
+
+def with_selection(cfg: SweepConfig, base: dict[str, Any]) -> SweepConfig:
+    """``cfg`` with ``metric`` and ``mode`` filled in from the training stage's evaluation protocol: its
+    selection metric and direction unless the sweep names another metric (which then needs its ``mode``)."""
+    from ray_slt.training.task import task_for
+
+    selection = task_for(build_config(base, source="the train config")).selection
+    metric = cfg.metric or selection.key
+    if cfg.mode is not None:
+        mode = cfg.mode
+    elif metric == selection.key:
+        mode = selection.mode
+    else:
+        raise ConfigError(f"metric {metric}: give its mode (max or min); the stage selects on {selection.key} "
+                          f"({selection.mode})")  # fmt: skip
+    return cfg.model_copy(update={"metric": metric, "mode": mode})
+
+
+def resolve_sweep(cfg: SweepConfig) -> tuple[SweepConfig, dict[str, Any]]:
+    """The sweep ready to run and its base training config: every path and probe value checked
+    (:func:`check_space`), the metric and its direction resolved (:func:`with_selection`)."""
+    base = base_train_dict(cfg)
+    return with_selection(check_space(cfg, base), base), base
 
 
 def check_space(cfg: SweepConfig, base: dict[str, Any]) -> SweepConfig:

@@ -29,7 +29,7 @@ from typing import Any
 from ray_slt import storage
 from ray_slt.config import config_dict, config_hash, dump_yaml
 from ray_slt.errors import ConfigError, RaySltError
-from ray_slt.tune.config import SpaceEntry, SweepConfig, base_train_dict, check_space, max_epochs
+from ray_slt.tune.config import SpaceEntry, SweepConfig, max_epochs, resolve_sweep
 
 log = logging.getLogger("ray_slt.tune")
 
@@ -145,12 +145,10 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     import ray
     from ray import tune
 
-    from ray_slt.training.run import _storage_args
     from ray_slt.tune.results import write_results
     from ray_slt.tune.trial import TrainRunTrial
 
-    base = base_train_dict(cfg)
-    cfg = check_space(cfg, base)
+    cfg, base = resolve_sweep(cfg)
     space = param_space(cfg)
     sdir = sweep_dir(cfg)
     if not ray.is_initialized():
@@ -161,12 +159,16 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     n_concurrent = concurrency(cfg, base)
     base = _materialize(base, n_concurrent)
     ties = {k: e.same_as for k, e in cfg.space.items() if e.same_as is not None}
-    setup = {"train": base, "trials_dir": storage.join(sdir, "trials"), "ties": ties}
+    from ray_slt.training.task import STAGES
+
+    # the stage's registration travels with the trials (a stage registered outside ray_slt is known there too)
+    setup = {"train": base, "trials_dir": storage.join(sdir, "trials"), "ties": ties,
+             "stage_target": STAGES.target(base["stage"])}  # fmt: skip
     # The trial's Tune actor only waits on its Ray Train run; a placement group needs some resource, so it holds
     # a little memory and resources.driver_cpus (default 0) CPUs: the trial's workers get the CPUs/GPUs.
     driver = {"CPU": cfg.resources.driver_cpus, "memory": DRIVER_MEMORY}
     trainable = tune.with_resources(tune.with_parameters(TrainRunTrial, setup=setup), driver)
-    storage_path, filesystem = _storage_args(cfg.storage)
+    storage_path, filesystem = storage.arrow_location(cfg.storage)
     chash = config_hash(cfg)
     sweep_file = storage.join(sdir, SWEEP_FILE)
     resumed = False

@@ -15,9 +15,9 @@ not have): the stopped trial's CPUs stay reserved and the sweep hangs. Here ``st
 evaluation and ``cleanup()`` (which Tune calls before ending the actor) aborts the Train run through its
 controller, which removes the placement group, so the next trial gets the resources.
 
-:class:`EvaluationReporter` forwards only reports that carry a dev evaluation (the loop also reports mid-epoch
-and unevaluated epoch-end checkpoints with ``dev_bleu4 = -1``, which ASHA must not take for scores); each result
-carries the epoch (ASHA's time unit) and the path of the checkpoint saved with it.
+:class:`EvaluationReporter` forwards only reports that carry a dev evaluation (``evaluated``: every recipe also
+reports mid-epoch and unevaluated epoch-end checkpoints, whose selection metric is a placeholder ASHA must not
+take for a score); each result carries the epoch (ASHA's time unit) and the path of the checkpoint saved with it.
 
 Each trial is a regular training run at ``{sweep}/trials/{trial_id}``: checkpoints, learning curves and dev
 predictions as in any run; ``run.json`` + ``best/`` when it trains to the end (``ray-slt eval`` takes the
@@ -42,7 +42,6 @@ from ray.train import UserCallback
 
 from ray_slt import storage
 from ray_slt.config import build_config
-from ray_slt.training.loop import NOT_EVALUATED
 from ray_slt.tune.config import overrides_of
 
 log = logging.getLogger("ray_slt.tune")
@@ -61,7 +60,7 @@ class EvaluationReporter(UserCallback):
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         import ray
 
-        if not metrics or metrics[0].get("dev_bleu4", NOT_EVALUATED) == NOT_EVALUATED:
+        if not metrics or not metrics[0].get("evaluated"):
             return
         item = {
             "metrics": {k: v for k, v in metrics[0].items() if not (isinstance(v, float) and not math.isfinite(v))},
@@ -97,7 +96,7 @@ class TrainRunTrial(tune.Trainable):
 
     ``config``: the trial's sampled parameters (dotted training-config keys); ``setup`` (``tune.with_parameters``):
     ``{"train": the sweep's base training config (dict), "trials_dir": where the trials' runs live, "ties":
-    {key: the sampled key whose value it takes}}``.
+    {key: the sampled key whose value it takes}, "stage_target": the stage's registration}``.
     """
 
     def setup(self, config: dict[str, Any], setup: dict[str, Any] | None = None) -> None:
@@ -106,6 +105,10 @@ class TrainRunTrial(tune.Trainable):
         from ray_slt.training.run import run_dir, run_training
 
         assert setup is not None, "TrainRunTrial needs tune.with_parameters(TrainRunTrial, setup=...)"
+        if setup.get("stage_target"):
+            from ray_slt.training.task import STAGES
+
+            STAGES.ensure(setup["train"]["stage"], setup["stage_target"])
         self.params = {k: plain(v) for k, v in config.items()}
         self.params.update({key: self.params[ref] for key, ref in setup.get("ties", {}).items()})
         self.cfg = trial_train_config(setup, self.params, self.trial_id)

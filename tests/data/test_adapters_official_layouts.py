@@ -285,7 +285,7 @@ def test_openasl_cli_bad_input_and_skip_bad(tmp_path, capsys):
 
 
 def test_openasl_conf_file(openasl_root, tmp_path, capsys):
-    conf = REPO / "conf" / "prepare_openasl.yaml"
+    conf = REPO / "conf" / "prepare" / "openasl.yaml"
     assert conf.read_text().startswith("#")
     out = tmp_path / "openasl.parquet"
     code, stdout, err = run_cli(["prepare", str(conf), f"root={openasl_root}", f"out={out}", "--json"], capsys)
@@ -456,7 +456,7 @@ def test_isign_skip_bad_keeps_every_good_row(tmp_path):
 
 
 def test_isign_cli_with_conf_file(isign_root, tmp_path, capsys):
-    conf = REPO / "conf" / "prepare_isign.yaml"
+    conf = REPO / "conf" / "prepare" / "isign.yaml"
     assert conf.read_text().startswith("#")
     out = tmp_path / "isign.parquet"
     argv = ["prepare", str(conf), f"root={isign_root}", f"out={out}", "options.test_fraction=0.5", "--json"]

@@ -125,11 +125,11 @@ def test_a_run_where_every_sample_fails_exits_1(tmp_path):
 
 
 def test_config_file_and_job_entry_point(tmp_path):
-    cfg = load_config(str(REPO / "conf/extract.yaml"))
+    cfg = load_config(str(REPO / "conf/extract/default.yaml"))
     assert isinstance(cfg, ExtractConfig) and cfg.frames.sampling == "all" and cfg.frames.max_frames == 300
-    assert (REPO / "conf/extract.yaml").read_text().startswith("# ")
+    assert (REPO / "conf/extract/default.yaml").read_text().startswith("# ")
     r = subprocess.run(
-        [sys.executable, "jobs/extract.py", "conf/extract.yaml", "frames.sampling=uniform:0"],
+        [sys.executable, "jobs/extract.py", "conf/extract/default.yaml", "frames.sampling=uniform:0"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -12,7 +12,6 @@ from grpo_helpers import INSTRUCTION
 
 from ray_slt.cli import main
 from ray_slt.config import build_config
-from ray_slt.training.task import task_class
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +66,18 @@ def test_two_workers_train_checkpoint_resume_and_eval(ray_local, tmp_path, sft_c
     """`ray-slt train` on a stage-grpo config: 2 Ray Train workers, a checkpoint and a dev evaluation per step,
     the best on dev BLEU-4; the Ray checkpoint resumes (in this process, the code path a re-run takes); `ray-slt
     eval` scores the run's best checkpoint. One Ray run only: starting Ray Train workers is the slow part here."""
-    from ray_slt.training.grpo import CurveWriter, _resume_dir, build_trainer
+    from ray_slt.models.registry import load_predictor, resolve
+    from ray_slt.training.grpo import CurveWriter, build_trainer, resume_dir
 
     conf = tmp_path / "grpo.yaml"
     conf.write_text(yaml.safe_dump(grpo_data(tmp_path / "runs", sft_checkpoint, phoenix_manifest)))
     capsys.readouterr()
-    assert main(["train", str(conf), "--json"]) == 0  # run_training dispatches stage grpo to run_grpo
+    assert main(["train", str(conf), "--json"]) == 0  # the one driver runs stage grpo with the grpo recipe
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     run_dir = tmp_path / "runs" / "grpo2"
     assert summary["steps"] == 2 and summary["num_workers"] == 2 and summary["stage"] == "grpo"
+    assert (summary["recipe"], summary["protocol"], summary["selection"]) == (
+        "grpo", "translation", {"metric": "dev_bleu4", "mode": "max"})  # fmt: skip
     # 2 workers x 2 prompts x 4 samples per step
     assert summary["completions_per_step"] == 16 and summary["completions_per_s"] > 0
     assert len(summary["checkpoints"]) == 2
@@ -84,9 +86,13 @@ def test_two_workers_train_checkpoint_resume_and_eval(ray_local, tmp_path, sft_c
     assert best["model"] == os.path.join(best["checkpoint"], "model")
     assert {"rank-0.json", "rank-1.json"} <= set(os.listdir(os.path.join(best["checkpoint"], "rng")))
     assert json.loads((run_dir / "run.json").read_text())["best"] == best
-    # the checkpoint is an ordinary translator checkpoint for everything that loads models by stage
-    model = task_class("grpo").load(best["model"])
-    assert model.cfg.lora.r == 64
+    # the checkpoint is an ordinary translator for everything that loads saved models (by the kind it records)
+    ref = resolve(best["checkpoint"])
+    assert (ref.kind, ref.stage, ref.protocol, ref.model) == ("translator", "grpo", "translation", best["model"])
+    predictor = load_predictor(str(run_dir))
+    assert predictor.inputs == "gloss" and predictor.model.cfg.lora.r == 64
+    assert len(predictor.predict([{"gloss": "MORGEN REGEN"}, {"gloss": "HEUTE SONNE"}])) == 2
+    model = predictor.model
     batch = model.collator()([{"gloss": "MORGEN REGEN"}, {"gloss": "HEUTE SONNE"}])
     assert len(model.generate(batch, num_beams=1, max_new_tokens=6)) == 2
     rewards = [r for r in _jsonl(run_dir / "metrics" / "train.jsonl") if "reward" in r]
@@ -98,7 +104,7 @@ def test_two_workers_train_checkpoint_resume_and_eval(ray_local, tmp_path, sft_c
     # the latest Ray checkpoint resumes: adapter, optimizer, step and the reward curve carry on to step 3
     cfg = grpo_config(tmp_path / "runs", sft_checkpoint, phoenix_manifest, **{"optim.max_steps": 3})
     trainer = build_trainer(cfg, str(run_dir), str(tmp_path / "out"), callbacks=[CurveWriter(str(run_dir))])
-    trainer.train(resume_from_checkpoint=_resume_dir(summary["latest"]))
+    trainer.train(resume_from_checkpoint=resume_dir(summary["latest"]))
     assert trainer.state.global_step == 3
     assert [r["step"] for r in _jsonl(run_dir / "metrics" / "train.jsonl") if "reward" in r] == [1, 2, 3]
 

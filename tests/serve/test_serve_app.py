@@ -68,10 +68,12 @@ def server(ray_local, media, tmp_path_factory):
         {
             "kind": "serve",
             "app_name": "test_app",
-            "translator": {
-                "checkpoint": ckpt,
-                "batching": {"enabled": True, "max_batch_size": 8, "wait_timeout_s": 0.5},
-                "deployment": {"min_replicas": 2, "max_replicas": 2, "num_cpus": 0.1, "max_ongoing_requests": 16},
+            "models": {
+                "translate": {
+                    "checkpoint": ckpt,
+                    "batching": {"enabled": True, "max_batch_size": 8, "wait_timeout_s": 0.5},
+                    "deployment": {"min_replicas": 2, "max_replicas": 2, "num_cpus": 0.1, "max_ongoing_requests": 16},
+                }
             },
             "features": {"deployment": {"num_cpus": 0.1, "max_ongoing_requests": 8}},
             "ingress": {"num_cpus": 0},
@@ -102,12 +104,16 @@ def healthy(server) -> bool:
 
 
 def test_health_docs_and_web_page(server):
-    from ray_slt.serve.model import checkpoint_info
+    from ray_slt.models.registry import model_id, resolve
 
     status, body = request(server.url + "healthz")  # open without a token
     assert status == 200 and body["status"] == "ok" and body["auth"] is True
-    assert body["model_id"] == checkpoint_info(server.ckpt)["model_id"]
-    assert body["batching"]["enabled"] is True and body["limits"]["max_video_s"] == 2.5
+    route = body["routes"]["translate"]
+    ref = resolve(server.ckpt)
+    assert route["model_id"] == f"{ref.name}@{model_id(ref.model)}" and route["kind"] == "translator"
+    assert (route["inputs"], route["predicts"], route["protocol"]) == ("pose", "text", "translation")
+    assert route["batching"]["enabled"] is True and body["limits"]["max_video_s"] == 2.5
+    assert body["endpoints"] == ["POST translate", "GET healthz"]
     status, spec = request(server.url + "openapi.json")
     assert status == 200
     # only the models that exist have endpoints: no recognizer or producer yet
@@ -117,7 +123,7 @@ def test_health_docs_and_web_page(server):
     status, page = request(server.url)
     assert status == 200 and 'id="file"' in page and "static/app.js" in page
     status, js = request(server.url + "static/app.js")
-    assert status == 200 and "translate?include_pose=true" in js
+    assert status == 200 and "?include_pose=true" in js and 'route = "translate"' in js
     assert request(server.url + "static/..%2Fapp.py")[0] == 404
     assert request(server.url + "docs")[0] == 200
 
@@ -129,9 +135,11 @@ def test_pose_upload_raw_and_multipart(server, media):
     frames = read_pose(media.poses[0]).body.data.shape[0]
     status, raw = post(server, data, "application/x-pose", "?include_pose=true")
     assert status == 200, raw
-    assert isinstance(raw["text"], str) and raw["model_id"] == request(server.url + "healthz")[1]["model_id"]
+    health = request(server.url + "healthz")[1]
+    assert isinstance(raw["text"], str) and raw["model_id"] == health["routes"]["translate"]["model_id"]
     assert raw["input_kind"] == "pose" and raw["pose_estimator"] == "shipped" and raw["num_frames"] == frames
-    assert {"read_s", "features_s", "translate_s", "model_s", "total_s"} <= set(raw["timings"])
+    assert raw["route"] == "translate"
+    assert {"read_s", "features_s", "model_call_s", "model_s", "total_s"} <= set(raw["timings"])
     pose = raw["pose"]
     assert len(pose["points"]) == frames and all(len(p) == 77 * 2 for p in pose["points"])
     assert pose["frames"] == list(range(frames)) and pose["edges"] and (pose["width"], pose["height"]) == (640, 480)
@@ -161,7 +169,7 @@ def test_video_upload_runs_the_extraction_stage_code(server, media):
     same file in this process, and the text the checkpoint gives for them."""
     from ray_slt.features.extract import SampleProcessor
     from ray_slt.features.store import decode_row
-    from ray_slt.serve.model import TranslatorModel
+    from ray_slt.models.registry import load_predictor
 
     body, ctype = multipart({"file": ("asl_different.mp4", "video/mp4", media.different.read_bytes())})
     status, out = post(server, body, ctype, "?include_pose=true")
@@ -180,8 +188,8 @@ def test_video_upload_runs_the_extraction_stage_code(server, media):
     served = served.reshape(len(served), 77, 2)
     assert np.array_equal(~np.isnan(served[..., 0]), row["keypoints_valid"])
     assert np.nanmax(np.abs(served - np.where(row["keypoints_valid"][..., None], pixels, np.nan))) < 0.06
-    model = TranslatorModel(server.ckpt)
-    assert out["text"] == model.translate([row])[0]
+    predictor = load_predictor(server.ckpt)
+    assert out["text"] == predictor.predict([row])[0]["text"]
 
 
 def test_uri_inputs_only_under_the_allowed_prefix(server, media):
@@ -344,7 +352,7 @@ def test_auth_required_but_unset_refuses_to_start(server, monkeypatch):
     from ray_slt.serve.app import build_app
 
     monkeypatch.delenv("RAY_SLT_UNSET_TOKEN", raising=False)
-    cfg = build_config({"kind": "serve", "translator": {"checkpoint": server.ckpt},
+    cfg = build_config({"kind": "serve", "models": {"translate": {"checkpoint": server.ckpt}},
                         "auth": {"token_env": "RAY_SLT_UNSET_TOKEN", "required": True}})  # fmt: skip
     with pytest.raises(ConfigError, match="RAY_SLT_UNSET_TOKEN"):
         build_app(cfg)
@@ -507,14 +515,14 @@ def _translator_replicas(ray) -> list[str]:
     return sorted(
         a["name"]
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith("SERVE_REPLICA::") and "#translator#" in a["name"]
+        if a["name"].startswith("SERVE_REPLICA::") and "#model-translate#" in a["name"]
     )
 
 
 def _running_translators(app: str) -> int:
     from ray import serve
 
-    status = serve.status().applications[app].deployments["translator"]
+    status = serve.status().applications[app].deployments["model-translate"]
     return int(status.replica_states.get("RUNNING", 0))
 
 

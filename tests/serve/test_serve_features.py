@@ -43,7 +43,9 @@ def test_a_recorded_webm_without_duration_is_decoded(shared_data, tmp_path):
     with pytest.raises(decord.DECORDError, match="metadata"):  # the decoder alone refuses it: why we remux
         decord.VideoReader(str(tmp_path / "live.webm"))
     frames = {"sampling": "uniform:16"}  # 16 of the 64 frames: a quicker test
-    cfg = ServeConfig.model_validate({"translator": {"checkpoint": "unused"}, "features": {"frames": frames}})
+    cfg = ServeConfig.model_validate(
+        {"models": {"translate": {"checkpoint": "unused"}}, "features": {"frames": frames}}
+    )
     service = FeatureService(cfg)
     try:
         out = service.extract({"kind": "video", "data": data, "suffix": ".webm"})

@@ -24,24 +24,25 @@ def visual_setup(tmp_path_factory):
 def test_fused_checkpoint_needs_the_visual_settings(visual_setup):
     from ray_slt.config import build_config
     from ray_slt.errors import ConfigError
+    from ray_slt.models.registry import predictor_class, resolve
     from ray_slt.serve.app import build_app
-    from ray_slt.serve.model import checkpoint_info
 
     _, ckpt = visual_setup
-    assert checkpoint_info(ckpt)["needs_visual"] is True
+    ref = resolve(ckpt)
+    assert predictor_class(ref.kind).requirements(ref) == {"inputs": "pose", "needs_visual": True}
     with pytest.raises(ConfigError, match=r"features\.visual\.kind=dinov2"):
-        build_app(build_config({"kind": "serve", "translator": {"checkpoint": ckpt}}))
+        build_app(build_config({"kind": "serve", "models": {"translate": {"checkpoint": ckpt}}}))
 
 
 def test_video_gets_dinov2_features_and_a_pose_is_refused(visual_setup, shared_data):
+    from ray_slt.models.registry import load_predictor
     from ray_slt.serve.config import ServeConfig
     from ray_slt.serve.deployments import FeatureService
-    from ray_slt.serve.model import TranslatorModel
 
     d, ckpt = visual_setup
     cfg = ServeConfig.model_validate(
         {
-            "translator": {"checkpoint": ckpt},
+            "models": {"translate": {"checkpoint": ckpt}},
             "features": {
                 "frames": {"sampling": "uniform:16"},  # 16 of the clip's 64 frames: a quicker test
                 "visual": {"kind": "dinov2", "model": str(d / "dinov2"), "crop_size": 56, "device": "cpu"},
@@ -50,7 +51,8 @@ def test_video_gets_dinov2_features_and_a_pose_is_refused(visual_setup, shared_d
     )
     service = FeatureService(cfg, needs_visual=True)
     try:
-        out = service.extract({"kind": "video", "data": (shared_data / "slp_site" / "asl_different.mp4").read_bytes()})
+        video = (shared_data / "slp_site" / "asl_different.mp4").read_bytes()
+        out = service.extract({"kind": "video", "data": video, "visual": True})
         assert out["ok"], out
         sample = out["sample"]
         t = sample["keypoints"].shape[0]
@@ -58,10 +60,10 @@ def test_video_gets_dinov2_features_and_a_pose_is_refused(visual_setup, shared_d
         for part in ("face", "left_hand", "right_hand"):
             assert sample[f"{part}_features"].shape == (t, 32)
         assert out["timings"]["visual_s"] > 0
-        text = TranslatorModel(ckpt).translate([sample])[0]
-        assert isinstance(text, str)
+        predictor = load_predictor(ckpt)
+        assert predictor.needs_visual and isinstance(predictor.predict([sample])[0]["text"], str)
         pose = (shared_data / "slp_pose" / "holistic_example.pose").read_bytes()
-        refused = service.extract({"kind": "pose", "data": pose})
+        refused = service.extract({"kind": "pose", "data": pose, "visual": True})
         assert refused["ok"] is False and refused["status"] == 422 and "DINOv2" in refused["reason"]
     finally:
         service.close()

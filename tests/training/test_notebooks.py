@@ -49,7 +49,7 @@ def test_notebooks_are_clean_and_valid():
 
 def test_run_report_on_a_tiny_run(synthetic_store, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    done = run_cli("train", str(REPO / "conf" / "train_synthetic_tiny.yaml"), f"trainer.storage={runs}",
+    done = run_cli("train", str(REPO / "conf" / "train" / "synthetic_tiny.yaml"), f"trainer.storage={runs}",
                    f"data.features={synthetic_store['features']}", "data.limit_train=200", "data.limit_dev=30",
                    "optim.epochs=2", "eval.every_epochs=1", "trainer.num_workers=1", "--json", timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,6 +1,6 @@
 """`ray-slt train` and `ray-slt eval` end to end on the synthetic corpus, in fresh processes: the learning test.
 
-The shipped demo config (conf/train_synthetic_tiny.yaml: skeleton encoder -> projector -> tiny random Qwen3 +
+The shipped demo config (conf/train/synthetic_tiny.yaml: skeleton encoder -> projector -> tiny random Qwen3 +
 LoRA, 600 training sentences of the synthetic corpus, dev/test sentences are gloss sequences never seen in
 training) trains on two DDP workers; then the best checkpoint (highest dev BLEU-4) and the untrained starting
 model are evaluated with the same command.
@@ -20,7 +20,7 @@ from train_helpers import last_json, run_cli
 
 from ray_slt.eval.metrics import corpus_scores
 
-CONF = str(REPO / "conf" / "train_synthetic_tiny.yaml")
+CONF = str(REPO / "conf" / "train" / "synthetic_tiny.yaml")
 BLEU_MARGIN, ROUGE_MARGIN = 5.0, 25.0
 
 

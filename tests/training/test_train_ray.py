@@ -18,7 +18,7 @@ from ray_slt.config import load_config
 from ray_slt.training.run import run_training
 from ray_slt.training.state import load_tree
 
-CONF = str(REPO / "conf" / "train_synthetic_tiny.yaml")
+CONF = str(REPO / "conf" / "train" / "synthetic_tiny.yaml")
 
 
 def small(store: dict, storage_uri: str, name: str, *overrides: str):
@@ -52,7 +52,7 @@ def ray_with_s3(s3_server, ray_local):
 
 def test_deepspeed_zero2_two_workers_checkpoints_to_s3_and_resumes(ray_with_s3, synthetic_store, s3_bucket, tmp_path):
     runs = f"{s3_bucket}/runs"
-    zero2 = REPO / "conf" / "deepspeed_zero2.json"
+    zero2 = REPO / "conf" / "deepspeed" / "zero2.json"
     ds = [
         "trainer.num_workers=2",
         "trainer.backend=deepspeed",

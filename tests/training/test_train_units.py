@@ -24,7 +24,7 @@ def cfg(*overrides):
 
 def test_config_rules():
     c = cfg("sft.lr_llm=1e-3", "trainer.backend=deepspeed")
-    assert c.stage == "sft" and c.sft.lr_llm == 1e-3 and c.pretrain is None
+    assert c.stage == "sft" and c.sft.lr_llm == 1e-3 and not hasattr(c, "pretrain")
     assert c.trainer.deepspeed == {"zero_optimization": {"stage": 2}}  # deepspeed without a file: ZeRO-2
     assert build_config({**BASE, "stage": "pretrain"}).pretrain.skeleton.hidden == 512
     with pytest.raises(ConfigError, match="test split is never used during training"):
@@ -77,8 +77,8 @@ def test_deepspeed_config_takes_sizes_from_the_training_config(tmp_path):
 def test_every_shipped_deepspeed_config_is_valid_json():
     from testlib import REPO
 
-    for name, stage in (("deepspeed_zero2.json", 2), ("deepspeed_zero3.json", 3)):
-        c = cfg("trainer.backend=deepspeed", f"trainer.deepspeed={REPO / 'conf' / name}")
+    for name, stage in (("zero2.json", 2), ("zero3.json", 3)):
+        c = cfg("trainer.backend=deepspeed", f"trainer.deepspeed={REPO / 'conf' / 'deepspeed' / name}")
         assert deepspeed_config(c, 2, False)["zero_optimization"]["stage"] == stage
 
 

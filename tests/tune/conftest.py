@@ -14,7 +14,7 @@ def tiny_store(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("tune_synthetic")
     manifest, features = str(root / "manifest.parquet"), str(root / "features")
     done = run_cli(
-        "prepare", str(REPO / "conf" / "prepare_synthetic.yaml"), f"root={root / 'corpus'}", f"out={manifest}",
+        "prepare", str(REPO / "conf" / "prepare" / "synthetic.yaml"), f"root={root / 'corpus'}", f"out={manifest}",
         "options.train=96", "options.dev=12", "options.test=4",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

@@ -14,13 +14,13 @@ from ray_slt.config import build_config
 from ray_slt.errors import ConfigError
 from ray_slt.tune.config import SweepConfig, base_train_dict, check_space, load_sweep, max_epochs, yaml_value
 
-CONF = str(REPO / "conf" / "tune_synthetic_tiny.yaml")
+CONF = str(REPO / "conf" / "tune" / "synthetic_tiny.yaml")
 
 
 def sweep(**changes) -> SweepConfig:
     data = {
         "kind": "tune",
-        "train": str(REPO / "conf" / "train_synthetic_tiny.yaml"),
+        "train": str(REPO / "conf" / "train" / "synthetic_tiny.yaml"),
         "space": {"sft.lora.r": {"grid": [4, 16]}},
     }
     data.update(changes)
@@ -30,7 +30,7 @@ def sweep(**changes) -> SweepConfig:
 
 
 def test_shipped_sweep_configs_validate_against_their_training_configs():
-    for path in sorted((REPO / "conf").glob("tune_*.yaml")):
+    for path in sorted((REPO / "conf" / "tune").glob("*.yaml")):
         cfg = load_sweep(str(path))
         base = base_train_dict(cfg)
         check_space(cfg, base)
@@ -62,8 +62,10 @@ def test_unknown_paths_and_invalid_values_fail_before_any_trial():
         sweep(space={"sft.lr_llm": {"loguniform": [1e-5, 1e-3]}}, search={"algorithm": "grid"})
     with pytest.raises(ConfigError, match=r"eval.every_epochs is 0"):
         base_train_dict(sweep(overrides={"eval.every_epochs": 0}))
-    cfg = sweep(train=str(REPO / "conf" / "grpo_phoenix_gloss2text.yaml"), space={"grpo.beta": {"grid": [0.0, 0.04]}})
-    with pytest.raises(ConfigError, match=r"stage grpo trains with TRL's GRPOTrainer, not the train_func loop"):
+    cfg = sweep(
+        train=str(REPO / "conf" / "train" / "grpo_phoenix_gloss2text.yaml"), space={"grpo.beta": {"grid": [0.0, 0.04]}}
+    )
+    with pytest.raises(ConfigError, match=r"stage grpo trains with the grpo recipe, which sweeps do not run"):
         base_train_dict(cfg)
 
 
@@ -73,7 +75,7 @@ def test_cli_rejects_a_bad_space_in_one_line_without_starting_ray():
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "sft.lora.rr" in lines[0] and lines[0].startswith("ray-slt: error:")
     assert "Started a local Ray instance" not in done.stdout + done.stderr
-    done = run_cli("tune", str(REPO / "conf" / "train_synthetic_tiny.yaml"), timeout=120)
+    done = run_cli("tune", str(REPO / "conf" / "train" / "synthetic_tiny.yaml"), timeout=120)
     assert done.returncode == 2 and "kind 'tune' is needed" in done.stderr
 
 

@@ -29,7 +29,7 @@ from tune_helpers import last_json, run_cli, start_cli
 from ray_slt.config import load_config
 from ray_slt.training.config import TrainConfig
 
-CONF = str(REPO / "conf" / "tune_synthetic_tiny.yaml")
+CONF = str(REPO / "conf" / "tune" / "synthetic_tiny.yaml")
 GOOD_LRS, BAD_LR, EPOCHS = (3.0e-3, 2.0e-3), 1.0e-6, 2
 # grid entries are expanded (3 trials), the rank sampled once per grid point (seeded)
 SPACE = (

@@ -1,4 +1,5 @@
-"""The conf/vlm_*.yaml files: the paper's runs (real model ids, cluster settings) and the tiny CPU ones."""
+"""The conf/train/vlm/ configs: the paper's runs (a base per family + a dataset file, real model ids, cluster
+settings) and the tiny CPU ones."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from ray_slt.config import load_config
 from ray_slt.models.vlm.cache import VLMCacheConfig, config_from
 from ray_slt.models.vlm.config import FAMILY_DEFAULTS
 
-CONFS = sorted((REPO / "conf").glob("vlm_*.yaml"))
-PAPER_RUNS = [p for p in CONFS if not p.name.startswith("vlm_tiny_")]
+CONFS = sorted(p for p in (REPO / "conf" / "train" / "vlm").glob("*.yaml") if not p.name.startswith(("base_", "data_")))
+PAPER_RUNS = [p for p in CONFS if not p.name.startswith("tiny_")]
 
 
 def test_there_is_a_config_per_family_and_dataset_and_a_tiny_one_per_family():
     names = {p.stem for p in CONFS}
     for fam in FAMILY_DEFAULTS:
-        assert f"vlm_tiny_{fam}" in names
+        assert f"tiny_{fam}" in names
         for ds in ("phoenix14t", "how2sign", "openasl", "isign"):
-            assert f"vlm_{fam}_{ds}" in names
+            assert f"{fam}_{ds}" in names
 
 
 @pytest.mark.parametrize("path", CONFS, ids=[p.stem for p in CONFS])
@@ -34,7 +35,7 @@ def test_config_loads_says_how_to_run_and_feeds_the_cache_job(path):
 @pytest.mark.parametrize("path", PAPER_RUNS, ids=[p.stem for p in PAPER_RUNS])
 def test_paper_runs_use_the_papers_settings(path):
     cfg = load_config(str(path))
-    fam = next(f for f in FAMILY_DEFAULTS if path.stem.startswith(f"vlm_{f}_"))
+    fam = next(f for f in FAMILY_DEFAULTS if path.stem.startswith(f"{f}_"))
     v = cfg.vlm
     assert v.model == FAMILY_DEFAULTS[fam]["model"]
     assert (v.lr or FAMILY_DEFAULTS[fam]["lr"]) == FAMILY_DEFAULTS[fam]["lr"]

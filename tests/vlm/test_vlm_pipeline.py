@@ -126,13 +126,13 @@ def _check_trained(model_uri: str, vlm, base_path: str) -> None:
 
 
 def _check_eval(checkpoint: str, manifest: str, rows: list[dict], out) -> None:
-    """``ray-slt eval`` (ray_slt.training.evaluate) on the test split: greedy, 128 new tokens, shared metrics;
-    the configs require the cache, so every test sample came from it."""
-    from ray_slt.training.evaluate import evaluate
+    """``ray-slt eval`` (ray_slt.eval.run, the VLM predictor through the model registry) on the test split:
+    greedy, 128 new tokens, shared metrics; the configs require the cache, so every test sample came from it."""
+    from ray_slt.eval.run import evaluate
 
     result = evaluate(checkpoint, split="test", data=manifest, out=str(out), batch_size=4)
     n_test = sum(r["split"] == "test" for r in rows)
-    assert result["n_samples"] == n_test and result["stage"] == "vlm"
+    assert result["n_samples"] == n_test and result["stage"] == "vlm" and result["kind"] == "vlm"
     assert result["decoding"]["max_new_tokens"] == 128 and result["decoding"]["num_beams"] == 1
     assert 0.0 <= result["bleu4"] <= 100.0 and result["bleu_signature"].startswith("nrefs:1")
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
@@ -168,8 +168,8 @@ def test_prepare_cache_train_eval_in_process(family, tiny_paths, real_manifest, 
     groups, save/load, and the evaluation."""
     import pyarrow as pa
 
+    from ray_slt.features.source import rows_of
     from ray_slt.models.vlm.cache import STAGE_SCHEMA, CacheStage, build_index, write_entries
-    from ray_slt.models.vlm.data import rows_of
     from ray_slt.training.task import task_for
     from ray_slt.training.tasks_vlm import VLMRowStage, VLMTask
 

@@ -57,7 +57,7 @@ def save_vlm(model, uri: str) -> None:
         }
         with open(os.path.join(d, META), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1, ensure_ascii=False)
-        publish(d, uri)
+        publish(d, uri, kind="vlm")
 
 
 def load_vlm(uri: str, trainable: bool = False, dtype: str | None = None):

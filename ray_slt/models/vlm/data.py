@@ -16,7 +16,6 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from ray_slt.errors import DataError
@@ -121,21 +120,3 @@ def input_fingerprint(row: Mapping[str, Any]) -> str:
             values[k] = int(values[k])
     blob = json.dumps(values, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
-
-
-def rows_of(batch: Any) -> list[dict[str, Any]]:
-    """Ray Data batches (a columnar dict of arrays, a pyarrow table or a list of dicts) as a list of row dicts."""
-    if hasattr(batch, "to_pylist"):
-        return batch.to_pylist()
-    if isinstance(batch, Mapping):
-        cols = list(batch)
-        n = len(batch[cols[0]]) if cols else 0
-        out = []
-        for i in range(n):
-            row = {}
-            for c in cols:
-                v = batch[c][i]
-                row[c] = v.item() if isinstance(v, np.generic) else v
-            out.append(row)
-        return out
-    return [dict(r) for r in batch]

@@ -1,6 +1,6 @@
-// ray_slt web page: choose or record a clip, POST it to `translate?include_pose=true`, show the text and draw
-// the extracted 77-point pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page
-// works under any route prefix.
+// ray_slt web page: choose or record a clip, POST it to the server's translation route (`translate` unless the
+// server names another in /healthz) with `?include_pose=true`, show the text and draw the extracted 77-point
+// pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page works under any prefix.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +14,7 @@ let clip = null; // {blob, name, isPose}
 let pose = null; // the server's drawable pose
 let animation = null;
 let recorder = null;
+let route = "translate"; // the route of a model that reads signing and answers with text
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -31,9 +32,14 @@ async function loadService() {
     const r = await fetch("healthz");
     const info = await r.json();
     if (!r.ok) throw new Error(info.error || r.statusText);
-    $("service").textContent = `model ${info.model_id} · ${info.stage} · beams ${info.decoding.num_beams}` +
-      ` · batching ${info.batching.enabled ? "on" : "off"} · clips up to ${info.limits.max_video_s} s, ` +
-      `${info.limits.max_upload_mb} MB`;
+    const names = Object.keys(info.routes);
+    const signing = (n) => info.routes[n].predicts === "text" && ["pose", "video"].includes(info.routes[n].inputs);
+    route = names.includes("translate") && signing("translate") ? "translate" : names.find(signing) || route;
+    const m = info.routes[route];
+    if (!m) throw new Error(`no translation route (routes: ${names.join(", ")})`);
+    $("service").textContent = `/${route}: model ${m.model_id} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
+      ` · beams ${m.settings.num_beams} · batching ${m.batching.enabled ? "on" : "off"}` +
+      ` · clips up to ${info.limits.max_video_s} s, ${info.limits.max_upload_mb} MB`;
     $("token-row").hidden = !info.auth;
     $("token").value = sessionStorage.getItem("ray_slt_token") || "";
   } catch (e) {
@@ -89,7 +95,7 @@ $("translate").addEventListener("click", async () => {
   $("translate").disabled = true;
   setState("working", "uploading and translating…");
   try {
-    const r = await fetch("translate?include_pose=true", { method: "POST", body: form, headers: headers() });
+    const r = await fetch(`${route}?include_pose=true`, { method: "POST", body: form, headers: headers() });
     const out = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
     if (!r.ok) throw new Error(`${r.status}: ${out.error || r.statusText}`);
     showResult(out);
@@ -106,7 +112,7 @@ function showResult(out) {
   $("translation").textContent = out.text || "(empty translation)";
   const rows = [
     ["model", out.model_id],
-    ["input", `${out.input_kind}, ${out.num_frames} frames (${out.pose_estimator})`],
+    ["input", out.num_frames == null ? out.input_kind : `${out.input_kind}, ${out.num_frames} frames (${out.pose_estimator})`],
     ["batch", `translated in a batch of ${out.batch_size}`],
     ...Object.entries(out.timings).map(([k, v]) => [k.replace(/_s$/, " (s)"), v.toFixed(3)]),
   ];
@@ -120,7 +126,8 @@ function showResult(out) {
     return tr;
   }));
   $("result-card").hidden = false;
-  showPose(out.pose);
+  $("viewer-card").hidden = !out.pose;
+  if (out.pose) showPose(out.pose);
 }
 
 function showPose(p) {

@@ -1,0 +1,121 @@
+"""``ray-slt eval``: run a saved model over a split and score it with its evaluation protocol.
+
+``evaluate(checkpoint, split)`` takes a run directory (its best checkpoint, from ``run.json``), a checkpoint
+directory or a model directory, loads the model through the registry of saved models
+(:func:`ray_slt.models.registry.load_predictor`: the kind recorded in its manifest picks the predictor, which
+reads safetensors + JSON only), reads the split's samples in sample_id order from the run's data (the
+training config's ``data.features`` or ``data.manifest``) or from ``data`` (a feature store directory or a
+manifest ``.parquet``), and scores the outputs with the protocol (:mod:`ray_slt.eval.protocols`) of the stage
+that trained the model (recorded in its checkpoint), or ``protocol``. No training code is involved.
+
+Outputs (``out``, default ``{checkpoint}/eval/{split}``): the protocol's files (``predictions.jsonl``; for
+translation ``hypotheses.txt`` and ``references.txt``, which ``ray-slt score`` re-scores) and ``metrics.json``
+(the scores, their signatures, the protocol, the checkpoint, the model id (content hash of its files), the
+config hash, split, data, sample count and the predictor's settings, e.g. decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ray_slt import storage
+from ray_slt.errors import ConfigError, DataError
+
+
+def _batches(it: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for r in it:
+        batch.append(r)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def data_source(data: str | None, train_config: Mapping[str, Any] | None):
+    """The samples to evaluate on: ``data`` (a manifest ``.parquet`` or a feature store) or the run's."""
+    from ray_slt.features.source import SampleSource
+
+    if data is not None:
+        is_manifest = data.rstrip("/").endswith(".parquet")
+        return SampleSource(manifest=data) if is_manifest else SampleSource(features=data)
+    d = (train_config or {}).get("data") or {}
+    if not d.get("features") and not d.get("manifest"):
+        raise ConfigError("no data to evaluate on: pass --data (a feature store or a manifest .parquet)")
+    return SampleSource(features=d.get("features"), manifest=d.get("manifest"))
+
+
+def evaluate(
+    checkpoint: str,
+    split: str = "dev",
+    data: str | None = None,
+    out: str | None = None,
+    protocol: str | None = None,
+    protocol_options: Mapping[str, Any] | None = None,
+    predictor_options: Mapping[str, Any] | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Predict ``split`` with ``checkpoint``, score it, write the outputs; returns what ``metrics.json`` holds.
+
+    ``protocol_options`` go to the protocol (translation: ``lang``, ``semantic``, ``embedder``);
+    ``predictor_options`` to the predictor (translators: ``num_beams``, ``max_new_tokens``), over what the run's
+    training config implies (e.g. a VLM's vision cache)."""
+    from ray_slt.config import config_hash
+    from ray_slt.eval.protocols import protocol_for
+    from ray_slt.features.video import media_uri
+    from ray_slt.models.registry import predictor_class, resolve
+
+    t0 = time.perf_counter()
+    ref = resolve(checkpoint)
+    cls = predictor_class(ref.kind)
+    options = {**cls.options_from(ref.train_config), **{k: v for k, v in (predictor_options or {}).items()
+                                                         if v is not None}}  # fmt: skip
+    name = protocol or ref.protocol or cls.protocol
+    try:
+        evaluator = protocol_for(name, **{k: v for k, v in (protocol_options or {}).items() if v is not None})
+    except TypeError as e:
+        raise ConfigError(f"protocol {name!r} does not take these options ({e})") from None
+    source = data_source(data, ref.train_config)
+    predictor = cls(ref, device=device, **options)
+    manifest_dir = storage.parent(source.manifest) if source.manifest else None
+    preds: list[dict[str, Any]] = []
+    try:
+        for rows in _batches(source.samples(split), batch_size):
+            if predictor.inputs == "video":  # media paths in a manifest are relative to its folder
+                rows = [{**r, "video_uri": media_uri(r.get("video_uri"), manifest_dir)} for r in rows]
+            outputs = predictor.predict(rows)
+            preds += [evaluator.prediction(r, o) for r, o in zip(rows, outputs)]
+    finally:
+        predictor.close()
+    if not preds:
+        raise DataError(f"no samples of split {split!r}", source.uri)
+    scores = evaluator.score(preds)
+    out = out or storage.join(ref.checkpoint, "eval", split)
+    files = evaluator.write(out, preds, scores)
+    result = {
+        "split": split,
+        "n_samples": len(preds),
+        **scores,
+        "protocol": evaluator.describe(),
+        "checkpoint": ref.checkpoint,
+        "model": ref.model,
+        "kind": ref.kind,
+        "model_id": predictor.model_id,
+        "checkpoint_id": predictor.model_id.rpartition("@")[2],
+        "stage": ref.stage,
+        "step": ref.step,
+        "config_hash": config_hash(ref.train_config) if ref.train_config else None,
+        "data": source.uri,
+        "decoding": {**predictor.settings(), "batch_size": batch_size},
+        "out": out,
+        **files,
+        "metrics_file": storage.join(out, "metrics.json"),
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    storage.write_text(result["metrics_file"], json.dumps(result, indent=1, ensure_ascii=False, default=str))
+    return result
