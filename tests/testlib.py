@@ -79,3 +79,35 @@ def request(
     if "json" in ctype:
         return status, json.loads(body)
     return status, body.decode("utf-8", "replace")
+
+
+def serve_once(
+    checkpoint: str, route: str, body: bytes, content_type: str, features: dict | None = None, **model
+) -> tuple[int, dict, dict]:
+    """Serve ``checkpoint`` (a run, checkpoint or model directory) at ``POST /{route}`` on the running Ray,
+    send one request, shut Serve down. Returns ``(status, answer, healthz)``: the route's model as the
+    server describes it and what it answered, so a test can compare with the model loaded in process.
+    ``features``: the server's extraction settings (default: the extraction stage's defaults)."""
+    from ray import serve
+
+    from ray_slt.config import build_config
+    from ray_slt.serve.app import start
+
+    cfg = build_config(
+        {
+            "kind": "serve",
+            "app_name": f"once_{route}",
+            "models": {route: {"checkpoint": checkpoint, "deployment": {"num_cpus": 0.1}, **model}},
+            "features": {"deployment": {"num_cpus": 0.1}, **(features or {})},
+            "ingress": {"num_cpus": 0},
+            "http": {"port": free_port()},
+        }
+    )
+    url = start(cfg)
+    try:
+        status, health = request(url + "healthz")
+        assert status == 200, health
+        status, answer = request(url + route, body, content_type, timeout=300)
+        return status, answer, health
+    finally:
+        serve.shutdown()

@@ -14,8 +14,9 @@ Public API (per-worker training loops build on these):
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ray_slt.registry import Registry
 
 # Imported lazily (PEP 562), so that reading the config schemas does not import torch/transformers/peft.
 _EXPORTS = {
@@ -45,10 +46,13 @@ _EXPORTS = {
 }
 
 
+_LAZY = Registry("ray_slt.models name", {name: f"ray_slt.models.{module}:{name}" for name, module in _EXPORTS.items()})
+
+
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name not in _LAZY:
         raise AttributeError(f"module 'ray_slt.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ray_slt.models.{_EXPORTS[name]}"), name)
+    return _LAZY.get(name)
 
 
 __all__ = sorted(_EXPORTS)

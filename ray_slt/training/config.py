@@ -128,11 +128,16 @@ class TrainConfig(Schema):
     @classmethod
     def _stage_section(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            from ray_slt.training.task import stage_class
+            from ray_slt.training.task import STAGES, stage_class
 
             stage = str(data.get("stage") or "sft")
             if stage_class(stage).section_required and data.get(stage) is None:
                 raise ValueError(f"stage {stage!r} needs its model section '{stage}:'")
+            others = sorted(k for k in data if k != stage and k in STAGES)
+            if others:
+                other = others[0]
+                raise ValueError(f"section '{other}:' is stage {other}'s, but this config's stage is {stage!r}: "
+                                 f"remove it or set stage: {other}")  # fmt: skip
         return data
 
 

@@ -1,6 +1,7 @@
-"""The per-worker training function that Ray Train runs on every worker, for every task.
+"""The ``supervised`` recipe: the per-worker training function that Ray Train runs on every worker, for every
+:class:`~ray_slt.training.task.SupervisedTask`.
 
-``train_func(config)`` (config: :func:`loop_config` of a TrainConfig) does, on rank r of W::
+``train_func(config)`` (config: :func:`ray_slt.training.recipe.loop_config` of a TrainConfig) does, on rank r of W::
 
     setup    task = task_for(cfg); model = task.build(ctx) or the checkpoint's model (resume);
              DDP (ray.train.torch.prepare_model) or DeepSpeed (deepspeed.initialize with the ZeRO config);
@@ -10,15 +11,16 @@
     save     every trainer.checkpoint_every steps and at every epoch end: every rank writes its part of a
              checkpoint directory (rank 0: the consolidated model + train_state.json; each rank: its optimizer
              shard and RNG state) and calls ray.train.report(metrics, checkpoint=...) (Ray merges them)
-    eval     each eval.every_epochs epochs: dev generation split over the ranks, gathered on rank 0, scored with
-             ray_slt.eval.metrics.corpus_scores; reported as dev_bleu4 etc. (best checkpoint = max dev_bleu4)
+    eval     each eval.every_epochs epochs: dev predictions (task.predict) split over the ranks, gathered on rank 0,
+             scored by the task's protocol (task.evaluator()); reported as dev_* (translators: dev_bleu4 etc.); Ray
+             keeps the best checkpoint on the protocol's selection metric in its direction
     curves   rank 0 writes {run_dir}/metrics/train.jsonl|csv (loss, lr per group, grad norm, samples/s per
              step) and dev.jsonl|csv (scores per evaluation); dev predictions under {run_dir}/predictions/
 
 Checkpoint directory (one per report)::
 
     model/                  the consolidated model (task.save: safetensors + PEFT adapter + tokenizer)
-    train_state.json        step, epoch, position in the epoch, samples seen, metrics, stage, config
+    train_state.json        step, epoch, position in the epoch, samples seen, metrics, stage, protocol, config
     state/rank-{r}.json|.safetensors   optimizer state (every rank under DeepSpeed, rank 0 under DDP) + RNG
     dev_predictions.jsonl   the evaluation's predictions, when the checkpoint was evaluated
 

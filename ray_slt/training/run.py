@@ -11,6 +11,7 @@ latest checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,12 +36,51 @@ def run_dir(cfg: TrainConfig) -> str:
     return storage.join(cfg.trainer.storage, cfg.trainer.name)
 
 
+def state_api_available(timeout_s: float = 5.0) -> bool:
+    """Whether the connected Ray answers State API queries (it needs the dashboard, which an embedded local Ray
+    started with ``include_dashboard=False`` does not run)."""
+    from ray.util.state import list_nodes
+    from ray.util.state.exception import RayStateApiException
+
+    try:
+        list_nodes(limit=1, timeout=max(1, int(timeout_s)), raise_on_missing_output=False)
+    except (RayStateApiException, ConnectionError, OSError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+@functools.cache
+def trainer_class():
+    """Ray Train's ``TorchTrainer``, minus its placement-group cleaner when the State API is unavailable.
+
+    Ray Train v2 starts a detached ``PlacementGroupCleaner`` beside each run's controller; it polls the State API
+    for the controller's liveness and removes the run's placement group (destroying its healthy workers) when an
+    answer says the controller is gone. Without the dashboard that API cannot answer: the cleaner logs a warning
+    every second, and on a busy machine an empty answer reads as "dead" (a run was killed at step ~90 of ~1,200
+    that way). Where the State API works (a cluster with its dashboard) the cleaner stays; where it does not, the
+    cleaner could never do its job (and a local Ray's placement groups end with the driver anyway), so it is left
+    out."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            if state_api_available():
+                return callbacks
+            log.info("the State API is unavailable (no dashboard): running without Ray Train's placement-group "
+                     "cleaner")  # fmt: skip
+            return [c for c in callbacks if not isinstance(c, PlacementGroupCleanerCallback)]
+
+    return Trainer
+
+
 def build_trainer(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Any, dict[str, Any]]:
     """The ``TorchTrainer`` of a config (not started) and ``info`` (run_dir, recipe, selection,
     num_train_samples, total_steps). ``callbacks`` are Ray Train ``UserCallback``s (a Tune trial passes one that
     forwards the dev evaluations to Tune, see :mod:`ray_slt.tune.trial`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
 
     task = task_for(cfg)
     recipe = recipe_for(cfg, task)
@@ -76,7 +116,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Any,
         kwargs["datasets"] = datasets
         if recipe.dataset_config() is not None:
             kwargs["dataset_config"] = recipe.dataset_config()
-    trainer = TorchTrainer(
+    trainer = trainer_class()(
         recipe.train_func(),
         train_loop_config=loop_config(cfg, rdir, n_train),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),

@@ -25,8 +25,13 @@ Margins asserted: GRPO raises the held-out expected reward by at least ``MARGIN`
 by at least ``MARGIN`` (0.04) more than continued SFT; continued SFT's change stays below ``MARGIN``. Observed on
 the development machine (expected reward, clean-sentence share of samples in brackets), the same in every run:
 
-- seed 0: SFT checkpoint 0.636 (0.50); +40 SFT steps 0.620 (0.47); +40 GRPO steps 0.687 (0.70);
-- seed 1: SFT checkpoint 0.644 (0.48); +40 SFT steps 0.619 (0.44); +40 GRPO steps 0.721 (0.77).
+- seed 0: SFT checkpoint 0.636 (0.50); +80 SFT steps 0.611 (0.44); +80 GRPO steps 0.741 (0.89);
+- seed 1: SFT checkpoint 0.644 (0.48); +80 SFT steps 0.609 (0.41); +80 GRPO steps 0.743 (0.89).
+
+GRPO's sampled trajectory depends on the machine's floating-point results (the SFT arm and the starting point
+repeat exactly across machines; the GRPO arm does not): with 40 steps one machine measured +0.051 / +0.077 and
+another +0.038 / +0.049 for seeds 0 / 1, so seed 0 fell below the margin there; 80 steps give +0.10 on both
+seeds, more than twice the margin.
 
 The tokenizer is byte-level BPE, whose training is deterministic: with WordPiece (trained afresh in each process,
 and not deterministic across processes) the SFT start varied from 0.65 to 0.69 and about one run in five failed.
@@ -50,7 +55,7 @@ from ray_slt.models.sft import build_translator, param_groups
 from ray_slt.training.grpo import SignGRPOTrainer, hf_dataset
 from ray_slt.training.rewards import bleu_rouge
 
-K, SFT_STEPS, STEPS, LR, MARGIN = 4, 100, 40, 5e-3, 0.04
+K, SFT_STEPS, STEPS, LR, MARGIN = 4, 100, 80, 5e-3, 0.04
 P_NOISE, SAMPLES = 0.5, 16
 FILL_WORDS = ["heute", "morgen", "regen", "sonne", "wind", "norden", "süden", "schnee"]
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -132,7 +137,7 @@ class SFT:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0])  # seed 1 passes too (module docstring)
+@pytest.mark.parametrize("seed", [0, 1])
 def test_grpo_beats_continued_sft_on_held_out_reward(phoenix_train, tmp_path, seed):
     task = Task(phoenix_train)
     cfg = tiny_gloss_sft(

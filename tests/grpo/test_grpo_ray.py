@@ -66,6 +66,8 @@ def test_two_workers_train_checkpoint_resume_and_eval(ray_local, tmp_path, sft_c
     """`ray-slt train` on a stage-grpo config: 2 Ray Train workers, a checkpoint and a dev evaluation per step,
     the best on dev BLEU-4; the Ray checkpoint resumes (in this process, the code path a re-run takes); `ray-slt
     eval` scores the run's best checkpoint. One Ray run only: starting Ray Train workers is the slow part here."""
+    from testlib import serve_once
+
     from ray_slt.models.registry import load_predictor, resolve
     from ray_slt.training.grpo import CurveWriter, build_trainer, resume_dir
 
@@ -89,10 +91,19 @@ def test_two_workers_train_checkpoint_resume_and_eval(ray_local, tmp_path, sft_c
     # the checkpoint is an ordinary translator for everything that loads saved models (by the kind it records)
     ref = resolve(best["checkpoint"])
     assert (ref.kind, ref.stage, ref.protocol, ref.model) == ("translator", "grpo", "translation", best["model"])
-    predictor = load_predictor(str(run_dir))
+    decoding = {"num_beams": 1, "max_new_tokens": 6}
+    predictor = load_predictor(str(run_dir), **decoding)
     assert predictor.inputs == "gloss" and predictor.model.cfg.lora.r == 64
     assert len(predictor.predict([{"gloss": "MORGEN REGEN"}, {"gloss": "HEUTE SONNE"}])) == 2
     model = predictor.model
+    # ... and served over real HTTP: a gloss translator's route takes JSON glosses
+    body = json.dumps({"gloss": "MORGEN REGEN"}).encode()
+    status, out, health = serve_once(str(run_dir), "gloss2text", body, "application/json", options=decoding)
+    assert status == 200, out
+    route = health["routes"]["gloss2text"]
+    assert (route["kind"], route["stage"], route["inputs"]) == ("translator", "grpo", "gloss")
+    assert out["model_id"] == predictor.model_id and out["input_kind"] == "gloss"
+    assert out["text"] == predictor.predict([{"gloss": "MORGEN REGEN"}])[0]["text"]
     batch = model.collator()([{"gloss": "MORGEN REGEN"}, {"gloss": "HEUTE SONNE"}])
     assert len(model.generate(batch, num_beams=1, max_new_tokens=6)) == 2
     rewards = [r for r in _jsonl(run_dir / "metrics" / "train.jsonl") if "reward" in r]

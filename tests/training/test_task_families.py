@@ -44,7 +44,7 @@ def test_config_section_and_selection_come_from_the_registered_task():
 
     cfg = build_config(TOY, ["toy.lr=0.1"])
     assert type(cfg).__name__ == "TrainConfig_toy" and cfg.toy.lr == 0.1
-    with pytest.raises(ConfigError, match=r"unknown key 'toy.rate'.*did you mean 'toy.train_slope'|toy.lr"):
+    with pytest.raises(ConfigError, match=r"unknown key 'toy\.rate': toy has no field 'rate'"):
         build_config(TOY, ["toy.rate=0.1"])
     selection = task_for(cfg).selection
     assert (selection.key, selection.mode) == ("dev_mae", "min")

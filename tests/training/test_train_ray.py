@@ -105,9 +105,8 @@ def test_deepspeed_zero2_two_workers_checkpoints_to_s3_and_resumes(ray_with_s3, 
 
 def test_ddp_two_workers_pretraining(ray_with_s3, synthetic_store, tmp_path):
     cfg = load_config(
-        CONF,
+        str(REPO / "conf" / "train" / "pretrain_synthetic_tiny.yaml"),
         [
-            "stage=pretrain",
             f"data.features={synthetic_store['features']}",
             "data.limit_train=64",
             "data.limit_dev=8",
@@ -137,6 +136,22 @@ def test_ddp_two_workers_pretraining(ray_with_s3, synthetic_store, tmp_path):
     assert a == pytest.approx(b, rel=1e-9, abs=1e-9)  # DDP keeps both replicas identical
     assert state["stage"] == "pretrain" and storage.exists(f"{s['latest']}/model/pretrain.json")
     assert s["best"]["dev_bleu4"] is not None and s["best"]["checkpoint"] == s["latest"]
+
+    # the stage-1 run is served like every other translator (its text decoder translates), over real HTTP
+    from testlib import serve_once
+
+    from ray_slt.features.store import load_sample, pose_uri
+    from ray_slt.models.registry import load_predictor
+
+    sid = sorted(json.loads(x)["sample_id"] for x in storage.read_text(
+        storage.join(s["run_dir"], "predictions", f"dev_step{s['steps']:07d}.jsonl")).splitlines())[0]  # fmt: skip
+    pose = storage.read_bytes(pose_uri(synthetic_store["features"], sid))
+    status, out, health = serve_once(s["run_dir"], "translate", pose, "application/x-pose")
+    assert status == 200, out
+    assert health["routes"]["translate"]["kind"] == "pretrain" and health["routes"]["translate"]["stage"] == "pretrain"
+    predictor = load_predictor(s["run_dir"])
+    assert out["model_id"] == predictor.model_id
+    assert out["text"] == predictor.predict([load_sample(synthetic_store["features"], sid)])[0]["text"]
 
 
 def test_killed_worker_resumes_to_the_same_state(ray_with_s3, synthetic_store, tmp_path):

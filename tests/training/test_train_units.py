@@ -27,6 +27,8 @@ def test_config_rules():
     assert c.stage == "sft" and c.sft.lr_llm == 1e-3 and not hasattr(c, "pretrain")
     assert c.trainer.deepspeed == {"zero_optimization": {"stage": 2}}  # deepspeed without a file: ZeRO-2
     assert build_config({**BASE, "stage": "pretrain"}).pretrain.skeleton.hidden == 512
+    with pytest.raises(ConfigError, match=r"section 'sft:' is stage sft's, but this config's stage is 'pretrain'"):
+        build_config({**BASE, "sft": {"lr_llm": 1e-3}}, ["stage=pretrain"])
     with pytest.raises(ConfigError, match="test split is never used during training"):
         cfg("data.dev_split=test")
     with pytest.raises(ConfigError, match=r"exactly one of data\.features"):

@@ -140,7 +140,7 @@ def _check_eval(checkpoint: str, manifest: str, rows: list[dict], out) -> None:
     assert json.loads((out / "metrics.json").read_text())["bleu4"] == result["bleu4"]
 
 
-def test_prepare_cache_train_eval_on_ray(ray_local, tiny_paths, real_manifest, tmp_path):
+def test_prepare_cache_train_eval_on_ray(ray_local, tiny_paths, real_manifest, shared_data, tmp_path):
     """The paper's recipe end to end on a tiny SmolVLM: the cache job (Ray Data) stores the frozen tower's
     features of real clips; Ray Train trains with the cache required (the encoder never runs in training) and
     picks the checkpoint on dev BLEU; the test split is evaluated with the shared metrics. The frozen weights
@@ -159,6 +159,27 @@ def test_prepare_cache_train_eval_on_ray(ray_local, tiny_paths, real_manifest, t
     assert "dev_bleu4" in summary["metrics"] and summary["best"]["model"]
     _check_trained(summary["best"]["model"], vlm, tiny_paths[family])
     _check_eval(summary["run_dir"], real_manifest, rows, tmp_path / "eval")
+    _check_served(summary["run_dir"], shared_data / "slp_site" / "asl_different.mp4")
+
+
+def _check_served(run_dir: str, video) -> None:
+    """The VLM run served over real HTTP: a video upload goes to the model, which decodes it itself (its own
+    frame settings); the answer is the one the model gives in process for the same file."""
+    from testlib import serve_once
+
+    from ray_slt.models.registry import load_predictor
+
+    status, out, health = serve_once(run_dir, "translate", video.read_bytes(), "video/mp4")
+    assert status == 200, out
+    route = health["routes"]["translate"]
+    assert (route["kind"], route["stage"], route["inputs"]) == ("vlm", "vlm", "video")
+    assert out["input_kind"] == "video" and out["num_frames"] is None and "pose" not in out
+    predictor = load_predictor(run_dir)
+    try:
+        assert out["model_id"] == predictor.model_id
+        assert out["text"] == predictor.predict([{"sample_id": "v", "video_uri": str(video)}])[0]["text"]
+    finally:
+        predictor.close()
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl"])

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ray_slt.errors import ConfigError
+from ray_slt.registry import Registry
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -743,16 +744,20 @@ class InternVLFamily(Family):
         return {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "resample": BICUBIC}
 
 
-FAMILY_CLASSES: dict[str, type[Family]] = {
-    "smolvlm": SmolVLMFamily,
-    "qwen2_5_vl": Qwen25VLFamily,
-    "internvl": InternVLFamily,
-}
+FAMILIES = Registry(
+    "VLM family",
+    {
+        "smolvlm": f"{__name__}:SmolVLMFamily",
+        "qwen2_5_vl": f"{__name__}:Qwen25VLFamily",
+        "internvl": f"{__name__}:InternVLFamily",
+    },
+)
 
 
 def family_for(model_type: str) -> Family:
     """The family of a checkpoint's ``config.model_type``."""
-    for cls in FAMILY_CLASSES.values():
+    for name in FAMILIES:
+        cls = FAMILIES.get(name)
         if model_type in cls.model_types:
             return cls(model_type)
     hint = ""
@@ -767,9 +772,7 @@ def family_for(model_type: str) -> Family:
 
 
 def family_named(name: str) -> Family:
-    if name not in FAMILY_CLASSES:
-        raise ConfigError(f"unknown VLM family {name!r}; known: {', '.join(FAMILY_CLASSES)}")
-    return FAMILY_CLASSES[name]()
+    return FAMILIES.get(name)()
 
 
 def lora_target_regex(family: Family, modules: list[str]) -> str:
