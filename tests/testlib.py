@@ -111,3 +111,18 @@ def serve_once(
         return status, answer, health
     finally:
         serve.shutdown()
+
+
+def retag(src, dst, title: str = "Gebärden für Anfänger ÿ") -> None:
+    """``src``'s video stream copied (no re-encoding) into an MP4 whose tags are latin-1 bytes, as some scraping
+    tools write them: not valid UTF-8."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", metadata_encoding="latin-1") as out:
+        out.metadata["title"] = title
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)

@@ -143,6 +143,18 @@ class Probe:
     fps: float | None
 
 
+def open_container(path: str, mode: str = "r", **kwargs):
+    """A PyAV container, read whatever its metadata holds: real corpora are scraped from many sites and tools,
+    whose container tags (title, comment, encoder) are often not valid UTF-8. PyAV decodes tags as UTF-8 and
+    would refuse to open such a file at all; here undecodable tag bytes are dropped (the tags are never used:
+    frames decide whether a video is usable). Every place that opens media for reading goes through this."""
+    import av
+
+    if mode == "r":
+        kwargs.setdefault("metadata_errors", "ignore")
+    return av.open(path, mode, **kwargs)
+
+
 def count_decodable(path: str, stop_after: int | None = None) -> Probe:
     """Count the frames of a video that really decode, with a decode-only PyAV pass (no colour conversion).
 
@@ -152,7 +164,7 @@ def count_decodable(path: str, stop_after: int | None = None) -> Probe:
     import av
 
     try:
-        container = av.open(path)
+        container = open_container(path)
     except (av.FFmpegError, OSError, ValueError) as e:
         raise SampleError("decode", f"unreadable video ({_one_line(e)})") from None
     with container:

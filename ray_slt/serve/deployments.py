@@ -49,9 +49,11 @@ def probe_video(path: str, max_s: float) -> tuple[float, str, bool]:
     recording has neither). 422 when it is not a readable video, 413 when longer than ``max_s``."""
     import av
 
+    from ray_slt.features.video import open_container
+
     try:
-        container = av.open(path, metadata_errors="ignore")
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        container = open_container(path)
+    except (av.FFmpegError, OSError, ValueError) as e:
         reason = getattr(e, "strerror", None) or type(e).__name__
         raise RequestError(422, f"not a readable video ({reason})") from None
     with container:
@@ -94,13 +96,15 @@ def remux(src: str, dst: str) -> str:
     """
     import av
 
+    from ray_slt.features.video import open_container
+
     try:
-        with av.open(src) as inp:
+        with open_container(src) as inp:
             stream = inp.streams.video[0]
             pts = [p.pts for p in inp.demux(stream) if p.dts is not None]
         even = all(p is not None for p in pts) and pts == sorted(pts) and len(pts) > 1 and pts[-1] > pts[0]
         step = round((pts[-1] - pts[0]) / (len(pts) - 1)) if even else 0
-        with av.open(src) as inp, av.open(dst, "w", format="matroska") as out:
+        with open_container(src) as inp, open_container(dst, "w", format="matroska") as out:
             stream = inp.streams.video[0]
             target = out.add_stream_from_template(stream)
             for i, packet in enumerate(p for p in inp.demux(stream) if p.dts is not None):  # no end-of-stream marker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from testlib import retag
 
 from ray_slt.features.sampling import SampleError, parse_sampling
 from ray_slt.features.video import (
@@ -136,3 +137,20 @@ def test_unreadable_frame_image_is_a_decode_error(tmp_path, phoenix_frames):
     ):
         Decoder(isolated=False).decode(req)
     assert e.value.stage == "decode" and "images0002.png" in e.value.reason
+
+
+def test_a_clip_whose_tags_are_not_utf8_decodes_like_the_original(shared_data, tmp_path):
+    """A valid clip with non-UTF-8 container tags was recorded as 'unreadable video' (PyAV decodes tags as
+    UTF-8); every frame decodes, so it must give exactly the original's frames."""
+    import av
+
+    src, dst = shared_data / "slp_site" / "asl_house.mp4", tmp_path / "tagged.mp4"
+    retag(src, dst)
+    with pytest.raises(UnicodeDecodeError):
+        av.open(str(dst))  # the oddity is real: PyAV's default open refuses the file
+    probe, orig = count_decodable(str(dst)), count_decodable(str(src))
+    assert (probe.decodable, probe.complete) == (orig.decodable, True) and probe.decodable == 73
+    clip, ref = decode_video(str(dst), ALL), decode_video(str(src), ALL)
+    assert np.array_equal(clip.frames, ref.frames) and clip.span == ref.span == (0, 73)
+    with Decoder(timeout_s=60) as dec:  # the child-process decoder that extraction and serving use
+        assert np.array_equal(dec.decode(_request(dst)).frames, ref.frames)

@@ -53,3 +53,19 @@ def test_a_recorded_webm_without_duration_is_decoded(shared_data, tmp_path):
         service.close()
     assert out["ok"], out
     assert out["info"]["num_frames"] == 16 and out["info"]["pose_estimator"] == "mediapipe-holistic"
+
+
+def test_an_upload_whose_tags_are_not_utf8_is_probed_remuxed_and_decoded(shared_data, tmp_path):
+    """The serving path opens uploads with the same tolerant opener: a clip with latin-1 tags is a video."""
+    from testlib import retag
+
+    from ray_slt.serve.deployments import probe_video, remux
+
+    dst = tmp_path / "tagged.mp4"
+    retag(shared_data / "slp_site" / "asl_house.mp4", dst)
+    duration, codec, complete = probe_video(str(dst), max_s=30)
+    assert codec == "h264" and complete and duration == pytest.approx(73 / 25, abs=0.05)
+    import av
+
+    with av.open(remux(str(dst), str(tmp_path / "copy.mkv"))) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 73

@@ -37,7 +37,7 @@ async function loadService() {
     route = names.includes("translate") && signing("translate") ? "translate" : names.find(signing) || route;
     const m = info.routes[route];
     if (!m) throw new Error(`no translation route (routes: ${names.join(", ")})`);
-    $("service").textContent = `/${route}: model ${m.model_id} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
+    $("service").textContent = `model ${m.model_id} at /${route} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
       ` · beams ${m.settings.num_beams} · batching ${m.batching.enabled ? "on" : "off"}` +
       ` · clips up to ${info.limits.max_video_s} s, ${info.limits.max_upload_mb} MB`;
     $("token-row").hidden = !info.auth;
