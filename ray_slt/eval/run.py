@@ -85,7 +85,9 @@ def evaluate(
     manifest_dir = storage.parent(source.manifest) if source.manifest else None
     preds: list[dict[str, Any]] = []
     try:
-        for rows in _batches(source.samples(split), batch_size):
+        evaluator.setup(predictor, split)  # e.g. a zero-shot protocol's candidate classes
+        samples = (s for s in source.samples(split) if evaluator.keep(s))
+        for rows in _batches(samples, batch_size):
             if predictor.inputs == "video":  # media paths in a manifest are relative to its folder
                 rows = [{**r, "video_uri": media_uri(r.get("video_uri"), manifest_dir)} for r in rows]
             outputs = predictor.predict(rows)

@@ -37,6 +37,7 @@ MODEL_KINDS = Registry(
         "translator": "ray_slt.models.predictors:TranslatorPredictor",
         "pretrain": "ray_slt.models.predictors:PretrainPredictor",
         "vlm": "ray_slt.models.vlm.predictor:VLMPredictor",
+        "recognizer": "ray_slt.models.recognition:RecognizerPredictor",
     },
 )
 

@@ -126,13 +126,21 @@ class SkeletonEncoder(nn.Module):
         self.fuse = nn.Linear(len(PARTS) * (cfg.gcn_channels[-1] + 1), cfg.hidden)
         self.transformer = SequenceEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.ffn, cfg.dropout)
 
-    def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_with_parts(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """As :meth:`encode`, plus each part's pooled graph-convolution features ``[B, T, C + 1]`` (before the
+        parts are fused): the subunit level of HALI."""
         x, valid = skeleton_inputs(batch)
         x = x.to(self.fuse.weight.dtype)
         validf = valid[..., None].to(x.dtype)
         feats = [gcn(x[:, :, s:e], validf[:, :, s:e]) for (s, e), gcn in zip(PARTS.values(), self.parts.values())]
         mask = batch["frame_mask"].bool()
         z = self.fuse(torch.cat(feats, dim=-1)) * mask[..., None].to(x.dtype)
-        return self.transformer(z, mask), mask
+        return self.transformer(z, mask), mask, dict(zip(PARTS, feats))
+
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        z, mask, _ = self.encode_with_parts(batch)
+        return z, mask
 
     forward = encode

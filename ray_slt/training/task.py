@@ -77,6 +77,8 @@ STAGES = Registry(
         "sft": "ray_slt.training.tasks:SFTTask",
         "vlm": "ray_slt.training.tasks_vlm:VLMTask",
         "grpo": "ray_slt.training.grpo_config:GRPOStage",
+        "islr": "ray_slt.training.tasks_recognition:ISLRTask",
+        "hali": "ray_slt.training.tasks_recognition:HaliTask",
     },
 )
 

@@ -18,6 +18,7 @@ ADAPTERS = Registry(
         "openpose": "ray_slt.data.adapters.openpose:OpenPoseFrames",
         "prompt2sign": "ray_slt.data.adapters.openpose:Prompt2Sign",
         "synthetic": "ray_slt.data.adapters.synthetic:Synthetic",
+        "synthetic_isolated": "ray_slt.data.adapters.synthetic:SyntheticIsolated",
     },
 )
 

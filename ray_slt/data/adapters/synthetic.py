@@ -1,4 +1,6 @@
-"""The synthetic corpus (see :mod:`ray_slt.data.synthetic`): generated under the root if absent, then read."""
+"""The synthetic corpora (see :mod:`ray_slt.data.synthetic`), generated under the root if absent, then read:
+``synthetic`` (signed sentences with English translations) and ``synthetic_isolated`` (isolated signs with a
+lexicon of their descriptions, ``lexicon.csv`` beside the table)."""
 
 from __future__ import annotations
 
@@ -30,18 +32,32 @@ class SyntheticOptions(Schema):
     seed: int = 0
 
 
+class IsolatedOptions(Schema):
+    """Used only when the corpus does not exist under the root yet and is generated."""
+
+    classes: int = 60
+    train: int = 6  # samples per sign and split
+    dev: int = 2
+    test: int = 2
+    signers: int = 6
+    seed: int = 0
+
+
 class Synthetic(Adapter):
     name = "synthetic"
     description = "SYNTHETIC made-up sign language (COCO-WholeBody poses) for demos and learning tests"
     sign_language = "qsl"
     spoken_language = "en"
     Options = SyntheticOptions
+    table = "synthetic.tsv"
+
+    def generate(self, root: str, options) -> None:
+        synthetic.generate(root, synthetic.SyntheticSpec(**options.model_dump()), progress=True)
 
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
-        table = storage.join(root, "synthetic.tsv")
+        table = storage.join(root, self.table)
         if not storage.exists(table):
-            spec = synthetic.SyntheticSpec(**options.model_dump())
-            synthetic.generate(root, spec, progress=True)
+            self.generate(root, options)
         else:
             _check_existing(root, options)
         rows = []
@@ -68,6 +84,16 @@ class Synthetic(Adapter):
                     )
                 )
         return rows
+
+
+class SyntheticIsolated(Synthetic):
+    name = "synthetic_isolated"
+    description = "SYNTHETIC isolated signs composed from phonological parameters, with a lexicon of descriptions"
+    Options = IsolatedOptions
+    table = synthetic.ISOLATED_TSV
+
+    def generate(self, root: str, options) -> None:
+        synthetic.generate_isolated(root, synthetic.IsolatedSpec(**options.model_dump()), progress=True)
 
 
 def _check_existing(root: str, options: SyntheticOptions) -> None:
