@@ -51,6 +51,11 @@ UPLOAD_BODY = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "video or .pose"},
                         "uri": {"type": "string", "description": "a file under the server's inputs.uri_prefix"},
+                        "candidates": {
+                            "type": "string",
+                            "description": "for recognizers: JSON list of {gloss, description} to rank the sign "
+                            "among (signs the model never saw)",
+                        },
                     },
                 }
             },
@@ -61,6 +66,14 @@ UPLOAD_BODY = {
                     "type": "object",
                     "properties": {
                         "uri": {"type": "string", "description": "a clip under the server's inputs.uri_prefix"},
+                        "candidates": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"gloss": {"type": "string"}, "description": {"type": "string"}},
+                            },
+                            "description": "for recognizers: signs to rank the clip among, by description",
+                        },
                         "text": {"type": "string", "description": "for models that read text"},
                         "gloss": {"type": "string", "description": "for models that read glosses"},
                     },
@@ -222,6 +235,8 @@ class Ingress:
             limit = self.cfg.limits.max_text_chars
             return parse_text_request(request.headers.get("content-type"), body, r["inputs"], limit), None
         clip = parse_request(request.headers.get("content-type"), body, request.query_params)
+        if clip.candidates is not None and r["predicts"] != "labels":
+            raise RequestError(400, f"/{route} takes no candidates (its model predicts {r['predicts']})")
         extracted = await self._call(
             self.features, "extract",
             {"kind": clip.kind, "data": clip.data, "uri": clip.uri, "suffix": clip.suffix,
@@ -230,7 +245,10 @@ class Ingress:
         )  # fmt: skip
         if not extracted["ok"]:
             raise RequestError(extracted["status"], extracted["reason"])
-        return extracted["sample"], extracted
+        sample = extracted["sample"]
+        if clip.candidates is not None:
+            sample = {**sample, "candidates": clip.candidates}
+        return sample, extracted
 
     # ------------------------------------------------------------------------------------------ endpoints
 
@@ -338,7 +356,7 @@ def route_table(cfg: ServeConfig) -> dict[str, dict[str, Any]]:
                 f"models.{route}: {m.checkpoint} fuses DINOv2 face/hand features: set features.visual.kind=dinov2 "
                 "and features.visual.model (or serve a checkpoint trained with fusion.face=false fusion.hand=false)"
             )
-        table[route] = {"kind": ref.kind, "model": ref.model, **req}
+        table[route] = {"kind": ref.kind, "model": ref.model, "predicts": cls.predicts, **req}
     return table
 
 
@@ -365,6 +383,7 @@ def build_app(cfg: ServeConfig, token: str | None = None):
                 config, route
             ),
             "kind": table[route]["kind"],
+            "predicts": table[route]["predicts"],
             "inputs": table[route]["inputs"],
             "needs_visual": table[route]["needs_visual"],
         }

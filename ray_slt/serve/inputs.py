@@ -50,13 +50,15 @@ class RequestError(Exception):
 
 @dataclass
 class ClipInput:
-    """One clip to translate: ``kind`` is ``video``, ``pose`` or ``uri``."""
+    """One clip: ``kind`` is ``video``, ``pose`` or ``uri``; ``candidates``: signs to rank it among, with their
+    descriptions (for recognizers that rank by description), when the request names them."""
 
     kind: str
     data: bytes | None = None
     uri: str | None = None
     filename: str | None = None
     suffix: str = ""
+    candidates: list[dict[str, str]] | None = None
 
     @property
     def size(self) -> int:
@@ -158,6 +160,38 @@ def parse_multipart(body: bytes, boundary: str | None) -> dict[str, tuple[str | 
         pos = end + 2 + len(delimiter)
 
 
+MAX_CANDIDATES, MAX_GLOSS_CHARS, MAX_DESCRIPTION_CHARS = 1000, 100, 2000
+
+
+def parse_candidates(value: object) -> list[dict[str, str]]:
+    """A request's candidate signs: a JSON list (or its text) of ``{"gloss", "description"}`` objects, bounded
+    (at most 1000; a gloss up to 100 and a description up to 2000 characters), glosses distinct."""
+    if isinstance(value, bytes | str):
+        try:
+            value = json.loads(value)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise RequestError(400, f"'candidates' is not valid JSON ({e})") from None
+    if not isinstance(value, list) or not value:
+        raise RequestError(400, '\'candidates\' must be a non-empty list of {"gloss", "description"} objects')
+    if len(value) > MAX_CANDIDATES:
+        raise RequestError(413, f"{len(value)} candidates exceed the limit of {MAX_CANDIDATES}")
+    out, seen = [], set()
+    for i, c in enumerate(value):
+        if not isinstance(c, dict) or not isinstance(c.get("gloss"), str) or not isinstance(c.get("description"), str):
+            raise RequestError(400, f"candidate {i} is not an object with string 'gloss' and 'description'")
+        gloss, text = c["gloss"].strip(), " ".join(c["description"].split())
+        if not gloss or not text:
+            raise RequestError(400, f"candidate {i} has an empty gloss or description")
+        if len(gloss) > MAX_GLOSS_CHARS or len(text) > MAX_DESCRIPTION_CHARS:
+            raise RequestError(413, f"candidate {i} is too long (gloss <= {MAX_GLOSS_CHARS}, description <= "
+                               f"{MAX_DESCRIPTION_CHARS} characters)")  # fmt: skip
+        if gloss in seen:
+            raise RequestError(400, f"candidate gloss {gloss!r} is given twice")
+        seen.add(gloss)
+        out.append({"gloss": gloss, "description": text})
+    return out
+
+
 def _uri_input(value: object) -> ClipInput:
     if not isinstance(value, str) or not value.strip():
         raise RequestError(400, "'uri' must be a non-empty string")
@@ -176,13 +210,17 @@ def parse_request(content_type: str | None, body: bytes, query: Mapping[str, str
         fields = parse_multipart(body, params.get("boundary"))
         if "file" in fields and "uri" in fields:
             raise RequestError(400, "send either a 'file' or a 'uri' field, not both")
+        candidates = parse_candidates(fields["candidates"][2]) if "candidates" in fields else None
         if "uri" in fields:
-            return _uri_input(fields["uri"][2].decode("utf-8", "replace"))
-        if "file" not in fields:
+            clip = _uri_input(fields["uri"][2].decode("utf-8", "replace"))
+        elif "file" not in fields:
             raise RequestError(400, f"missing field 'file' (got {sorted(fields) or 'no fields'})")
-        filename, part_type, data = fields["file"]
-        kind, suffix = kind_of(filename, part_type)
-        return _file_input(kind, suffix, data, filename)
+        else:
+            filename, part_type, data = fields["file"]
+            kind, suffix = kind_of(filename, part_type)
+            clip = _file_input(kind, suffix, data, filename)
+        clip.candidates = candidates
+        return clip
     if ctype == "application/json":
         try:
             payload = json.loads(body.decode("utf-8"))
@@ -190,7 +228,10 @@ def parse_request(content_type: str | None, body: bytes, query: Mapping[str, str
             raise RequestError(400, f"body is not valid JSON ({e})") from None
         if not isinstance(payload, dict) or "uri" not in payload:
             raise RequestError(400, "missing field 'uri' in the JSON body")
-        return _uri_input(payload["uri"])
+        clip = _uri_input(payload["uri"])
+        if "candidates" in payload:
+            clip.candidates = parse_candidates(payload["candidates"])
+        return clip
     filename = query.get("filename")
     if ctype == "application/octet-stream":
         if not filename:

@@ -1,6 +1,8 @@
-// ray_slt web page: choose or record a clip, POST it to the server's translation route (`translate` unless the
-// server names another in /healthz) with `?include_pose=true`, show the text and draw the extracted 77-point
-// pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page works under any prefix.
+// ray_slt web page: a tab per route of the server whose model reads signing (from /healthz: translate, recognize,
+// ...); choose or record a clip, POST it to the tab's route with `?include_pose=true`, show the answer (a
+// translation, or the ranked signs of a recognizer, optionally among candidate signs described in the page) and
+// draw the extracted 77-point pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page
+// works under any prefix.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -14,7 +16,9 @@ let clip = null; // {blob, name, isPose}
 let pose = null; // the server's drawable pose
 let animation = null;
 let recorder = null;
-let route = "translate"; // the route of a model that reads signing and answers with text
+let route = "translate"; // the chosen tab's route
+let routes = {}; // route -> its model, as /healthz describes it
+const VERB = { text: "Translate", labels: "Recognize" };
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -27,19 +31,55 @@ function headers() {
   return token ? { Authorization: "Bearer " + token } : {};
 }
 
+let limits = null;
+
+function selectRoute(name) {
+  route = name;
+  const m = routes[name];
+  for (const b of $("tabs").children) b.setAttribute("aria-selected", String(b.id === `tab-${name}`));
+  const beams = m.settings.num_beams ? ` · beams ${m.settings.num_beams}` : "";
+  $("service").textContent = `model ${m.model_id} at /${name} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
+    `${beams} · batching ${m.batching.enabled ? "on" : "off"}` +
+    ` · clips up to ${limits.max_video_s} s, ${limits.max_upload_mb} MB`;
+  $("translate").textContent = VERB[m.predicts] || "Run";
+  $("candidates-row").hidden = !(m.predicts === "labels" && m.settings.zero_shot);
+  $("result-card").hidden = true;
+}
+
+function candidates() {
+  // "GLOSS: description" lines -> [{gloss, description}] (blank lines skipped)
+  const lines = $("candidates").value.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.map((line) => {
+    const at = line.indexOf(":");
+    if (at < 1) throw new Error(`candidate line needs GLOSS: description: ${line}`);
+    return { gloss: line.slice(0, at).trim(), description: line.slice(at + 1).trim() };
+  });
+}
+
 async function loadService() {
   try {
     const r = await fetch("healthz");
     const info = await r.json();
     if (!r.ok) throw new Error(info.error || r.statusText);
-    const names = Object.keys(info.routes);
-    const signing = (n) => info.routes[n].predicts === "text" && ["pose", "video"].includes(info.routes[n].inputs);
-    route = names.includes("translate") && signing("translate") ? "translate" : names.find(signing) || route;
-    const m = info.routes[route];
-    if (!m) throw new Error(`no translation route (routes: ${names.join(", ")})`);
-    $("service").textContent = `model ${m.model_id} at /${route} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
-      ` · beams ${m.settings.num_beams} · batching ${m.batching.enabled ? "on" : "off"}` +
-      ` · clips up to ${info.limits.max_video_s} s, ${info.limits.max_upload_mb} MB`;
+    routes = Object.fromEntries(Object.entries(info.routes).filter(([, m]) => ["pose", "video"].includes(m.inputs)));
+    const names = Object.keys(routes);
+    if (!names.length) throw new Error(`no route of this server reads signing (routes: ${Object.keys(info.routes)})`);
+    limits = info.limits;
+    $("tabs").replaceChildren(...names.map((name) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.role = "tab";
+      b.id = `tab-${name}`;
+      b.textContent = `${VERB[routes[name].predicts] || "Run"} · /${name}`;
+      b.addEventListener("click", () => selectRoute(name));
+      return b;
+    }));
+    $("api-routes").replaceChildren(...Object.keys(info.routes).map((n) => {
+      const c = document.createElement("code");
+      c.textContent = `POST ${n} `;
+      return c;
+    }));
+    selectRoute(names.includes("translate") ? "translate" : names[0]);
     $("token-row").hidden = !info.auth;
     $("token").value = sessionStorage.getItem("ray_slt_token") || "";
   } catch (e) {
@@ -93,13 +133,16 @@ $("translate").addEventListener("click", async () => {
   const form = new FormData();
   form.append("file", clip.blob, clip.name);
   $("translate").disabled = true;
-  setState("working", "uploading and translating…");
+  setState("working", `uploading and running /${route}…`);
   try {
+    if (!$("candidates-row").hidden && $("candidates").value.trim()) {
+      form.append("candidates", JSON.stringify(candidates()));
+    }
     const r = await fetch(`${route}?include_pose=true`, { method: "POST", body: form, headers: headers() });
     const out = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
     if (!r.ok) throw new Error(`${r.status}: ${out.error || r.statusText}`);
     showResult(out);
-    setState("done", `translated in ${out.timings.total_s.toFixed(2)} s`);
+    setState("done", `answered in ${out.timings.total_s.toFixed(2)} s`);
   } catch (e) {
     setState("error", e.message);
   } finally {
@@ -109,11 +152,28 @@ $("translate").addEventListener("click", async () => {
 
 function showResult(out) {
   window.lastResult = out;
-  $("translation").textContent = out.text || "(empty translation)";
+  const ranked = Array.isArray(out.ranked);
+  $("result-title").textContent = ranked ? "2 · Recognised signs" : "2 · Translation";
+  $("translation").hidden = ranked;
+  $("ranking").hidden = !ranked;
+  if (ranked) {
+    const top = Math.max(...out.scores.map(Math.abs), 1e-9);
+    $("ranking").replaceChildren(...out.ranked.map((gloss, k) => {
+      const li = document.createElement("li");
+      li.textContent = `${gloss} (${out.scores[k].toFixed(3)})`;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.style.width = `${Math.max(2, 120 * Math.abs(out.scores[k]) / top)}px`;
+      li.appendChild(bar);
+      return li;
+    }));
+  } else {
+    $("translation").textContent = out.text || "(empty translation)";
+  }
   const rows = [
     ["model", out.model_id],
     ["input", out.num_frames == null ? out.input_kind : `${out.input_kind}, ${out.num_frames} frames (${out.pose_estimator})`],
-    ["batch", `translated in a batch of ${out.batch_size}`],
+    ["batch", `run in a batch of ${out.batch_size}`],
     ...Object.entries(out.timings).map(([k, v]) => [k.replace(/_s$/, " (s)"), v.toFixed(3)]),
   ];
   $("timings").replaceChildren(...rows.map(([k, v]) => {

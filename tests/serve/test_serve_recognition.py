@@ -1,0 +1,184 @@
+"""A recognizer served beside a translator in one application: the routes come from the configuration
+(``models.translate`` and ``models.recognize``), ``POST /recognize`` answers the ranked signs the model gives in
+process, a request may name candidate signs with their descriptions (zero-shot), bad requests get clear 4xx,
+and the web page has a tab for each route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from cdp import Chromium, chromium_path
+from testlib import free_port, request, tiny_checkpoint
+
+from ray_slt.data import synthetic
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A few synthetic isolated signs (.pose files) and their lexicon."""
+    root = tmp_path_factory.mktemp("iso")
+    synthetic.generate_isolated(str(root), synthetic.IsolatedSpec(classes=8, train=1, dev=0, test=1, signers=2))
+    lexicon = {}
+    for line in (root / "lexicon.csv").read_text().splitlines()[1:]:
+        gloss, rest = line.split(",", 1)
+        lexicon[gloss] = rest.rsplit(",", 2)[0].strip('"')
+    return SimpleNamespace(root=root, poses=sorted((root / "poses").glob("*.pose")), lexicon=lexicon)
+
+
+@pytest.fixture(scope="module")
+def recognizer(corpus, tmp_path_factory) -> str:
+    from ray_slt.models.recognition import build_recognizer, save_recognizer
+    from ray_slt.models.recognition_config import RecognizerConfig
+
+    cfg = RecognizerConfig.model_validate({
+        "encoder": {"hidden": 32, "heads": 4, "ffn": 64, "layers": 1, "gcn_channels": [16]},
+        "hali": {"dim": 16}, "text": {"tiny": {"hidden": 32, "layers": 1}}, "top_k": 3,
+    })  # fmt: skip
+    uri = str(tmp_path_factory.mktemp("rec") / "recognizer")
+    save_recognizer(build_recognizer(cfg, sorted(corpus.lexicon), corpus.lexicon, seed=0), uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, recognizer, tmp_path_factory):
+    from ray import serve
+
+    from ray_slt.config import build_config
+    from ray_slt.serve.app import start
+
+    translator = tiny_checkpoint(str(tmp_path_factory.mktemp("tr") / "tiny"))
+    small = {"num_cpus": 0.1}
+    cfg = build_config({
+        "kind": "serve", "app_name": "rec_app",
+        "models": {"translate": {"checkpoint": translator, "deployment": small},
+                   "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}}},
+        "features": {"deployment": small}, "ingress": {"num_cpus": 0}, "http": {"port": free_port()},
+    })  # fmt: skip
+    url = start(cfg)
+    try:
+        yield SimpleNamespace(url=url, recognizer=recognizer)
+    finally:
+        serve.shutdown()
+
+
+def _sample(path: Path) -> dict:
+    """The keypoints the server extracts from a shipped .pose (the extraction stage's own code, in process)."""
+    from ray_slt.features.extract import ExtractConfig, SampleProcessor
+    from ray_slt.features.store import decode_row
+
+    proc = SampleProcessor(ExtractConfig(), out=str(path.parent / "x"), run_id="t")
+    try:
+        row = proc.process({"sample_id": path.stem, "pose_uri": str(path)})
+    finally:
+        proc.close()
+    assert row["status"] == "ok", row
+    return decode_row(row)
+
+
+def test_routes_come_from_the_configuration(server):
+    status, health = request(server.url + "healthz")
+    assert status == 200 and set(health["routes"]) == {"translate", "recognize"}
+    rec = health["routes"]["recognize"]
+    assert (rec["kind"], rec["predicts"], rec["inputs"], rec["protocol"]) == ("recognizer", "labels", "pose", "islr")
+    assert rec["settings"]["top_k"] == 3 and rec["settings"]["zero_shot"] is True
+    status, spec = request(server.url + "openapi.json")
+    assert set(spec["paths"]) == {"/translate", "/recognize", "/healthz"}
+
+
+def test_recognize_answers_what_the_model_gives_in_process(server, corpus):
+    from ray_slt.models.registry import load_predictor
+
+    pose = corpus.poses[0]
+    status, out = request(server.url + "recognize", pose.read_bytes(), "application/x-pose")
+    assert status == 200, out
+    assert out["route"] == "recognize" and len(out["ranked"]) == len(out["scores"]) == 3
+    assert out["scores"] == sorted(out["scores"], reverse=True)
+    predictor = load_predictor(server.recognizer, top_k=3)
+    want = predictor.predict([_sample(pose)])[0]
+    assert out["ranked"] == want["ranked"] and np.allclose(out["scores"], want["scores"], atol=1e-5)
+    assert out["model_id"] == predictor.model_id
+    # the same upload to the translator's route still translates
+    status, tr = request(server.url + "translate", pose.read_bytes(), "application/x-pose")
+    assert status == 200 and isinstance(tr["text"], str) and "ranked" not in tr
+
+
+def test_candidates_in_the_request_rank_signs_the_model_never_saw(server, corpus):
+    from ray_slt.models.registry import load_predictor
+
+    pose = corpus.poses[1]
+    cands = [{"gloss": "NEW-A", "description": corpus.lexicon["QSL-001"]},
+             {"gloss": "NEW-B", "description": "Closed fist, wrist held straight, starting at the chest, circling."},
+             {"gloss": "NEW-C", "description": corpus.lexicon["QSL-002"]}]  # fmt: skip
+    body, ctype = _multipart(pose.read_bytes(), json.dumps(cands))
+    status, out = request(server.url + "recognize", body, ctype)
+    assert status == 200, out
+    assert sorted(out["ranked"]) == ["NEW-A", "NEW-B", "NEW-C"]
+    want = load_predictor(server.recognizer, top_k=3).predict([{**_sample(pose), "candidates": cands}])[0]
+    assert out["ranked"] == want["ranked"]
+
+
+@pytest.mark.parametrize(
+    "route, candidates, status, reason",
+    [
+        ("recognize", "not json", 400, "'candidates' is not valid JSON"),
+        ("recognize", json.dumps([{"gloss": "A"}]), 400, "string 'gloss' and 'description'"),
+        ("recognize", json.dumps([{"gloss": "A", "description": "x"}] * 2), 400, "given twice"),
+        ("recognize", json.dumps([{"gloss": f"G{i}", "description": "x"} for i in range(1001)]), 413, "limit of 1000"),
+        ("translate", json.dumps([{"gloss": "A", "description": "x"}]), 400, "takes no candidates"),
+        ("produce", None, 404, "no route 'produce'"),
+    ],
+)
+def test_bad_requests_get_specific_answers(server, corpus, route, candidates, status, reason):
+    body, ctype = _multipart(corpus.poses[0].read_bytes(), candidates)
+    got, out = request(server.url + route, body, ctype)
+    assert got == status and reason in out["error"], out
+    assert request(server.url + "healthz")[0] == 200
+
+
+def _multipart(pose: bytes, candidates: str | None) -> tuple[bytes, str]:
+    b = "----raysltboundary"
+    parts = [f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="clip.pose"\r\n'
+             f"Content-Type: application/x-pose\r\n\r\n".encode() + pose + b"\r\n"]  # fmt: skip
+    if candidates is not None:
+        parts.append(f'--{b}\r\nContent-Disposition: form-data; name="candidates"\r\n\r\n{candidates}\r\n'.encode())
+    return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's chromium)")
+def test_page_has_a_recognition_tab(server, corpus, tmp_path):
+    async def run() -> dict:
+        async with Chromium.launch(str(tmp_path / "profile")) as browser:
+            page = await browser.new_page()
+            await page.goto(server.url)
+            await page.wait_for("document.getElementById('tab-recognize') !== null")
+            tabs = await page.eval("[...document.getElementById('tabs').children].map(b => b.textContent)")
+            await page.eval("document.getElementById('tab-recognize').click()")
+            await page.wait_for("document.getElementById('service').textContent.includes('/recognize')")
+            candidates_shown = await page.eval("!document.getElementById('candidates-row').hidden")
+            lines = "NEW-A: closed fist at the chest, circling\\nNEW-B: flat hand at the chin, tapping twice"
+            await page.eval(f"document.getElementById('candidates').value = '{lines}'")
+            await page.set_files("#file", [str(corpus.poses[0])])
+            await page.wait_for("!document.getElementById('translate').disabled")
+            label = await page.eval("document.getElementById('translate').textContent")
+            await page.eval("document.getElementById('translate').click()")
+            state = await page.wait_for(
+                "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=120
+            )
+            return {
+                "tabs": tabs, "candidates_shown": candidates_shown, "label": label, "state": state,
+                "status": await page.eval("document.getElementById('status').textContent"),
+                "items": await page.eval("[...document.getElementById('ranking').children].map(li => li.textContent)"),
+                "result": await page.eval("window.lastResult || null"),
+            }  # fmt: skip
+
+    out = asyncio.run(run())
+    assert out["tabs"] == ["Recognize · /recognize", "Translate · /translate"]  # /healthz order: by route name
+    assert out["candidates_shown"] and out["label"] == "Recognize"
+    assert out["state"] == "done", out["status"]
+    assert sorted(out["result"]["ranked"]) == ["NEW-A", "NEW-B"]
+    assert [i.split(" (")[0] for i in out["items"]] == out["result"]["ranked"]
