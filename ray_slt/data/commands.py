@@ -1,11 +1,13 @@
-"""`ray-slt prepare` and `ray-slt stats`."""
+"""`ray-slt prepare`, `ray-slt stats` and `ray-slt lexicon`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from ray_slt.cli import register
 from ray_slt.data.adapters import ADAPTERS
+from ray_slt.errors import DataError
 
 PREPARE_HELP = """\
 Build a manifest (Parquet, one schema for every corpus) from a corpus's official files.
@@ -146,4 +148,83 @@ register(
     description="Per-split statistics of a manifest: samples; frame counts (mean, max, number over 300) "
     "where known; text tokens, types, %% of types with frequency < 10 and > 100; gloss vocabulary. "
     "The definitions follow the first paper's Tables 2 and 9 (see ray_slt.data.stats).",
+)
+
+
+LEXICON_HELP = """\
+Build a lexicon table (gloss,description,language,source,...: the one format the recognizers, the VLM
+benchmarks and production read) from ASL-LEX 2.0's sign data or from a table of your own, and report how it
+covers a corpus's glosses.
+
+  ray-slt lexicon ../shared/data/asl_lex/signdata-11-5-20.csv --out runs/lexicons/asl_lex.csv
+  ray-slt lexicon signdata-11-5-20.csv --match ../shared/data/wlasl/WLASL_v0.3.json --out runs/wlasl/lexicon.csv
+  ray-slt lexicon my_signs.csv --language ase --match runs/wlasl100/manifest.parquet --out lexicon.csv
+
+SOURCE is ASL-LEX 2.0's signdata CSV (recognised by its columns; descriptions rendered from the phonological
+coding by ray_slt.data.lexicon's template, one parameter per comma-separated fragment) or a lexicon table
+(CSV with gloss,description[,language], or .parquet). With --match (a manifest, WLASL_v0.3.json or a class
+list) the lexicon is restated in the corpus's glosses (WLASL's "thank you" for ASL-LEX's "thank_you") and the
+coverage report (matched, matched by alias, unmatched, ambiguous, with the glosses) is written beside --out as
+<out stem>.coverage.json. A bad table row stops the run with its file and line; --skip-bad keeps every good row
+and lists the bad ones.
+"""
+
+
+def _configure_lexicon(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="ASL-LEX 2.0 signdata CSV, or a lexicon table (CSV/.parquet)")
+    p.add_argument("--out", required=True, help="the lexicon to write (.csv or .parquet; local or s3://)")
+    p.add_argument("--match", metavar="CORPUS", help="a manifest, WLASL_v0.3.json or class list to match glosses to")
+    p.add_argument("--language", help="a user table's sign language (ISO 639-3) for rows without one")
+    p.add_argument("--skip-bad", action="store_true", help="keep every good row of a user table; list the bad")
+
+
+def _run_lexicon(args: argparse.Namespace) -> dict:
+    from ray_slt import storage
+    from ray_slt.data import lexicon as lx
+
+    bad: list[dict] = []
+    if lx.is_asl_lex(args.source):
+        entries, source = lx.asl_lex_lexicon(args.source), "asl-lex-2.0"
+    else:
+        entries, bad = lx.read_lexicon(args.source, language=args.language or "und", skip_bad=args.skip_bad)
+        source = "table"
+    result: dict = {"source": source, "entries": len(entries), "bad_rows": bad, "out": args.out}
+    if args.match:
+        glosses = lx.corpus_glosses(args.match)
+        entries, coverage = lx.corpus_lexicon(glosses, entries)
+        report = {"corpus": args.match, "lexicon": args.source, **coverage.summary(), "matched_glosses":
+                  coverage.matched, "by_alias_glosses": coverage.by_alias, "unmatched_glosses": coverage.unmatched,
+                  "ambiguous_glosses": coverage.ambiguous}  # fmt: skip
+        stem = args.out.rsplit(".", 1)[0]
+        result["coverage_report"] = f"{stem}.coverage.json"
+        storage.write_text(result["coverage_report"], json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        result["coverage"] = coverage.summary()
+        result["entries"] = len(entries)
+        if not entries:
+            raise DataError("the lexicon describes none of the corpus's glosses", args.match)
+    lx.write_lexicon(entries, args.out)
+    return result
+
+
+def _render_lexicon(result: dict) -> str:
+    lines = [f"wrote {result['entries']} entries ({result['source']}) to {result['out']}"]
+    if result["bad_rows"]:
+        lines.append(f"skipped {len(result['bad_rows'])} bad rows:")
+        lines += [f"  {b['source']}:{b['line']}: {b['reason']}" for b in result["bad_rows"][:20]]
+    c = result.get("coverage")
+    if c:
+        lines.append(f"coverage of the corpus's {c['glosses']} glosses: {c['matched']} matched "
+                     f"({100 * c['coverage']:.1f}%; {c['by_alias']} by alias), {c['unmatched']} unmatched, "
+                     f"{c['ambiguous']} ambiguous (the lowest variant used)")  # fmt: skip
+        lines.append(f"coverage report: {result['coverage_report']}")
+    return "\n".join(lines)
+
+
+register(
+    "lexicon",
+    "build a lexicon (gloss -> description) from ASL-LEX or a table; gloss coverage of a corpus",
+    _configure_lexicon,
+    _run_lexicon,
+    _render_lexicon,
+    description=LEXICON_HELP,
 )

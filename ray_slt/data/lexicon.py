@@ -9,6 +9,8 @@ A lexicon is a table (CSV with a header, or Parquet) with the columns
 ``language``        the sign language (ISO 639-3: ``ase``, ``qsl``, ...)
 ``source``          where the description comes from (``asl-lex``, ``user``, ``vlm:<model>``, ``synthetic``)
 ``entry_id``        optional: the source's own id (ASL-LEX ``EntryID``)
+``aliases``         optional: other names of the sign, ``|``-separated (ASL-LEX's lemma and SignBank ids),
+                    matched when no entry's gloss matches
 ``iconicity_type``  optional: ASL-LEX's ``Arbitrary``/``Perceptual``/``Pantomimic``/``Both``
 ``iconicity``       optional: ASL-LEX's mean iconicity rating (1-7)
 ``frequency``       optional: ASL-LEX's mean sign frequency rating (1-7)
@@ -36,8 +38,8 @@ from typing import Any
 from ray_slt import storage
 from ray_slt.errors import DataError
 
-COLUMNS = ("gloss", "description", "language", "source", "entry_id", "iconicity_type", "iconicity", "frequency",
-           "fields")  # fmt: skip
+COLUMNS = ("gloss", "description", "language", "source", "entry_id", "aliases", "iconicity_type", "iconicity",
+           "frequency", "fields")  # fmt: skip
 REQUIRED = ("gloss", "description")
 _FRAGMENT_SPLIT = re.compile(r"[,.;:!?]+")
 
@@ -49,6 +51,7 @@ class Entry:
     language: str = "und"
     source: str = "user"
     entry_id: str | None = None
+    aliases: list[str] = field(default_factory=list)
     iconicity_type: str | None = None
     iconicity: float | None = None
     frequency: float | None = None
@@ -85,6 +88,13 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _aliases(value: Any) -> list[str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    parts = value if isinstance(value, list) else str(value).split("|")
+    return [str(a).strip() for a in parts if str(a).strip()]
+
+
 def _entry(rec: Mapping[str, Any], default_language: str) -> Entry:
     for col in REQUIRED:
         if not str(rec.get(col) or "").strip():
@@ -101,6 +111,7 @@ def _entry(rec: Mapping[str, Any], default_language: str) -> Entry:
         language=str(rec.get("language") or default_language).strip(),
         source=str(rec.get("source") or "user").strip(),
         entry_id=str(rec["entry_id"]).strip() if rec.get("entry_id") not in (None, "") else None,
+        aliases=_aliases(rec.get("aliases")),
         iconicity_type=str(rec["iconicity_type"]).strip() if rec.get("iconicity_type") not in (None, "") else None,
         iconicity=_number(rec.get("iconicity")),
         frequency=_number(rec.get("frequency")),
@@ -133,7 +144,7 @@ def read_lexicon(uri: str, language: str = "und", skip_bad: bool = False) -> tup
             if None in rec:  # csv.DictReader puts extra cells under None
                 raise ValueError(f"{len(rec[None])} more cells than the header's {len(header)} columns")
             entry = _entry(rec, language)
-            key = (normalize_gloss(entry.gloss), entry.language)
+            key = (entry.gloss.casefold(), entry.language)
             if key in seen:
                 raise ValueError(f"gloss {entry.gloss!r} ({entry.language}) already on line {seen[key]}")
             seen[key] = line
@@ -153,6 +164,7 @@ def write_lexicon(entries: Iterable[Entry], uri: str) -> None:
     for e in entries:
         row = asdict(e)
         row["fields"] = json.dumps(row["fields"], sort_keys=True, ensure_ascii=False) if row["fields"] else ""
+        row["aliases"] = "|".join(row["aliases"])
         rows.append(row)
     if uri.endswith(".parquet"):
         import pyarrow as pa
@@ -295,9 +307,37 @@ def asl_lex_description(rec: Mapping[str, Any]) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def _lemma_ids(rec: Mapping[str, Any]) -> list[str]:
+    """ASL-LEX's other names of an entry: ``LemmaID``, ``SignBankLemmaID`` and ``SignBankAnnotationID``, split at
+    ``/`` (``hurdle/trip``), without the entry's own id. SignBank's English translations are not used: they name
+    related signs (``food`` -> ``apple``), not the sign itself."""
+    out: list[str] = []
+    own = normalize_gloss(rec["EntryID"])
+    for col in ("LemmaID", "SignBankLemmaID", "SignBankAnnotationID"):
+        if not _present(rec.get(col)):
+            continue
+        for a in re.split(r"\s*/\s*", str(rec[col]).strip()):
+            if a and normalize_gloss(a) != own and a not in out:
+                out.append(a)
+    return out
+
+
+def is_asl_lex(uri: str) -> bool:
+    """Whether a file is ASL-LEX 2.0's sign data table (by its header's columns)."""
+    if uri.endswith(".parquet"):
+        return False
+    with storage.open_read(uri) as f:
+        head = f.read(65536)
+    first = head.decode("utf-8", errors="replace").lstrip("\ufeff").split("\n", 1)[0]
+    cols = {c.strip().strip('"') for c in first.split(",")}
+    return {"EntryID", "Handshape.2.0", "MajorLocation.2.0"} <= cols
+
+
 def asl_lex_lexicon(csv_uri: str) -> list[Entry]:
-    """ASL-LEX 2.0 (``signdata-11-5-20.csv``) as a lexicon: one entry per ``EntryID`` (variants such as
-    ``about_1``/``about_2`` are entries of their own) with its description, iconicity type and rating, sign
+    """ASL-LEX 2.0 (``signdata-11-5-20.csv``) as a lexicon: one entry per sign (variants such as
+    ``about_1``/``about_2`` are entries of their own; the four ``EntryID`` s that two different signs share get
+    the next free variant number, ``bite`` and ``bite_2``, and keep ``entry_id`` and their ``Code``) with its
+    description, iconicity type and rating, sign
     frequency rating and the coded parameters in ``fields``. Entries without any coded parameter are left out."""
     text = storage.decode_text(storage.read_bytes(csv_uri), csv_uri)
     reader = csv.DictReader(io.StringIO(text))
@@ -306,19 +346,28 @@ def asl_lex_lexicon(csv_uri: str) -> list[Entry]:
             raise DataError(f"not the ASL-LEX 2.0 sign data table (no column {col})", csv_uri, 1)
     keys = ("Handshape", "SelectedFingers", "Flexion", "ThumbPosition", "MajorLocation", "MinorLocation",
             "Movement", "RepeatedMovement", "SignType", "NonDominantHandshape", "Contact")  # fmt: skip
-    out = []
+    out, taken = [], set()
     for rec in reader:
         description = asl_lex_description(rec)
         if not description:
             continue
         fields = {k: rec[f"{k}.2.0"] for k in keys if _present(rec.get(f"{k}.2.0"))}
+        if _present(rec.get("Code")):
+            fields["Code"] = rec["Code"]
+        entry_id = rec["EntryID"].strip()
+        gloss, n = entry_id, 1
+        while gloss.casefold() in taken:  # two signs under one EntryID (bite, drag, take_off, type)
+            n += 1
+            gloss = f"{entry_id}_{n}"
+        taken.add(gloss.casefold())
         out.append(
             Entry(
-                gloss=rec["EntryID"],
+                gloss=gloss,
                 description=description,
                 language="ase",
                 source="asl-lex-2.0",
-                entry_id=rec["EntryID"],
+                entry_id=entry_id,
+                aliases=_lemma_ids(rec),
                 iconicity_type=rec["IconicityType"] if _present(rec.get("IconicityType")) else None,
                 iconicity=_number(rec.get("Iconicity(M)")),
                 frequency=_number(rec.get("SignFrequency(M)")),
@@ -331,20 +380,65 @@ def asl_lex_lexicon(csv_uri: str) -> list[Entry]:
 # ------------------------------------------------------------------------------------------ gloss matching
 
 
+def read_class_list(uri: str) -> list[str]:
+    """An official class list, in order: one gloss per line, ``index<TAB>gloss`` lines (WLASL's
+    ``wlasl_class_list.txt``), or AUTSL's ``ClassId,TR,EN`` table (the Turkish names, AUTSL rows' glosses)."""
+    from ray_slt.data.adapters.autsl import CLASS_COLUMNS, read_classes
+
+    text = storage.decode_text(storage.read_bytes(uri), uri)
+    if [c.strip() for c in text.split("\n", 1)[0].split(",")] == list(CLASS_COLUMNS):
+        return [c["tr"] for c in read_classes(uri)]
+    out: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        gloss = line.split("\t")[-1].strip()
+        if not gloss:
+            raise DataError("empty gloss", uri, n)
+        if gloss in out:
+            raise DataError(f"gloss {gloss!r} occurs twice in the class list", uri, n)
+        out.append(gloss)
+    if not out:
+        raise DataError("the class list is empty", uri)
+    return out
+
+
+def corpus_glosses(uri: str) -> list[str]:
+    """The glosses of a corpus, for matching: a manifest's (``.parquet``: its ``gloss`` column's distinct values,
+    first seen first), WLASL's ``WLASL_v0.3.json`` (its glosses, in class order) or a class list."""
+    if uri.endswith(".parquet"):
+        from ray_slt.data.manifest import read_manifest
+
+        values = [g for g in read_manifest(uri).column("gloss").to_pylist() if g]
+        if not values:
+            raise DataError("the manifest's samples carry no gloss", uri)
+        return list(dict.fromkeys(values))
+    if uri.endswith(".json"):
+        try:
+            data = json.loads(storage.read_text(uri))
+            return [str(e["gloss"]) for e in data]
+        except (ValueError, KeyError, TypeError):
+            raise DataError("not a WLASL_v0.3.json list of {gloss, instances}", uri) from None
+    return read_class_list(uri)
+
+
 @dataclass
 class Coverage:
     """How a corpus's glosses map onto a lexicon: ``matched`` (corpus gloss -> lexicon gloss), ``unmatched``,
-    and ``ambiguous`` (corpus gloss -> every candidate; the first, the lowest variant number, is the one used)."""
+    ``ambiguous`` (corpus gloss -> every candidate; the first, the lowest variant number, is the one used) and
+    ``by_alias`` (the matched glosses found through an entry's aliases, not its gloss)."""
 
     matched: dict[str, str]
     unmatched: list[str]
     ambiguous: dict[str, list[str]]
+    by_alias: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.matched) + len(self.unmatched)
         return {
             "glosses": n,
             "matched": len(self.matched),
+            "by_alias": len(self.by_alias),
             "unmatched": len(self.unmatched),
             "ambiguous": len(self.ambiguous),
             "coverage": round(len(self.matched) / n, 4) if n else 0.0,
@@ -359,20 +453,28 @@ def _variant_key(gloss: str) -> tuple[int, str]:
 def match_glosses(corpus_glosses: Sequence[str], entries: Sequence[Entry]) -> Coverage:
     """Map each corpus gloss to a lexicon gloss by :func:`normalize_gloss` (case, ``_``/``-``/spaces, variant
     numbers): WLASL's ``thank you`` matches ASL-LEX's ``thank_you``, ``about`` matches ``about_1`` and
-    ``about_2`` (ambiguous: the lowest variant is used and the ambiguity reported)."""
+    ``about_2`` (ambiguous: the lowest variant is used and the ambiguity reported). A gloss that names no entry
+    is looked up among the entries' aliases (WLASL's ``forget`` is ASL-LEX's ``forget_1``... by lemma)."""
     index: dict[str, list[str]] = {}
+    alias_index: dict[str, list[str]] = {}
     for e in entries:
         index.setdefault(normalize_gloss(e.gloss), []).append(e.gloss)
-    matched, unmatched, ambiguous = {}, [], {}
+        for a in e.aliases:
+            alias_index.setdefault(normalize_gloss(a), []).append(e.gloss)
+    matched, unmatched, ambiguous, by_alias = {}, [], {}, []
     for g in dict.fromkeys(corpus_glosses):
-        candidates = sorted(index.get(normalize_gloss(g), []), key=_variant_key)
+        key = normalize_gloss(g)
+        candidates = sorted(set(index.get(key, [])), key=_variant_key)
+        if not candidates and alias_index.get(key):
+            candidates = sorted(set(alias_index[key]), key=_variant_key)
+            by_alias.append(g)
         if not candidates:
             unmatched.append(g)
             continue
         matched[g] = candidates[0]
         if len(candidates) > 1:
             ambiguous[g] = candidates
-    return Coverage(matched, unmatched, ambiguous)
+    return Coverage(matched, unmatched, ambiguous, by_alias)
 
 
 def corpus_lexicon(corpus_glosses: Sequence[str], entries: Sequence[Entry]) -> tuple[list[Entry], Coverage]:

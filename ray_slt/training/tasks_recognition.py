@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from ray_slt import storage
 from ray_slt.errors import ConfigError, DataError
 from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
 from ray_slt.models.recognition_config import ClassPartition, HaliSettings, RecognizerConfig
@@ -68,22 +67,6 @@ class HaliSection(ISLRSection):
             raise ValueError("stage hali ranks by description; a classification head over the seen classes would "
                              "have nothing to say about unseen ones (classifier: false)")  # fmt: skip
         return self
-
-
-def read_class_list(uri: str) -> list[str]:
-    """One gloss per line, or ``index<TAB>gloss`` lines (WLASL's class list), in order."""
-    out = []
-    for n, line in enumerate(storage.decode_text(storage.read_bytes(uri), uri).splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        gloss = parts[-1].strip()
-        if not gloss:
-            raise DataError("empty gloss", uri, n)
-        out.append(gloss)
-    if len(set(out)) != len(out):
-        raise DataError("a gloss occurs twice in the class list", uri)
-    return out
 
 
 class _RecognitionTask(SupervisedTask):
@@ -174,6 +157,8 @@ class ISLRTask(_RecognitionTask):
 
     def classes(self) -> list[str]:
         if self.model_cfg.classes:
+            from ray_slt.data.lexicon import read_class_list
+
             return read_class_list(self.model_cfg.classes)
         return sorted(set(self.glosses(self.cfg.data.train_split)))
 

@@ -13,6 +13,7 @@ ADAPTERS = Registry(
         "csl_daily": "ray_slt.data.adapters.csl_daily:CslDaily",
         "how2sign": "ray_slt.data.adapters.how2sign:How2Sign",
         "wlasl": "ray_slt.data.adapters.wlasl:Wlasl",
+        "autsl": "ray_slt.data.adapters.autsl:Autsl",
         "openasl": "ray_slt.data.adapters.openasl:OpenAsl",
         "isign": "ray_slt.data.adapters.isign:ISign",
         "openpose": "ray_slt.data.adapters.openpose:OpenPoseFrames",
