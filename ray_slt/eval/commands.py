@@ -91,11 +91,14 @@ sacrebleu signature, ROUGE-L, chrF; TSR/PGER with --semantic). CHECKPOINT is a r
 checkpoint), a checkpoint directory (checkpoint_*/) or a model directory; the model's kind (in its manifest)
 picks the predictor that loads it. Writes the protocol's files (predictions.jsonl; for translation
 hypotheses.txt and references.txt) and metrics.json (scores, signatures, protocol, config hash, model id,
-split, number of samples, decoding settings) to --out (default: eval/SPLIT inside the checkpoint used,
-printed). Decoding is deterministic.
+split, number of samples, decoding settings) to --out (default, printed: eval/SPLIT inside the checkpoint used,
+or eval/SPLIT-PROTOCOL for a protocol other than the model's own). Decoding is deterministic.
+Recognizers: --protocol islr (top-1/top-5 per instance and per class), zsl or gzsl (zero-shot, over the
+class partition the model was trained under); per_class.csv and confusion.csv are written beside.
 
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
+  ray-slt eval runs/hali_synthetic_tiny --split test --protocol gzsl
   ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
 """
 
@@ -104,7 +107,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="run directory, checkpoint directory or model directory (local or s3://)")
     p.add_argument("--split", default="dev", help="split to evaluate (default dev)")
     p.add_argument("--data", help="feature store or manifest .parquet (default: the training config's data)")
-    p.add_argument("--out", help="output directory (default: eval/SPLIT inside the checkpoint used)")
+    p.add_argument("--out", help="output directory (default: eval/SPLIT[-PROTOCOL] inside the checkpoint used)")
     p.add_argument("--protocol", help="evaluation protocol (default: the one of the stage that trained the model)")
     p.add_argument("--num-beams", type=int, help="beam width (default: the model config's; 1 = greedy)")
     p.add_argument("--max-new-tokens", type=int, help="default: the model config's")

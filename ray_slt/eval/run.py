@@ -97,7 +97,9 @@ def evaluate(
     if not preds:
         raise DataError(f"no samples of split {split!r}", source.uri)
     scores = evaluator.score(preds)
-    out = out or storage.join(ref.checkpoint, "eval", split)
+    default = ref.protocol or cls.protocol
+    # the model's own protocol writes eval/SPLIT; another one eval/SPLIT-PROTOCOL (zsl and gzsl of one run side by side)
+    out = out or storage.join(ref.checkpoint, "eval", split if name == default else f"{split}-{name}")
     files = evaluator.write(out, preds, scores)
     result = {
         "split": split,

@@ -354,6 +354,15 @@ def load_sample(uri: str, sample_id: str) -> dict[str, Any]:
     return decode_row(rows[0])
 
 
+def shard_bytes(uri: str, split: str | Sequence[str] | None = None) -> int:
+    """The bytes on storage of the shard files holding a split's samples (an upper bound of the split's size:
+    a shard may hold other splits' samples too)."""
+    index = read_index(uri, split)
+    if index.num_rows == 0:
+        return 0
+    return sum(storage.size(storage.join(uri, *s.split("/"))) for s in set(index.column("shard").to_pylist()))
+
+
 def load_features(uri: str, split: str | Sequence[str] | None = None, columns: Sequence[str] | None = None):
     """A ``ray.data.Dataset`` of the indexed shard rows (flattened lists, see the table above), optionally of
     some splits and columns. Each row is one sample; ``ds.map(decode_row)`` gives numpy arrays."""

@@ -72,18 +72,51 @@ def fragment_spans(description: str) -> list[tuple[int, int]]:
 class DescriptionEncoder(nn.Module):
     """A BERT-class encoder of descriptions: ``(yd [N, H], yf [N, L, H], fmask [N, L])`` by mean pooling."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, max_tokens: int, max_fragments: int):
+    def __init__(self, model: nn.Module, tokenizer: Any, max_tokens: int, max_fragments: int, frozen: bool = False):
         super().__init__()
+        if getattr(model, "pooler", None) is not None:
+            # token states are mean-pooled; the [CLS] pooler would be parameters without gradients, which DDP's
+            # reducer refuses (and a loaded checkpoint's pooler weights are not needed)
+            model.pooler = None
         self.model = model
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.max_fragments = max_fragments
+        self.frozen = frozen
+        self._cache: dict[str, tuple[torch.Tensor, ...]] = {}  # frozen: description -> (yd, yf, fragment mask)
+        if frozen:
+            model.requires_grad_(False)
 
     @property
     def hidden(self) -> int:
         return int(self.model.config.hidden_size)
 
     def forward(self, descriptions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.frozen:
+            return self.encode(descriptions)
+        # fixed weights: each description is encoded once (in eval mode, without gradients) and then looked up
+        missing = [d for d in dict.fromkeys(descriptions) if d not in self._cache]
+        if missing:
+            if len(self._cache) + len(missing) > 200_000:
+                self._cache.clear()
+            was = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                yd, yf, fmask = self.encode(missing)
+            self.model.train(was)
+            for i, d in enumerate(missing):
+                n = int(fmask[i].nonzero().max()) + 1 if fmask[i].any() else 1
+                self._cache[d] = (yd[i], yf[i, :n], fmask[i, :n])
+        rows = [self._cache[d] for d in descriptions]
+        lf = max(r[1].shape[0] for r in rows)
+        yf = rows[0][1].new_zeros(len(rows), lf, rows[0][1].shape[-1])
+        fmask = torch.zeros(len(rows), lf, dtype=torch.bool, device=yf.device)
+        for i, (_, f, m) in enumerate(rows):
+            yf[i, : f.shape[0]], fmask[i, : m.shape[0]] = f, m
+        return torch.stack([r[0] for r in rows]), yf, fmask
+
+    def encode(self, descriptions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The description features through the text model (no caching)."""
         device = next(self.model.parameters()).device
         enc = self.tokenizer(list(descriptions), padding=True, truncation=True, max_length=self.max_tokens,
                              return_offsets_mapping=True, return_tensors="pt")  # fmt: skip
@@ -266,7 +299,8 @@ def param_groups(model: SignRecognizer) -> list[dict[str, Any]]:
     cfg = model.cfg
     groups = [{"name": "visual", "params": list(model.encoder.parameters()), "lr": cfg.lr_visual}]
     if model.text is not None:
-        groups.append({"name": "text", "params": list(model.text.parameters()), "lr": cfg.lr_text})
+        groups.append({"name": "text", "params": [p for p in model.text.parameters() if p.requires_grad],
+                       "lr": cfg.lr_text})  # fmt: skip
     seen = {id(p) for g in groups for p in g["params"]}
     other = [p for p in model.parameters() if id(p) not in seen]
     if other:
@@ -296,11 +330,11 @@ def build_text_encoder(cfg: RecognizerConfig, texts: Sequence[str], seed: int = 
                               num_attention_heads=t.tiny.heads, intermediate_size=t.tiny.intermediate,
                               max_position_embeddings=t.tiny.max_positions, pad_token_id=tok.pad_token_id)  # fmt: skip
         bert = BertModel(bert_cfg)
-        return DescriptionEncoder(bert, tok, min(t.max_tokens, t.tiny.max_positions), t.max_fragments)
-    return _load_text(t.model, t.max_tokens, t.max_fragments)
+        return DescriptionEncoder(bert, tok, min(t.max_tokens, t.tiny.max_positions), t.max_fragments, t.freeze)
+    return _load_text(t.model, t.max_tokens, t.max_fragments, t.freeze)
 
 
-def _load_text(path: str, max_tokens: int, max_fragments: int) -> DescriptionEncoder:
+def _load_text(path: str, max_tokens: int, max_fragments: int, frozen: bool = False) -> DescriptionEncoder:
     from transformers import AutoModel, AutoTokenizer
 
     from ray_slt.models.checkpoint import localized
@@ -308,12 +342,27 @@ def _load_text(path: str, max_tokens: int, max_fragments: int) -> DescriptionEnc
     with localized(path) as local:
         try:
             tok = AutoTokenizer.from_pretrained(local, trust_remote_code=False)
-            model = AutoModel.from_pretrained(local, use_safetensors=True, trust_remote_code=False)
+            # BERT-class models take add_pooling_layer; the pooler is never used (mean pooling), so a checkpoint's
+            # pooler weights are left out on purpose: the load report that would list them is not shown
+            from transformers.utils import logging as hf_logging
+
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            kwargs = {"use_safetensors": True, "trust_remote_code": False, "output_loading_info": True}
+            try:
+                model, info = AutoModel.from_pretrained(local, add_pooling_layer=False, **kwargs)
+            except TypeError:
+                model, info = AutoModel.from_pretrained(local, **kwargs)
+            finally:
+                hf_logging.set_verbosity(level)
         except OSError as e:
             raise ConfigError(f"text.model {path!r}: cannot load a text encoder ({e})") from None
+    missing = [k for k in info.get("missing_keys") or [] if not k.startswith("pooler.")]
+    if missing:
+        raise ConfigError(f"text.model {path!r}: the checkpoint lacks weights of the model ({', '.join(missing[:5])})")
     if not getattr(tok, "is_fast", False):
         raise ConfigError(f"text.model {path!r}: needs a fast tokenizer (token offsets map tokens to fragments)")
-    return DescriptionEncoder(model, tok, max_tokens, max_fragments)
+    return DescriptionEncoder(model, tok, max_tokens, max_fragments, frozen)
 
 
 def build_recognizer(
@@ -393,7 +442,7 @@ def load_recognizer(uri: str, trainable: bool = False) -> SignRecognizer:
         cfg = RecognizerConfig.model_validate(meta["config"])
         text = None
         if cfg.hali is not None:
-            text = _load_text(os.path.join(d, "text"), cfg.text.max_tokens, cfg.text.max_fragments)
+            text = _load_text(os.path.join(d, "text"), cfg.text.max_tokens, cfg.text.max_fragments, cfg.text.freeze)
         model = SignRecognizer(cfg, meta["classes"], meta["lexicon"], text, meta.get("partition"))
         state = load_file(os.path.join(d, "modules.safetensors"))
     expected = {k for k in model.state_dict() if not k.startswith("text.")}

@@ -39,6 +39,9 @@ class TextEncoderConfig(Schema):
 
     model: str = "tiny:bert"
     tiny: TinyTextConfig = Field(default_factory=TinyTextConfig)
+    freeze: bool = False
+    """Keep the text encoder's weights fixed: each description is encoded once and cached, only the projections
+    learn (a pretrained encoder then trains as fast as the tiny one)."""
     max_tokens: int = Field(96, ge=8)
     max_fragments: int = Field(12, ge=1)
 

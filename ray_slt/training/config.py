@@ -37,8 +37,10 @@ class DataSection(Schema):
     limit_train: int | None = Field(None, gt=0)  # only the first N training samples (by sample_id)
     limit_dev: int | None = Field(None, gt=0)  # only the first N dev samples (by sample_id)
     # Read the training split into the object store before training starts. None (auto): when the workers
-    # take every CPU of the cluster, leaving none for Ray Data's read tasks to stream it.
+    # take every CPU of the cluster, leaving none for Ray Data's read tasks to stream it, or when the feature
+    # store's shards of the split are at most materialize_below_mb (read once, not once per epoch).
     materialize: bool | None = None
+    materialize_below_mb: float = Field(256.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> DataSection:

@@ -646,13 +646,23 @@ class SupervisedRecipe(Recipe):
         if "dev" in datasets:
             datasets["dev"] = datasets["dev"].materialize()
         t = self.cfg.trainer
-        materialize = self.cfg.data.materialize
+        d = self.cfg.data
+        materialize = d.materialize
         if materialize is None:
             spare = ray.cluster_resources().get("CPU", 0) - t.num_workers * t.cpus_per_worker
             materialize = spare < 1
             if materialize:
                 log.info("no CPU left for streaming reads beside %d workers: materializing the training data",
                          t.num_workers)  # fmt: skip
+            elif d.features is not None:
+                from ray_slt.features.store import shard_bytes
+
+                size = shard_bytes(d.features, d.train_split)
+                # a small split is read once instead of once per epoch (each read costs seconds of task start-up)
+                materialize = size <= d.materialize_below_mb * 2**20
+                if materialize:
+                    log.info("the training data (%.1f MB of shards) is read into the object store once",
+                             size / 2**20)  # fmt: skip
         if materialize:
             datasets["train"] = datasets["train"].materialize()
         return datasets

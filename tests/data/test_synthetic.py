@@ -121,3 +121,72 @@ def test_different_signs_render_differently_and_same_sign_similarly():
         ]
     )
     assert diff > 2 * same
+
+
+# ------------------------------------------------------------------------------------------- isolated mode
+
+ISO = synthetic.IsolatedSpec(classes=12, train=2, dev=1, test=1, signers=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("iso")
+    synthetic.generate_isolated(str(root), ISO)
+    return root
+
+
+def test_isolated_generation_is_deterministic(isolated, tmp_path):
+    synthetic.generate_isolated(str(tmp_path), ISO)
+    assert _digest(tmp_path) == _digest(isolated)
+    other = tmp_path / "other"
+    synthetic.generate_isolated(str(other), synthetic.IsolatedSpec(**{**ISO.__dict__, "seed": 6}))
+    assert _digest(other) != _digest(isolated)
+
+
+def test_isolated_signs_are_parameter_combinations_described_one_parameter_per_fragment():
+    from ray_slt.data.lexicon import fragments
+
+    inventory = synthetic.isolated_inventory(200, seed=0)
+    keys = {(s.handshape, s.orientation, s.start, s.movement, s.hands) for s in inventory.values()}
+    assert len(keys) == 200  # distinct combinations
+    for param, values in (("handshape", synthetic.HANDSHAPES), ("orientation", synthetic.ORIENTATIONS),
+                          ("start", synthetic.LOCATIONS), ("movement", synthetic.MOVEMENTS),
+                          ("hands", synthetic.HANDEDNESS)):  # fmt: skip
+        used = {getattr(s, param) for s in inventory.values()}
+        assert used == set(values), param  # every value of every parameter occurs
+    descriptions = {g: synthetic.describe(s) for g, s in inventory.items()}
+    assert len(set(descriptions.values())) == 200
+    for gloss, sign in inventory.items():
+        frags = fragments(descriptions[gloss])
+        assert len(frags) == 5, descriptions[gloss]
+        shape = synthetic.HANDSHAPE_TEXT[sign.handshape]
+        assert frags[0] == shape[0].upper() + shape[1:]
+        assert frags[1] == synthetic.ORIENTATION_TEXT[sign.orientation]
+        assert frags[2] == f"starting {synthetic.LOCATION_TEXT[sign.start]}"
+        assert frags[4] == synthetic.HANDS_TEXT[sign.hands]
+        if sign.movement in ("straight", "arc"):
+            assert sign.end != sign.start and frags[3].endswith(synthetic.DESTINATION_TEXT[sign.end])
+        else:
+            assert sign.end == sign.start
+    with pytest.raises(ValueError, match="classes must be between 2 and"):
+        synthetic.isolated_inventory(100000, seed=0)
+
+
+def test_isolated_corpus_files_and_manifest(isolated, tmp_path):
+    from ray_slt.data.lexicon import read_lexicon
+
+    entries, bad = read_lexicon(str(isolated / "lexicon.csv"))
+    assert bad == [] and len(entries) == 12 and {e.language for e in entries} == {"qsl"}
+    cfg = build_config({"kind": "prepare", "dataset": "synthetic_isolated", "root": str(isolated),
+                        "out": str(tmp_path / "m.parquet")})  # fmt: skip
+    prepare(cfg, progress=False)
+    rows = manifest.read_manifest(str(tmp_path / "m.parquet")).to_pylist()
+    assert len(rows) == 12 * 4
+    per = {(r["gloss"], r["split"]) for r in rows}
+    assert per == {(e.gloss, s) for e in entries for s in ("train", "dev", "test")}
+    assert all(r["text"] == r["gloss"] for r in rows) and len({r["signer"] for r in rows}) == 3
+    # two samples of one sign differ (signers, timing) but share the handshape of the lexicon's description
+    a, b = sorted((r for r in rows if r["gloss"] == entries[0].gloss and r["split"] == "train"),
+                  key=lambda r: r["sample_id"])  # fmt: skip
+    pa, pb = read_pose(a["pose_uri"]), read_pose(b["pose_uri"])
+    assert pa.body.data.shape[2] == 133 and not np.array_equal(pa.body.data[:5], pb.body.data[:5])
