@@ -1,4 +1,4 @@
-"""Train any stage (pretrain, sft, vlm, grpo, ...) on Ray Train, as a Ray job.
+"""Train any stage (pretrain, sft, vlm, grpo, islr, hali, ...) on Ray Train, as a Ray job.
 
 Launch (from the repository root; token auth is on by default in Ray >= 2.60, see README):
 
@@ -7,9 +7,9 @@ Launch (from the repository root; token auth is on by default in Ray >= 2.60, se
 
 Arguments: a config of kind ``train`` followed by ``key=value`` overrides (the same as ``ray-slt train``).
 The job connects to the cluster it runs on (RAY_ADDRESS), trains with the stage's recipe, and prints the run
-summary (best checkpoint on the stage's selection metric, e.g. dev BLEU-4; run directory, curves) as JSON on
-the last line of its log. Exits 2 with a one-line reason on bad input or a failed run. Submitting it again
-with the same config resumes the run.
+summary (best checkpoint on the stage's selection metric, e.g. dev BLEU-4 or zero-shot top-1; run directory,
+curves) as JSON on the last line of its log. Exits 2 with a one-line reason on bad input or a failed run.
+Submitting it again with the same config resumes the run.
 """
 
 from __future__ import annotations

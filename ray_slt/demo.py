@@ -8,9 +8,14 @@ With no arguments, on a local Ray (every output under ``--out``, default ``demo_
 3. extracts the 77-point keypoints into a feature store (``ray-slt extract``; the corpus ships poses);
 4. trains a tiny translator (``ray-slt train conf/train/synthetic_tiny.yaml``) for a few minutes;
 5. evaluates it and the same model untrained on the dev split (``ray-slt eval``): dev BLEU-4, trained vs untrained;
-6. serves the trained checkpoint (``ray-slt serve``, 127.0.0.1) and translates a held-out test sample over HTTP
-   (its ``.pose`` uploaded to ``POST /translate``);
-7. stops the server and Ray, and prints a summary.
+6. recognises signs never seen in training from their descriptions: generates the SYNTHETIC isolated signs (signs
+   composed from handshape, orientation, location, movement and handedness, each with a dictionary-style
+   description), extracts them, trains HALI (``conf/train/recognition/hali_synthetic_tiny.yaml``) on the seen
+   signs and scores zero-shot top-1/top-5 on the test-unseen ones (``ray-slt eval --protocol zsl``);
+7. serves both models in one application (``ray-slt serve``, 127.0.0.1), translates a held-out test sample over
+   HTTP (its ``.pose`` uploaded to ``POST /translate``) and recognises an unseen sign (``POST /recognize`` with
+   the candidate signs' descriptions in the request);
+8. stops the server and Ray, and prints a summary.
 
 ``--data DIR`` runs the same on a real corpus directory of videos with a ``labels.csv`` (columns ``file,text``
 and optionally ``split`` (train/dev/test), ``signer``, ``lang``; ``file`` relative to DIR). Without ``split`` every
@@ -33,6 +38,13 @@ from ray_slt import storage
 from ray_slt.cli import register
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "synthetic_tiny.yaml"
+HALI_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "recognition" / "hali_synthetic_tiny.yaml"
+# the isolated signs of the recognition step: corpus options and the zero-shot class partition, per demo size
+ISOLATED = {
+    "default": ({"classes": 60, "train": 6, "dev": 2, "test": 2}, {"seen": 36, "val_unseen": 8, "test_unseen": 16}),
+    "small": ({"classes": 30, "train": 4, "dev": 2, "test": 2}, {"seen": 18, "val_unseen": 4, "test_unseen": 8}),
+    "tiny": ({"classes": 16, "train": 2, "dev": 1, "test": 1}, {"seen": 8, "val_unseen": 4, "test_unseen": 4}),
+}
 SIZES = {
     "default": {"train": 600, "dev": 60, "test": 60},
     "small": {"train": 120, "dev": 20, "test": 20},
@@ -235,9 +247,11 @@ def _held_out(manifest: str) -> dict:
     return min(rows, key=lambda r: r["sample_id"])
 
 
-def _serve_and_translate(model: str, sample: dict, port: int | None, quiet: bool) -> dict:
-    """Deploy the trained model (``model``: the run directory: its best checkpoint) on the running local Ray,
-    POST the held-out sample, return the answer."""
+def _serve_and_translate(
+    model: str, sample: dict, port: int | None, quiet: bool, recognizer: dict | None = None
+) -> dict:
+    """Deploy the trained model (``model``: the run directory: its best checkpoint), and the recognizer when given,
+    on the running local Ray, POST the held-out sample (and an unseen sign), return the answers."""
     import urllib.request
 
     from ray_slt.config import build_config
@@ -253,7 +267,9 @@ def _serve_and_translate(model: str, sample: dict, port: int | None, quiet: bool
         {
             "kind": "serve",
             "app_name": "demo",
-            "models": {"translate": {"checkpoint": model, "deployment": {"num_cpus": 0.5}}},
+            "models": {"translate": {"checkpoint": model, "deployment": {"num_cpus": 0.5}}}
+            | ({"recognize": {"checkpoint": recognizer["run_dir"], "deployment": {"num_cpus": 0.25}}}
+               if recognizer else {}),
             "features": {"deployment": {"num_cpus": 0.5}, "frames": {"sampling": "all", "max_frames": 128},
                          "decode": {"max_side": 640}},
             "http": {"host": "127.0.0.1", "port": port},
@@ -275,9 +291,84 @@ def _serve_and_translate(model: str, sample: dict, port: int | None, quiet: bool
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=300) as r:
         answer = json.loads(r.read())
-    return {"url": url, "sample_id": sample["sample_id"], "reference": sample["text"],
-            "hypothesis": answer["text"], "model_id": answer["model_id"], "status": 200,
-            "latency_s": round(time.perf_counter() - t0, 3), "timings": answer["timings"]}  # fmt: skip
+    out = {"url": url, "sample_id": sample["sample_id"], "reference": sample["text"],
+           "hypothesis": answer["text"], "model_id": answer["model_id"], "status": 200,
+           "latency_s": round(time.perf_counter() - t0, 3), "timings": answer["timings"]}  # fmt: skip
+    if recognizer:
+        if not quiet:
+            print(f"    POST {url}recognize with an unseen sign's .pose and the test-unseen signs' descriptions",
+                  flush=True)  # fmt: skip
+        out["recognize"] = _recognize_unseen(url, recognizer)
+    return out
+
+
+def _recognition(out: str, size: str, quiet: bool, overrides: list[str]) -> dict:
+    """The isolated signs (generated, prepared, extracted), HALI trained on the seen ones, zero-shot scores on the
+    test-unseen ones."""
+    from ray_slt.config import build_config, load_config
+    from ray_slt.data.prepare import prepare
+    from ray_slt.eval.run import evaluate
+    from ray_slt.training.run import run_training
+
+    options, partition = ISOLATED[size]
+    root = storage.join(out, "recognition")
+    manifest, features = storage.join(root, "manifest.parquet"), storage.join(root, "features")
+    corpus = storage.join(root, "corpus")
+    prepare(build_config({"kind": "prepare", "dataset": "synthetic_isolated", "root": corpus, "out": manifest,
+                          "options": {**options, "signers": 6, "seed": 0}}), progress=False)  # fmt: skip
+    extracted = _extract(manifest, features, False, True)
+    run_dir = storage.join(root, "hali")
+    if storage.exists(run_dir):
+        storage.remove(run_dir, recursive=True)
+    part = "{" + ", ".join(f"{k}: {v}" for k, v in partition.items()) + ", seed: 0}"
+    cfg = load_config(str(HALI_CONFIG), [
+        f"data.features={features}", f"hali.lexicon={storage.join(corpus, 'lexicon.csv')}", f"hali.partition={part}",
+        f"trainer.storage={root}", "trainer.name=hali", *overrides,
+    ])  # fmt: skip
+    trained = run_training(cfg)
+    scores = evaluate(run_dir, split="test", protocol="zsl")
+    return {"run_dir": run_dir, "manifest": manifest, "lexicon": storage.join(corpus, "lexicon.csv"),
+            "samples": extracted["ok"], "partition": partition, "steps": trained["steps"],
+            "best": trained["best"], "test": {k: round(float(scores[k]), 1) for k in ("top1", "top5")},
+            "test_n": scores["n"], "chance_top1": round(100 / partition["test_unseen"], 1)}  # fmt: skip
+
+
+def _multipart(fields: list[tuple[str, str | None, str | None, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of ``(name, filename, content type, data)`` parts."""
+    boundary = "----ray-slt-demo-" + os.urandom(8).hex()
+    body = b""
+    for name, filename, ctype, data in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        head += f"Content-Type: {ctype}\r\n" if ctype else ""
+        body += (head + "\r\n").encode() + data + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def _recognize_unseen(url: str, rec: dict) -> dict:
+    """POST a test-unseen sign's .pose to /recognize with every test-unseen sign's description as candidates."""
+    import urllib.request
+
+    from ray_slt.data.lexicon import read_lexicon
+    from ray_slt.data.manifest import read_manifest
+
+    unseen = set(rec["partition_classes"]["test_unseen"])
+    sample = min((r for r in read_manifest(rec["manifest"]).to_pylist() if r["split"] == "test" and r["gloss"]
+                  in unseen), key=lambda r: r["sample_id"])  # fmt: skip
+    entries, _ = read_lexicon(rec["lexicon"])
+    candidates = [{"gloss": e.gloss, "description": e.description} for e in entries if e.gloss in unseen]
+    body, ctype = _multipart([
+        ("file", "clip.pose", "application/x-pose", storage.read_bytes(sample["pose_uri"])),
+        ("candidates", None, None, json.dumps(candidates).encode()),
+    ])  # fmt: skip
+    req = urllib.request.Request(url + "recognize", data=body, headers={"Content-Type": ctype}, method="POST")
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=300) as r:
+        answer = json.loads(r.read())
+    return {"sample_id": sample["sample_id"], "gloss": sample["gloss"], "candidates": len(candidates),
+            "ranked": answer["ranked"][:5], "scores": [round(x, 3) for x in answer["scores"][:5]],
+            "model_id": answer["model_id"], "latency_s": round(time.perf_counter() - t0, 3),
+            "description": next(c["description"] for c in candidates if c["gloss"] == sample["gloss"])}  # fmt: skip
 
 
 def _stop() -> None:
@@ -302,6 +393,7 @@ def run_demo(
     train_overrides: list[str] | None = None,
     port: int | None = None,
     cpus: int | None = None,
+    recognition_overrides: list[str] | None = None,
 ) -> dict:
     """Run the demo (see the module docstring); returns the summary (also written to ``{out}/summary.json``)."""
     import ray
@@ -312,7 +404,7 @@ def run_demo(
     started = time.time()
     out = storage.normalize(out)
     manifest_uri, features = storage.join(out, "manifest.parquet"), storage.join(out, "features")
-    narrator = Narrator(total=7, quiet=quiet)
+    narrator = Narrator(total=8, quiet=quiet)
     say = narrator.say
     say(f"ray_slt demo: everything is written under {out}")
     if data:
@@ -391,14 +483,30 @@ def run_demo(
         }
         summary["train"] = {"steps": trained["steps"], "best": best, "run_dir": run_dir,
                             "train_time_s": trained.get("train_time_s")}  # fmt: skip
+        rec_size = size if not data else "small"
+        rec = narrator.step(
+            "Recognising signs never seen in training from their descriptions (HALI, synthetic isolated signs)",
+            lambda: _recognition(out, rec_size, quiet, recognition_overrides or []),
+        )
+        rec["partition_classes"] = _partition_of(rec["run_dir"])
+        p = rec["partition"]
+        say(f"    {rec['samples']} isolated-sign samples; trained on {p['seen']} seen signs, {rec['steps']} steps")
+        say(f"    zero-shot on {p['test_unseen']} test-unseen signs ({rec['test_n']} samples): top-1 "
+            f"{rec['test']['top1']:.1f}% (chance {rec['chance_top1']}%), top-5 {rec['test']['top5']:.1f}%")  # fmt: skip
+        summary["recognition"] = {k: rec[k] for k in ("run_dir", "partition", "steps", "test", "test_n", "chance_top1")}
         sample = _held_out(manifest_uri)
         answer = narrator.step(
-            "Serving the trained model (Ray Serve on 127.0.0.1) and translating a held-out test sample over HTTP",
-            lambda: _serve_and_translate(run_dir, sample, port, quiet),
+            "Serving both models (Ray Serve on 127.0.0.1): translating a held-out test sample and recognising an "
+            "unseen sign over HTTP",
+            lambda: _serve_and_translate(run_dir, sample, port, quiet, rec),
         )
         say(f"    sample     {answer['sample_id']}")
         say(f"    reference  {answer['reference']}")
         say(f"    served     {answer['hypothesis']}   ({answer['model_id']}, {answer['latency_s']} s)")
+        r = answer["recognize"]
+        say(f"    unseen     {r['sample_id']}: {r['gloss']} ({r['description']})")
+        say("    ranked     " + ", ".join(f"{g} {s:.2f}" for g, s in zip(r["ranked"], r["scores"]))
+            + f"   among {r['candidates']} described candidates")  # fmt: skip
         summary["http"] = answer
     finally:
         narrator.step("Stopping the server and Ray", _stop)
@@ -406,6 +514,13 @@ def run_demo(
     storage.write_text(storage.join(out, "summary.json"), json.dumps(summary, indent=1, ensure_ascii=False))
     say("\n" + render_summary(summary))
     return summary
+
+
+def _partition_of(run_dir: str) -> dict:
+    from ray_slt.models.recognition import read_meta
+    from ray_slt.models.registry import resolve
+
+    return read_meta(resolve(run_dir).model)["partition"]
 
 
 def _init_model(run_dir: str) -> str:
@@ -429,11 +544,19 @@ def render_summary(s: dict) -> str:
         lines.append(f"dev BLEU-4    trained {t['bleu4']:.2f}  vs  untrained {u['bleu4']:.2f}   (n={t['n']}; "
                      f"chrF {t['chrf']:.1f} vs {u['chrf']:.1f})")  # fmt: skip
         lines.append(f"training      {s['train']['steps']} steps, run in {s['train']['run_dir']}")
+    if "recognition" in s:
+        r = s["recognition"]
+        lines.append(f"zero-shot     top-1 {r['test']['top1']:.1f}% (chance {r['chance_top1']}%), top-5 "
+                     f"{r['test']['top5']:.1f}% on {r['partition']['test_unseen']} never-seen signs")  # fmt: skip
     if "http" in s:
         h = s["http"]
         lines.append(f"served        POST /translate {h['sample_id']} -> {h['hypothesis']!r}")
         lines.append(f"reference     {h['reference']!r}")
         lines.append(f"model         {h['model_id']} ({h['latency_s']} s over HTTP)")
+        if "recognize" in h:
+            r = h["recognize"]
+            lines.append(f"recognized    POST /recognize {r['sample_id']} (an unseen {r['gloss']}) -> "
+                         f"{', '.join(r['ranked'][:3])}")  # fmt: skip
     lines.append("steps         " + "; ".join(f"{x['step'].split(' (')[0]} {x['seconds']} s" for x in s["steps"]))
     if "total_s" in s:
         lines.append(f"total         {s['total_s']} s")
@@ -463,11 +586,18 @@ def _configure(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override of conf/train/synthetic_tiny.yaml (e.g. optim.epochs=2); repeatable",
     )
+    p.add_argument(
+        "--recognition",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override of conf/train/recognition/hali_synthetic_tiny.yaml (e.g. optim.epochs=4); repeatable",
+    )
 
 
 def _run(args: argparse.Namespace) -> dict:
     return run_demo(args.out, args.size, quiet=args.json, data=args.data, train_overrides=args.train,
-                    port=args.port, cpus=args.cpus)  # fmt: skip
+                    port=args.port, cpus=args.cpus, recognition_overrides=args.recognition)  # fmt: skip
 
 
 register(

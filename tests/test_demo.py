@@ -17,14 +17,17 @@ from ray_slt.errors import DataError
 def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
     import ray
 
+    from ray_slt import storage
     from ray_slt.data.manifest import read_manifest
     from ray_slt.demo import run_demo
     from ray_slt.features.store import load_sample
-    from ray_slt.models.registry import load_predictor
+    from ray_slt.models.recognition import read_meta
+    from ray_slt.models.registry import load_predictor, resolve
 
     out = tmp_path / "demo"
-    summary = run_demo(str(out), size="tiny", quiet=True, train_overrides=["optim.epochs=1"], cpus=2)
-    assert len(summary["steps"]) == 7
+    summary = run_demo(str(out), size="tiny", quiet=True, train_overrides=["optim.epochs=1"], cpus=2,
+                       recognition_overrides=["optim.epochs=2"])  # fmt: skip
+    assert len(summary["steps"]) == 8
     assert summary["splits"] == {"train": 32, "dev": 8, "test": 8}
     assert summary["extract"]["ok"] == 48 and summary["extract"]["errors"] == 0
     for name in ("untrained", "trained"):
@@ -44,6 +47,16 @@ def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
     with pytest.raises(OSError):
         urllib.request.urlopen(http["url"] + "healthz", timeout=5)
     assert json.loads((out / "summary.json").read_text())["http"]["hypothesis"] == http["hypothesis"]
+    # recognition: HALI on the seen isolated signs, zero-shot scores on the test-unseen ones, an unseen sign served
+    rec = summary["recognition"]
+    assert rec["partition"] == {"seen": 8, "val_unseen": 4, "test_unseen": 4} and rec["test_n"] == 4
+    assert 0 <= rec["test"]["top1"] <= rec["test"]["top5"] <= 100 and rec["chance_top1"] == 25.0
+    ref = resolve(rec["run_dir"])
+    metrics = json.loads(storage.read_text(storage.join(ref.checkpoint, "eval", "test", "metrics.json")))
+    assert metrics["protocol"]["name"] == "zsl" and metrics["top1"] == pytest.approx(rec["test"]["top1"], abs=0.05)
+    unseen = set(read_meta(ref.model)["partition"]["test_unseen"])
+    answer = http["recognize"]
+    assert answer["gloss"] in unseen and answer["candidates"] == 4 and sorted(answer["ranked"]) == sorted(unseen)
 
 
 def _corpus(tmp_path, rows: list[str], clips: dict[str, str]):
