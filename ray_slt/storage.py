@@ -13,6 +13,7 @@ one request (an object only becomes visible once its upload completes, and an ab
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -237,6 +238,18 @@ def copy(src: str, dst: str) -> None:
         shutil.copyfileobj(fin, fout, length=1 << 20)
 
 
+def _missing_reason(path: str) -> str:
+    """Why a local path does not exist as a file: absent, a dangling link or a loop of links."""
+    if not os.path.islink(path):
+        return "no such file"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+    return "a symbolic link to nothing"
+
+
 @contextlib.contextmanager
 def local_file(uri: str, suffix: str = "") -> Iterator[str]:
     """A local filesystem path with the contents of ``uri`` (a temporary download for remote files),
@@ -244,7 +257,7 @@ def local_file(uri: str, suffix: str = "") -> Iterator[str]:
     if is_local(uri):
         path = normalize(uri)
         if not os.path.exists(path):
-            raise StorageError(f"{uri}: no such file")
+            raise StorageError(f"{uri}: {_missing_reason(path)}")
         yield path
         return
     fs, path = _fs(uri)

@@ -138,9 +138,10 @@ class Probe:
     claimed: int  # frames the container states (stream header, else duration x rate)
     decodable: int  # frames that decoded (up to ``stop_after`` when given)
     complete: bool  # the pass reached the end of the stream (else it stopped at ``stop_after``)
-    width: int
+    width: int  # as stored (before any display rotation)
     height: int
     fps: float | None
+    rotation: int = 0  # display rotation, degrees counter-clockwise (0, 90, 180, 270): phones record sideways
 
 
 def open_container(path: str, mode: str = "r", **kwargs):
@@ -176,10 +177,12 @@ def count_decodable(path: str, stop_after: int | None = None) -> Probe:
         if not claimed and stream.duration and rate:
             claimed = round(float(stream.duration * stream.time_base) * rate)
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        decoded, complete = 0, True
+        decoded, complete, rotation = 0, True, 0
         try:
             for frame in container.decode(stream):
                 decoded += 1
+                if decoded == 1:
+                    rotation = _quarter_turns(getattr(frame, "rotation", 0)) * 90
                 if not width:
                     width, height = frame.width, frame.height
                 if stop_after is not None and decoded >= stop_after:
@@ -187,7 +190,18 @@ def count_decodable(path: str, stop_after: int | None = None) -> Probe:
                     break
         except (av.FFmpegError, OSError, ValueError):
             pass
-    return Probe(max(claimed, decoded), decoded, complete, width, height, rate)
+    return Probe(max(claimed, decoded), decoded, complete, width, height, rate, rotation)
+
+
+def _quarter_turns(degrees: Any) -> int:
+    """A display rotation (counter-clockwise degrees, as FFmpeg's display matrix gives it; phones write -90 or
+    90) as quarter turns 0-3; other angles are not rotations a camera writes and count as 0."""
+    try:
+        d = float(degrees or 0)
+    except (TypeError, ValueError):
+        return 0
+    k = round(d / 90)
+    return k % 4 if abs(d - 90 * k) < 1 else 0
 
 
 def decode_video(
@@ -219,19 +233,25 @@ def decode_video(
     elif end_s is not None and (fps or 0) > 0:
         stop_after = int(np.ceil(end_s * fps))
     probe = count_decodable(path, stop_after)
-    claimed, decodable, width, height = probe.claimed, probe.decodable, probe.width, probe.height
+    claimed, decodable, stored_w, stored_h = probe.claimed, probe.decodable, probe.width, probe.height
     if decodable == 0:
         raise SampleError("decode", f"zero decodable frames (container claims {claimed})")
     if probe.complete and claimed - decodable > max(2, max_missing * claimed):
         raise SampleError("decode", f"truncated: {decodable} of {claimed} frames decode")
+    # Frames are turned upright (a phone's sideways frames with a display rotation): width, height, the bbox and
+    # the keypoints are in displayed pixels.
+    turns = probe.rotation // 90
+    width, height = (stored_h, stored_w) if turns % 2 else (stored_w, stored_h)
     region = crop_region(width, height, bbox, bbox_margin)
     scale = _scale_for(region[2] - region[0], region[3] - region[1], max_side)
     size: dict[str, int] = {}
     sx = sy = 1.0
     if scale < 1.0:
-        # Let the decoder scale (several times cheaper than full-size RGB frames resized afterwards).
+        # Let the decoder scale (several times cheaper than full-size RGB frames resized afterwards); decord turns
+        # frames upright first and then scales them to this size, in displayed orientation.
         size = {"width": max(2, round(width * scale)), "height": max(2, round(height * scale))}
         sx, sy = size["width"] / width, size["height"] / height
+    shape = (size.get("height", height), size.get("width", width))  # of the decoded, upright frames
     try:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, **size)
     except (decord.DECORDError, RuntimeError) as e:
@@ -243,14 +263,17 @@ def decode_video(
     rel = sampling.select(end - start)
     absolute = (rel + start).tolist()
     x0, y0 = int(np.floor(region[0] * sx)), int(np.floor(region[1] * sy))
-    x1 = min(int(np.ceil(region[2] * sx)), size.get("width", width))
-    y1 = min(int(np.ceil(region[3] * sy)), size.get("height", height))
+    x1 = min(int(np.ceil(region[2] * sx)), round(width * sx))
+    y1 = min(int(np.ceil(region[3] * sy)), round(height * sy))
     # Filled in place, chunk by chunk: concatenating the chunks afterwards (a second full copy into freshly
     # faulted memory) made decoding the extraction benchmark's 1,903 frames 8.5 instead of 7.4 CPU-s.
     frames = np.zeros((0, 1, 1, 3), np.uint8)
     try:
         for i in range(0, len(absolute), _DECODE_CHUNK):
-            batch = vr.get_batch(absolute[i : i + _DECODE_CHUNK]).asnumpy()[:, y0:y1, x0:x1]
+            batch = vr.get_batch(absolute[i : i + _DECODE_CHUNK]).asnumpy()
+            if turns and batch.shape[1:3] != shape and batch.shape[1:3] == shape[::-1]:
+                batch = np.rot90(batch, turns, axes=(1, 2))  # a decoder that left them as stored
+            batch = batch[:, y0:y1, x0:x1]
             if i == 0:
                 frames = np.empty((len(absolute), *batch.shape[1:]), np.uint8)
             frames[i : i + len(batch)] = batch
@@ -342,6 +365,10 @@ def decode_images(
 
 
 def _one_line(e: BaseException) -> str:
+    """An exception as one short line; for OS and FFmpeg errors their reason without the file name (a server's
+    temporary paths stay out of its answers)."""
+    if getattr(e, "strerror", None) and isinstance(e.strerror, str):
+        return str(e.strerror)[:300]
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     text = lines[-1] if lines else type(e).__name__
     return text[:300]

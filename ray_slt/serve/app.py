@@ -261,7 +261,8 @@ class Ingress:
         if not self._authorized(request):
             return _error(401, "missing or invalid bearer token (Authorization: Bearer TOKEN)")
         try:
-            body = await read_body(request.stream(), self.max_bytes, request.headers.get("content-length"))
+            body = await read_body(request.stream(), self.max_bytes, request.headers.get("content-length"),
+                                   int(self.cfg.limits.drain_mb * 1e6))  # fmt: skip
             t_read = time.perf_counter()
             sample, extracted = await self._sample(route, request, body, include_pose, deadline)
             t_features = time.perf_counter()

@@ -123,6 +123,9 @@ class HttpSection(Schema):
 
 class LimitsSection(Schema):
     max_upload_mb: float = Field(25.0, gt=0)  # request bodies above this are refused (413)
+    # an oversized body up to this size is read to its end (and dropped) before the 413, so that clients which
+    # send a whole body before reading the answer (Python's urllib, many SDKs) get the 413, not a reset
+    drain_mb: float = Field(256.0, ge=0)
     max_video_s: float = Field(30.0, gt=0)  # clips longer than this (by their container) are refused (413)
     max_pose_frames: int = Field(3000, ge=1)  # .pose inputs with more frames are refused (413)
     request_timeout_s: float = Field(120.0, gt=0)  # a request not answered by then gets 504

@@ -100,9 +100,13 @@ def kind_of(filename: str | None, content_type: str | None) -> tuple[str, str]:
     )
 
 
-async def read_body(stream: AsyncIterator[bytes], max_bytes: int, content_length: str | None = None) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``max_bytes`` (before reading it all when the
-    client declares its length)."""
+async def read_body(
+    stream: AsyncIterator[bytes], max_bytes: int, content_length: str | None = None, drain_bytes: int = 0
+) -> bytes:
+    """The request body, refused with 413 once it exceeds ``max_bytes`` (at once when the client declares a larger
+    length). Before the 413 the rest of the body, up to ``drain_bytes`` in all, is read and thrown away: clients
+    such as Python's urllib send the whole body before they read the answer, and a server that stops reading
+    leaves them with a connection reset instead of the 413 and its reason."""
     limit_mb = f"{max_bytes / 1e6:g} MB"
     if content_length is not None:
         try:
@@ -110,14 +114,28 @@ async def read_body(stream: AsyncIterator[bytes], max_bytes: int, content_length
         except ValueError:
             raise RequestError(400, f"invalid Content-Length {content_length!r}") from None
         if declared > max_bytes:
+            if declared <= drain_bytes:
+                await _drain(stream, drain_bytes)
             raise RequestError(413, f"request body of {declared} bytes exceeds the limit of {limit_mb}")
     chunks, total = [], 0
     async for chunk in stream:
         total += len(chunk)
         if total > max_bytes:
+            await _drain(stream, drain_bytes - total)
             raise RequestError(413, f"request body exceeds the limit of {limit_mb}")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
+    """Read and discard the rest of a body, at most ``budget`` bytes."""
+    seen = 0
+    while seen <= budget:
+        try:
+            chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        seen += len(chunk)
 
 
 def parse_multipart(body: bytes, boundary: str | None) -> dict[str, tuple[str | None, str | None, bytes]]:

@@ -94,14 +94,17 @@ def concurrency(cfg: SweepConfig, base: dict[str, Any]) -> int:
 def _materialize(base: dict[str, Any], n_concurrent: int) -> dict[str, Any]:
     """``data.materialize`` when the config leaves it open: the training loop decides it from the whole
     cluster's CPUs, but trials share the cluster; when the concurrent trials' workers take every CPU, no
-    read task could stream a trial's training data, so it is read into the object store first."""
+    read task could stream a trial's training data, so it is read into the object store first. Otherwise the
+    trial's loop decides as for any run."""
     if base["data"].get("materialize") is not None:
         return base
     import ray
 
     t = base["trainer"]
     spare = ray.cluster_resources().get("CPU", 0) - n_concurrent * t["num_workers"] * t["cpus_per_worker"]
-    return {**base, "data": {**base["data"], "materialize": bool(spare < 1)}}
+    if spare >= 1:
+        return base  # each trial's loop decides (a small training split is still read once)
+    return {**base, "data": {**base["data"], "materialize": True}}
 
 
 def _search_alg(cfg: SweepConfig, n_concurrent: int):

@@ -308,6 +308,14 @@ def test_bad_inputs_are_refused_with_a_reason_and_the_service_stays_healthy(serv
     assert status == 200 and out["text"] is not None
 
 
+def test_an_oversized_upload_gets_a_readable_413_from_an_ordinary_client(server):
+    """urllib sends the whole body before it reads the answer: the server reads the rest (and drops it) so that
+    the client sees the 413 and its reason, not a connection reset."""
+    status, out = request(server.url + "translate", os.urandom(12_000_000), "video/mp4", server.auth)
+    assert status == 413 and "exceeds the limit of 1 MB" in out["error"]
+    assert healthy(server)
+
+
 def test_bearer_token_auth(server, media):
     data = Path(media.poses[2]).read_bytes()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dXNlcjpwYXNz"},

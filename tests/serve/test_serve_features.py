@@ -69,3 +69,38 @@ def test_an_upload_whose_tags_are_not_utf8_is_probed_remuxed_and_decoded(shared_
 
     with av.open(remux(str(dst), str(tmp_path / "copy.mkv"))) as c:
         assert sum(1 for _ in c.decode(video=0)) == 73
+
+
+def test_every_video_oddity_through_the_upload_path(tmp_path):
+    """The oddities of tests/features/test_features_oddities.py uploaded to the feature service: each valid one
+    gives exactly its frames (a phone video upright: the same keypoints as the upright original), each broken
+    one a 422 with its reason and no server path."""
+    import numpy as np
+    from testlib import N_ODDITY_SRC, make_oddities, shared
+
+    from ray_slt.serve.config import ServeConfig
+    from ray_slt.serve.deployments import FeatureService
+
+    odd = make_oddities(tmp_path / "odd", shared(*N_ODDITY_SRC))
+    cfg = ServeConfig.model_validate(
+        {"models": {"translate": {"checkpoint": "unused"}}, "features": {"frames": {"sampling": "all"}}}
+    )
+    service = FeatureService(cfg)
+    outs = {}
+    try:
+        for name, (path, expected) in odd.items():
+            if path.is_dir() or path.is_symlink():
+                continue  # not something an upload can be
+            out = service.extract({"kind": "video", "data": path.read_bytes(), "suffix": path.suffix})
+            outs[name] = out
+            if isinstance(expected, int):
+                assert out["ok"] and out["info"]["num_frames"] == expected, (name, out)
+            else:
+                assert not out["ok"] and out["status"] == 422 and expected in out["reason"], (name, out)
+                assert service.tmp not in out["reason"]
+    finally:
+        service.close()
+    a, b = outs["plain"]["sample"], outs["phone_rotation"]["sample"]
+    both = a["keypoints_valid"] & b["keypoints_valid"]
+    assert both[:, :9].mean() > 0.8
+    assert np.median(np.abs(a["keypoints"] - b["keypoints"])[both]) < 0.05
