@@ -20,10 +20,11 @@ import sys
 def main(argv: list[str]) -> int:
     from ray_slt.jobs import job_main, require
     from ray_slt.training.commands import init_ray
-    from ray_slt.training.run import run_training
+    from ray_slt.training.run import preflight, run_training
 
     def run(cfg):
         require(cfg, argv[0], "train")
+        preflight(cfg)
         init_ray(None)
         return run_training(cfg)
 

@@ -85,12 +85,41 @@ def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         raise StorageError(f"{uri}: unsupported storage ({e})") from e
 
 
+def _credential_failure(e: BaseException) -> bool:
+    """Whether an error means the object store refused us for want of credentials (botocore's
+    NoCredentialsError and friends, by name: botocore is an optional dependency here)."""
+    return type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError")
+
+
+def _storage_errors(fn):
+    """Turn a remote store's credential and permission failures into one-line StorageErrors naming the URI."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(uri, *args, **kwargs):
+        try:
+            return fn(uri, *args, **kwargs)
+        except StorageError:
+            raise
+        except Exception as e:
+            if _credential_failure(e):
+                raise StorageError(f"{uri}: no credentials for {protocol(uri)}:// (set AWS_ACCESS_KEY_ID and "
+                                   "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an instance role "
+                                   "applies)") from None  # fmt: skip
+            if isinstance(e, PermissionError) and not is_local(uri):
+                raise StorageError(f"{uri}: access denied ({e})") from None
+            raise
+
+    return wrapper
+
+
 def _remote(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """Full URI of an fsspec path on a remote filesystem."""
     proto = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
     return f"{proto}://{path}"
 
 
+@_storage_errors
 def exists(uri: str) -> bool:
     fs, path = _fs(uri)
     if not is_local(uri):
@@ -98,6 +127,7 @@ def exists(uri: str) -> bool:
     return bool(fs.exists(path))
 
 
+@_storage_errors
 def isdir(uri: str) -> bool:
     fs, path = _fs(uri)
     if not is_local(uri):
@@ -105,6 +135,7 @@ def isdir(uri: str) -> bool:
     return bool(fs.isdir(path))
 
 
+@_storage_errors
 def size(uri: str) -> int:
     fs, path = _fs(uri)
     try:
@@ -113,6 +144,7 @@ def size(uri: str) -> int:
         raise StorageError(f"{uri}: no such file") from e
 
 
+@_storage_errors
 def listdir(uri: str) -> list[str]:
     """Direct children of a directory/prefix, as full URIs, sorted."""
     fs, path = _fs(uri)
@@ -127,6 +159,7 @@ def listdir(uri: str) -> list[str]:
     return sorted(_remote(fs, e) for e in entries if e.rstrip("/") != path.rstrip("/"))
 
 
+@_storage_errors
 def glob(pattern: str) -> list[str]:
     """Files matching a glob pattern, as full URIs, sorted."""
     fs, path = _fs(pattern)
@@ -144,12 +177,14 @@ def makedirs(uri: str) -> None:
         os.makedirs(normalize(uri), exist_ok=True)
 
 
+@_storage_errors
 def remove(uri: str, recursive: bool = False) -> None:
     fs, path = _fs(uri)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(path, recursive=recursive)
 
 
+@_storage_errors
 def read_bytes(uri: str) -> bytes:
     fs, path = _fs(uri)
     try:
@@ -223,15 +258,18 @@ def atomic_write(uri: str, mode: str = "wb") -> Iterator[IO[Any]]:
         fs.invalidate_cache(path)
 
 
+@_storage_errors
 def write_bytes(uri: str, data: bytes) -> None:
     with atomic_write(uri, "wb") as f:
         f.write(data)
 
 
+@_storage_errors
 def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode("utf-8"))
 
 
+@_storage_errors
 def copy(src: str, dst: str) -> None:
     """Copy one file, atomically at the destination."""
     with open_read(src) as fin, atomic_write(dst) as fout:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-from testlib import shared
+from testlib import REPO, shared
 
 from ray_slt.cli import build_parser, main
 
@@ -55,6 +56,38 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("ray-slt: error: ") and err.count("\n") == 1 and message in err, err
+
+
+TRAIN = "conf/train/recognition/islr_synthetic_tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.epochs=abc"], "optim.epochs: Input should be a valid integer"),
+        (["islr.bogus=1"], "unknown key 'islr.bogus'"),
+        (["data.features=/nowhere/features"], "/nowhere/features: not a feature store"),
+        (["data.features=s3://no-such-bucket-here/features"], "no credentials for s3://"),
+        (["trainer.storage=s3://no-such-bucket-here/runs", "data.features={store}"], "no credentials for s3://"),
+        (
+            ["trainer.backend=deepspeed", "trainer.deepspeed=/nowhere/zero2.json", "data.features={store}"],
+            "trainer.deepspeed /nowhere/zero2.json: no such file",
+        ),
+    ],
+)
+def test_bad_training_configs_fail_in_one_line_before_ray_starts(overrides, message, tmp_path):
+    """In a fresh process without S3 credentials: one line on stderr, exit 2, and no Ray started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
+    env.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))  # fmt: skip
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "index.parquet").write_bytes(b"")  # enough to pass the data check
+    overrides = [o.format(store=tmp_path / "store") for o in overrides]
+    done = subprocess.run([sys.executable, "-m", "ray_slt", "train", TRAIN, *overrides], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=REPO)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("ray-slt: error: ") and message in done.stderr, done.stderr
+    assert "Ray instance" not in done.stderr + done.stdout
 
 
 def test_prepare_json_output(tmp_path, capsys):

@@ -49,8 +49,9 @@ def _run_train(args: argparse.Namespace) -> Any:
     cfg = load_config(args.config, args.overrides)
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"{args.config}: a config of kind 'train' is needed, not {cfg.kind!r}")
-    from ray_slt.training.run import run_training
+    from ray_slt.training.run import preflight, run_training
 
+    preflight(cfg)  # bad data or storage fails here, before Ray starts
     init_ray(args.address)
     return run_training(cfg)
 

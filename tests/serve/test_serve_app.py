@@ -205,6 +205,12 @@ def test_uri_inputs_only_under_the_allowed_prefix(server, media):
         ("link.pose", 403),  # a symlink that leaves the prefix
         ("/etc/passwd", 403),
         ("s3://some-bucket/clip.pose", 403),
+        ("file://" + str(media.root / "outside.pose"), 403),
+        ("clip.pose/../../outside.pose", 403),
+        ("./sub/../../outside.pose", 403),
+        ("http://127.0.0.1:9/clip.pose", 403),
+        ("gs://some-bucket/clip.pose", 403),
+        ("%2e%2e/outside.pose", 404),  # never URL-decoded: a name inside the prefix, which does not exist
         ("missing.pose", 404),
         ("notes.txt", 415),
     ]:
