@@ -188,16 +188,11 @@ def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
 
 
 def preflight(cfg: TrainConfig) -> None:
-    """What can be checked before Ray starts, each failing in one line: the data (a feature store's index or
-    a manifest), the run storage (reachable, credentials for s3://) and a DeepSpeed config file."""
+    """What can be checked before Ray starts, each failing in one line: the data the stage reads
+    (:meth:`Task.check_inputs`), the run storage (reachable, credentials for s3://) and a DeepSpeed config file."""
     from ray_slt.errors import StorageError
-    from ray_slt.features.store import INDEX_FILE
 
-    d = cfg.data
-    if d.features is not None and not storage.exists(storage.join(d.features, INDEX_FILE)):
-        raise StorageError(f"{d.features}: not a feature store (no {INDEX_FILE}; run `ray-slt extract` first)")
-    if d.manifest is not None and not storage.exists(d.manifest):
-        raise StorageError(f"{d.manifest}: no such manifest (run `ray-slt prepare` first)")
+    task_for(cfg).check_inputs()
     if not storage.is_local(cfg.trainer.storage):
         storage.exists(cfg.trainer.storage)  # a missing prefix is fine; missing credentials are not
     ds = cfg.trainer.deepspeed

@@ -138,6 +138,19 @@ class Task(ABC):
     def selection(self) -> Selection:
         return self.evaluator().selection
 
+    def check_inputs(self) -> None:
+        """Fail in one line, on the driver before Ray starts, when the data this stage reads is missing. The
+        default checks ``data.features`` (a feature store's index) and ``data.manifest``; a stage that makes or
+        finds its data elsewhere overrides it."""
+        from ray_slt.errors import StorageError
+        from ray_slt.features.store import INDEX_FILE
+
+        d = self.cfg.data
+        if d.features is not None and not storage.exists(storage.join(d.features, INDEX_FILE)):
+            raise StorageError(f"{d.features}: not a feature store (no {INDEX_FILE}; run `ray-slt extract` first)")
+        if d.manifest is not None and not storage.exists(d.manifest):
+            raise StorageError(f"{d.manifest}: no such manifest (run `ray-slt prepare` first)")
+
 
 class SupervisedTask(Task):
     """A stage trained by the generic Ray Train loop (recipe ``supervised``)."""
