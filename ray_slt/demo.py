@@ -453,9 +453,10 @@ def run_demo(
         if storage.exists(run_dir):  # a previous demo's run would be resumed, finished: train afresh instead
             say(f"    replacing the previous demo's training run in {run_dir}")
             storage.remove(run_dir, recursive=True)
+        lm_how = f"+ LoRA r={cfg.sft.lora.r}" if cfg.sft.uses_lora else "trained in full (randomly initialised)"
         say(f"    config {TRAIN_CONFIG.name}: {cfg.optim.epochs} epochs, {cfg.trainer.num_workers} worker(s) x batch "
             f"{cfg.optim.batch_size}, "
-            f"{cfg.sft.lm} LM + LoRA r={cfg.sft.lora.r}; learning curves in {run_dir}/metrics")  # fmt: skip
+            f"{cfg.sft.lm} LM {lm_how}; learning curves in {run_dir}/metrics")  # fmt: skip
 
         def train():
             from ray_slt.training.run import run_training

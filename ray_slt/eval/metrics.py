@@ -50,6 +50,10 @@ ROUGE_IMPL = (
 CJK_CHARS = "\u3041-\u3096\u30a1-\u30fa\u30fc\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _ROUGE_TOKEN = re.compile(rf"[{CJK_CHARS}]|[^\W_{CJK_CHARS}]+")
 
+#: ROUGE-L of texts that are already tokens separated by whitespace (glosses: ``__ON__``, ``neg-HABEN``), with
+#: ``tokenize="none"``: each whitespace-separated token as it is, case kept.
+ROUGE_IMPL_WHITESPACE = "ray_slt LCS ROUGE-L F1 (beta=1), sentence mean, max over references; whitespace tokens as is"
+
 Refs = Sequence[str] | Sequence[Sequence[str]]
 
 
@@ -160,20 +164,22 @@ def _rouge_l_f1(hyp_tokens: Sequence[str], ref_tokens: Sequence[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def sentence_rouge_l(hyp: str, refs: str | Sequence[str]) -> float:
-    """ROUGE-L F1 (0-100) of one hypothesis against one or several references (best reference wins)."""
+def sentence_rouge_l(hyp: str, refs: str | Sequence[str], whitespace: bool = False) -> float:
+    """ROUGE-L F1 (0-100) of one hypothesis against one or several references (best reference wins).
+    ``whitespace``: the texts are already tokens (glosses): split on whitespace, nothing lowercased or dropped."""
     if isinstance(refs, str):
         refs = [refs]
     if len(refs) == 0:
         raise DataError("no reference to score against")
-    hyp_tokens = rouge_tokens(hyp)
-    return 100.0 * max(_rouge_l_f1(hyp_tokens, rouge_tokens(r)) for r in refs)
+    tokens = str.split if whitespace else rouge_tokens
+    hyp_tokens = tokens(hyp)
+    return 100.0 * max(_rouge_l_f1(hyp_tokens, tokens(r)) for r in refs)
 
 
-def corpus_rouge_l(hyps: Sequence[str], refs: Refs) -> float:
+def corpus_rouge_l(hyps: Sequence[str], refs: Refs, whitespace: bool = False) -> float:
     """Mean sentence ROUGE-L F1 over the corpus (0-100)."""
     streams = reference_streams(hyps, refs)
-    total = sum(sentence_rouge_l(h, [s[i] for s in streams]) for i, h in enumerate(hyps))
+    total = sum(sentence_rouge_l(h, [s[i] for s in streams], whitespace) for i, h in enumerate(hyps))
     return total / len(hyps)
 
 
@@ -206,16 +212,19 @@ def corpus_scores(hyps: Sequence[str], refs: Refs, lang: str | None = None, toke
     ``refs`` is one reference per hypothesis (a list of strings) or several reference streams (a list of
     such lists). Returns ``bleu1``..``bleu4``, ``rouge_l``, ``chrf``, ``bleu_signature`` (of BLEU-4; BLEU-n
     differs only in the n-gram order), ``chrf_signature``, ``rouge_impl``, ``n_sentences``, ``n_refs``.
+    ``tokenize="none"``: the texts are already whitespace-separated tokens (glosses); BLEU and ROUGE-L both take
+    the tokens as they are.
     """
     streams = reference_streams(hyps, refs)
     out: dict = {}
     signature = ""
     for n in (1, 2, 3, 4):
         out[f"bleu{n}"], signature = corpus_bleu(hyps, streams, order=n, lang=lang, tokenize=tokenize)
-    out["rouge_l"] = corpus_rouge_l(hyps, streams)
+    whitespace = tokenize == "none"
+    out["rouge_l"] = corpus_rouge_l(hyps, streams, whitespace)
     out["chrf"], out["chrf_signature"] = corpus_chrf(hyps, streams)
     out["bleu_signature"] = signature
-    out["rouge_impl"] = ROUGE_IMPL
+    out["rouge_impl"] = ROUGE_IMPL_WHITESPACE if whitespace else ROUGE_IMPL
     out["n_sentences"] = len(hyps)
     out["n_refs"] = len(streams)
     return out

@@ -12,6 +12,7 @@ contract (:attr:`Protocol.predicts`):
 protocol        prediction                                                 selection
 ==============  =========================================================  ===========================
 ``translation`` ``hypothesis``, ``reference`` (raw text), optional ``lang``  ``dev_bleu4``, max
+``gloss``       ``hypothesis`` glosses, ``reference`` glosses (as the corpus)  ``dev_bleu4``, max
 ``islr``        ``label`` (gold gloss), ``ranked`` glosses, their ``scores``  ``dev_top1`` (per instance)
 ``zsl``         the same, ranked over the unseen classes only               ``dev_top1`` (per class)
 ``gzsl``        the same, ranked over seen and unseen classes               ``dev_h1``, max
@@ -39,6 +40,7 @@ PROTOCOLS = Registry(
     "evaluation protocol",
     {
         "translation": "ray_slt.eval.protocols:TranslationProtocol",
+        "gloss": "ray_slt.eval.protocols:GlossProtocol",
         "islr": "ray_slt.eval.protocols:ISLRProtocol",
         "zsl": "ray_slt.eval.protocols:ZSLProtocol",
         "gzsl": "ray_slt.eval.protocols:GZSLProtocol",
@@ -139,6 +141,7 @@ class TranslationProtocol(Protocol):
     name = "translation"
     predicts = "text"
     selection = Selection("bleu4", "max")
+    tokenize: ClassVar[str | None] = None  # sacrebleu's tokenizer (None: the language's)
     DEV_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf", "bleu_signature", "lang")
 
     def __init__(self, lang: str | None = None, semantic: bool = False, embedder: str | None = None):
@@ -162,10 +165,11 @@ class TranslationProtocol(Protocol):
             raise DataError("no predictions to score")
         for p in predictions:
             if not isinstance(p.get("hypothesis"), str) or not isinstance(p.get("reference"), str):
-                raise DataError(f"sample {p.get('sample_id')!r}: a translation needs a hypothesis and a reference text")
+                raise DataError(f"sample {p.get('sample_id')!r}: a {self.name} prediction needs a hypothesis and a "
+                                "reference")  # fmt: skip
         lang = self.language(predictions)
         hyps, refs = [p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]
-        scores = {**corpus_scores(hyps, refs, lang=lang), "lang": lang}
+        scores = {**corpus_scores(hyps, refs, lang=lang, tokenize=self.tokenize), "lang": lang}
         if self.semantic:
             from ray_slt.eval.semantic import DEFAULT_EMBEDDER, EmbeddingSimilarity, corpus_pger, corpus_tsr
 
@@ -185,6 +189,28 @@ class TranslationProtocol(Protocol):
             storage.write_text(uri, "".join(str(p[key]).replace("\n", " ") + "\n" for p in predictions))
             files[name] = uri
         return files
+
+
+class GlossProtocol(TranslationProtocol):
+    """Gloss sequences (text -> gloss) against the corpus's reference glosses: BLEU-1..4, ROUGE-L and chrF on the
+    glosses as whitespace-separated tokens, as they are (sacrebleu ``tokenize="none"``: ``__ON__`` or
+    ``neg-HABEN`` stay whole, case kept; :func:`ray_slt.eval.metrics.corpus_scores`). Language tags a model
+    writes (``GSL_WETTER``) are its own business: its predictor strips them before the prediction is scored.
+    A prediction: ``sample_id``, ``hypothesis``, ``reference``. The best checkpoint has the highest dev BLEU-4."""
+
+    name = "gloss"
+    predicts = "gloss"
+    selection = Selection("bleu4", "max")
+    tokenize = "none"
+    DEV_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf", "bleu_signature")
+
+    def __init__(self, lang: str | None = None):
+        super().__init__(lang=lang)
+
+    def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(sample.get("gloss"), str) or not sample["gloss"].strip():
+            raise DataError(f"sample {sample.get('sample_id')!r} has no reference glosses to score against")
+        return {"sample_id": str(sample["sample_id"]), "hypothesis": output["gloss"], "reference": sample["gloss"]}
 
 
 # ----------------------------------------------------------------------------------------------- recognition

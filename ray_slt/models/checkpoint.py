@@ -4,11 +4,13 @@ A translator (stage 2) checkpoint (model kind ``translator``)::
 
     translator.json          format, version, the SFTConfig, where the base LM comes from
     modules.safetensors      sign encoder, DINOv2 projections, projector
-    lora/                    PEFT adapter (adapter_config.json + adapter_model.safetensors)
+    lora/                    PEFT adapter (adapter_config.json + adapter_model.safetensors), when the LM
+                             trains LoRA (``lm_training``)
     tokenizer/               the LM tokenizer (save_pretrained)
     gloss_tokenizer/         the gloss vocabulary (gloss encoder only)
-    base_lm/                 the base LM weights + config, only for a tiny random-initialised LM
-                             (a real LM is reloaded from its model id / path in the config)
+    base_lm/                 the LM weights + config under the adapter, for a tiny random-initialised LM; the
+                             whole trained LM when it trains in full (otherwise a real LM is reloaded from its
+                             model id / path in the config)
     MANIFEST.json            the model kind and every file above with its size; written last
 
 A pretraining (stage 1) checkpoint (kind ``pretrain``) has ``pretrain.json``, ``modules.safetensors``,
@@ -32,7 +34,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from ray_slt import storage
 from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError, StorageError
-from ray_slt.models.config import PretrainConfig, SFTConfig, SkeletonEncoderConfig
+from ray_slt.models.config import PretrainConfig, SFTConfig, SkeletonEncoderConfig, Text2GlossConfig
 from ray_slt.models.registry import MANIFEST
 
 TRANSLATOR_FORMAT = "ray_slt.translator"
@@ -127,9 +129,16 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: str) -> None:
 
 
 # -- stage 2: the translator ---------------------------------------------------------------------------------
+def _base_lm(model):
+    """The LM under the adapter (the LM itself when it has none)."""
+    from peft import PeftModel
+
+    return model.lm.get_base_model() if isinstance(model.lm, PeftModel) else model.lm
+
+
 def _base_lm_state(model) -> dict[str, torch.Tensor]:
     """The base LM's weights under its own names (PEFT's LoRA layers and wrappers removed)."""
-    base = model.lm.get_base_model()
+    base = _base_lm(model)
     state = {}
     for key, value in base.state_dict().items():
         if "lora_" in key:
@@ -140,37 +149,46 @@ def _base_lm_state(model) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_translator(model, uri: str) -> None:
-    """Save a :class:`~ray_slt.models.sft.SignTranslator` to a local or remote directory."""
+#: The config classes a translator checkpoint may carry (``config_class`` in translator.json), by name.
+TRANSLATOR_CONFIGS: dict[str, type[SFTConfig]] = {"SFTConfig": SFTConfig, "Text2GlossConfig": Text2GlossConfig}
+
+
+def save_translator(model, uri: str, kind: str = "translator") -> None:
+    """Save a :class:`~ray_slt.models.sft.SignTranslator` to a local or remote directory. ``kind``: the model
+    kind the manifest records (``text2gloss`` for a text -> gloss model: another predictor serves it)."""
     from ray_slt.models.sft import is_tiny
 
     cfg: SFTConfig = model.cfg
     with tempfile.TemporaryDirectory(prefix="ray_slt_save_") as d:
         modules = {k: v for k, v in model.state_dict().items() if not k.startswith("lm.")}
         _save_tensors(modules, os.path.join(d, "modules.safetensors"))
-        model.lm.save_pretrained(os.path.join(d, "lora"), safe_serialization=True)
+        if cfg.uses_lora:
+            model.lm.save_pretrained(os.path.join(d, "lora"), safe_serialization=True)
+        own_lm = is_tiny(cfg) or not cfg.uses_lora  # weights no model id can give back
         model.tokenizer.save_pretrained(os.path.join(d, "tokenizer"))
         if model.gloss_tokenizer is not None:
             model.gloss_tokenizer.save_pretrained(os.path.join(d, "gloss_tokenizer"))
-        if is_tiny(cfg):
+        if own_lm:
             base_dir = os.path.join(d, "base_lm")
             os.makedirs(base_dir)
-            model.lm.get_base_model().config.save_pretrained(base_dir)
+            _base_lm(model).config.save_pretrained(base_dir)
             _save_tensors(_base_lm_state(model), os.path.join(base_dir, "model.safetensors"))
         meta = {
             "format": TRANSLATOR_FORMAT,
             "version": VERSION,
+            "config_class": type(cfg).__name__,
             "config": cfg.model_dump(mode="json"),
-            "base_lm": "base_lm" if is_tiny(cfg) else cfg.lm,
+            "base_lm": "base_lm" if own_lm else cfg.lm,
         }
         with open(os.path.join(d, "translator.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
-        publish(d, uri, kind="translator")
+        publish(d, uri, kind=kind)
 
 
 def load_translator(uri: str, trainable: bool = False):
-    """Load a translator saved by :func:`save_translator`. ``trainable=True`` keeps LoRA trainable (to resume
-    or to start every rank from the same weights); otherwise the model is returned in eval mode."""
+    """Load a translator saved by :func:`save_translator`. ``trainable=True`` keeps what trains trainable (LoRA,
+    or the whole LM) to resume or to start every rank from the same weights; otherwise the model is returned in
+    eval mode. Checkpoints written before ``lm_training`` existed always trained LoRA."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -180,7 +198,10 @@ def load_translator(uri: str, trainable: bool = False):
 
     with fetched(uri) as d:
         meta = _read_meta(d, "translator.json", TRANSLATOR_FORMAT)
-        cfg = SFTConfig.model_validate(meta["config"])
+        config_class = TRANSLATOR_CONFIGS.get(meta.get("config_class", "SFTConfig"))
+        if config_class is None:
+            raise StorageError(f"{uri}: unknown translator config class {meta.get('config_class')!r}")
+        cfg = config_class.model_validate({"lm_training": "lora", **meta["config"]})
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(d, "tokenizer"), trust_remote_code=False)
         gloss_tokenizer = None
         if cfg.encoder.type == "gloss":
@@ -194,7 +215,10 @@ def load_translator(uri: str, trainable: bool = False):
             )
         else:
             base = load_lm(meta["base_lm"], cfg.dtype)
-        lm = PeftModel.from_pretrained(base, lora_dir(d, uri), is_trainable=trainable)
+        if cfg.uses_lora:
+            lm = PeftModel.from_pretrained(base, lora_dir(d, uri), is_trainable=trainable)
+        else:
+            lm = base.requires_grad_(trainable)
         model = SignTranslator(cfg, encoder, lm, tokenizer, gloss_tokenizer)
         state = load_file(os.path.join(d, "modules.safetensors"))
     expected = {k for k in model.state_dict() if not k.startswith("lm.")}

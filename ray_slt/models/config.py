@@ -73,7 +73,7 @@ class TokenizerConfig(Schema):
     """Where the tokenizer comes from: a saved one (``path``) or trained on the corpus texts."""
 
     path: str | None = None  # save_pretrained dir / model id; None: the LM's own, or trained on the texts
-    kind: Literal["bpe", "wordpiece"] = "bpe"  # when trained: byte-level BPE or WordPiece
+    kind: Literal["bpe", "wordpiece", "word"] = "bpe"  # when trained: byte-level BPE, WordPiece or whole words
     vocab_size: int = Field(4000, ge=64)  # when trained
 
 
@@ -172,7 +172,7 @@ class FusionConfig(Schema):
 
 
 class SFTConfig(Schema):
-    """Stage 2: sign encoder -> (fusion) -> projector -> prepended to the prompt of a causal LM with LoRA."""
+    """Stage 2: sign encoder -> (fusion) -> projector -> prepended to the prompt of a causal LM (LoRA or full)."""
 
     lm: str = "tiny:qwen3"  # model id, local or s3:// directory, or tiny:qwen3 / tiny:qwen2 (random init)
     tiny: TinyLMConfig = Field(default_factory=TinyLMConfig)
@@ -184,6 +184,10 @@ class SFTConfig(Schema):
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    # How the LM learns: "lora" trains adapters on its frozen weights (for pretrained LMs), "full" trains every
+    # weight, "auto" is full for a randomly initialised tiny:* LM (LoRA on random frozen weights leaves most of
+    # the model unable to learn) and LoRA for a pretrained one.
+    lm_training: Literal["auto", "lora", "full"] = "auto"
     lr_llm: float = Field(2e-4, gt=0)
     lr_projector: float = Field(2e-5, gt=0)  # also the DINOv2 linear projections
     lr_encoder: float | None = Field(None, gt=0)  # None: lr_projector
@@ -227,3 +231,70 @@ class SFTConfig(Schema):
     @property
     def prompt(self) -> str:
         return self.prompt_template.format(instruction=self.instruction)
+
+    @property
+    def uses_lora(self) -> bool:
+        """Whether the LM trains LoRA adapters (``lm_training`` resolved: auto -> full for tiny:* LMs)."""
+        if self.lm_training == "auto":
+            return not self.lm.startswith("tiny:")
+        return self.lm_training == "lora"
+
+    def inert(self) -> dict[str, str]:
+        """Keys of this section that have no effect under its other settings, each with the reason (a sweep over
+        one of them would train identical trials)."""
+        if self.uses_lora:
+            return {}
+        return {"lora": f"the LM trains in full (lm_training={self.lm_training}, lm={self.lm}), without LoRA"}
+
+
+class Text2GlossConfig(SFTConfig):
+    """Text -> gloss (stage ``text2gloss``; SignLLM's Prompt2LangGloss channel when ``templates`` and ``tag`` are
+    set): the sentence's words, through a word-level token encoder, prefix a causal LM that writes the gloss
+    sequence. The model is the SFT translator with a token encoder over words instead of glosses
+    (:mod:`ray_slt.models.text2gloss`).
+
+    - ``templates``: prompt templates wrapped around the input sentence (``{text}`` marks where it goes):
+      ``none`` (the sentence alone), ``de`` / ``en`` (the built-in sets,
+      :data:`ray_slt.models.text2gloss.TEMPLATES`) or a list of your own. Each sample is paired with one
+      template by a hash of its id (a fixed random pairing, as the paper pairs prompts with transcripts).
+    - ``tag``: a language tag written before every gloss of the targets (``GSL`` -> ``GSL_WETTER``), stripped
+      from the model's output before it is scored or served; None: plain glosses.
+    - ``lowercase``: lower-case the input sentence (the reference glosses are never changed).
+    """
+
+    encoder: EncoderConfig = Field(default_factory=GlossEncoderConfig)
+    fusion: FusionConfig = Field(default_factory=lambda: FusionConfig(face=False, hand=False))
+    tokenizer: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(kind="word"))
+    instruction: str = "Write the sign language glosses of the sentence."
+    prompt_template: str = "{instruction}\nGlosses:"
+    templates: Literal["none", "de", "en"] | list[str] = "none"
+    tag: str | None = None
+    lowercase: bool = True
+    max_target_tokens: int = Field(64, gt=0)
+    max_new_tokens: int = Field(60, gt=0)
+    num_beams: int = Field(4, ge=1)
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("templates: give at least one template, or 'none'")
+            for t in v:
+                fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+                if fields != ["text"]:
+                    raise ValueError(f"template {t!r} must hold {{text}} exactly once and no other field")
+        return v
+
+    @field_validator("tag")
+    @classmethod
+    def _check_tag(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() for c in v) or "_" in v):
+            raise ValueError(f"tag {v!r} must be one word without '_' (e.g. GSL, ASL)")
+        return v
+
+    @model_validator(mode="after")
+    def _check_text_encoder(self) -> Text2GlossConfig:
+        if self.encoder.type != "gloss":
+            raise ValueError("text2gloss reads words: its encoder is the token encoder (encoder.type: gloss)")
+        return self

@@ -66,7 +66,7 @@ class _TextPredictor(Predictor):
 
 class TranslatorPredictor(_TextPredictor):
     """A stage-2 translator (:func:`ray_slt.models.checkpoint.load_translator`): skeleton or gloss encoder ->
-    projector -> causal LM with LoRA. Options: ``num_beams``, ``max_new_tokens`` (None: the model's)."""
+    projector -> causal LM. Options: ``num_beams``, ``max_new_tokens`` (None: the model's)."""
 
     kind = "translator"
 

@@ -5,23 +5,31 @@
     V = MLP(Z_e)                                             # Linear(H, 4096) -> GELU -> Linear(4096, E_lm)
     LM input = [V (real frames)] [prompt tokens] [target tokens, </s>]  -> cross-entropy on the target
 
-Any ``AutoModelForCausalLM`` works (Qwen3 on clusters, a tiny random Qwen3/Qwen2 on a CPU); LoRA (PEFT) on the
-configured modules is the only trainable part of the LM. Each sequence is laid out contiguously and padded on
-the left, position ids count real positions only, so training and generation (which continues the same
-left-padded layout) see identical inputs.
+Any ``AutoModelForCausalLM`` works (Qwen3 on clusters, a tiny random Qwen3/Qwen2 on a CPU). A pretrained LM learns
+through LoRA (PEFT) on the configured modules, its own weights frozen; a randomly initialised one learns every
+weight (``lm_training``: LoRA on frozen random weights would leave most of the model unable to learn). Each sequence
+is laid out contiguously and padded on the left, position ids count real positions only, so training and generation
+(which continues the same left-padded layout) see identical inputs.
 
 Sign encoders implement one interface, :class:`SignEncoder`: ``encode(batch) -> (Z [B, T', H], mask [B, T'])``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError
@@ -30,6 +38,8 @@ from ray_slt.models.config import GlossEncoderConfig, SFTConfig
 from ray_slt.models.gloss import GlossEncoder
 from ray_slt.models.skeleton import SkeletonEncoder
 from ray_slt.models.tiny import build_tiny_lm, train_tokenizer, train_word_tokenizer
+
+log = logging.getLogger("ray_slt.models")
 
 
 @runtime_checkable
@@ -44,7 +54,7 @@ class SignEncoder(Protocol):
 
 
 class SignTranslator(nn.Module):
-    """Sign encoder + DINOv2 fusion + projector + causal LM with LoRA.
+    """Sign encoder + DINOv2 fusion + projector + causal LM (with LoRA, or trained in full).
 
     - ``forward(batch)`` -> the LM's output (``.loss``: mean cross-entropy over target tokens, incl. ``</s>``);
     - ``generate(batch, num_beams, max_new_tokens)`` -> list of decoded strings;
@@ -55,7 +65,7 @@ class SignTranslator(nn.Module):
         self,
         cfg: SFTConfig,
         encoder: nn.Module,
-        lm: PeftModel,
+        lm: PeftModel | PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         gloss_tokenizer: PreTrainedTokenizerBase | None = None,
     ):
@@ -206,9 +216,9 @@ def generate(
 
 
 def param_groups(model: SignTranslator, cfg: SFTConfig | None = None) -> list[dict[str, Any]]:
-    """Optimizer parameter groups: ``lora`` at lr_llm, ``projector`` (projector + DINOv2 projections) at
-    lr_projector, ``encoder`` at lr_encoder (default lr_projector; absent when frozen). Each group carries a
-    ``name``; pass the list to e.g. ``torch.optim.AdamW``."""
+    """Optimizer parameter groups: ``lora`` (or ``lm`` when the LM trains in full) at lr_llm, ``projector`` (projector
+    + DINOv2 projections) at lr_projector, ``encoder`` at lr_encoder (default lr_projector; absent when frozen).
+    Each group carries a ``name``; pass the list to e.g. ``torch.optim.AdamW``."""
     cfg = cfg or model.cfg
     lora = [p for p in model.lm.parameters() if p.requires_grad]
     projector = [
@@ -220,7 +230,7 @@ def param_groups(model: SignTranslator, cfg: SFTConfig | None = None) -> list[di
     ]
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     groups = [
-        {"name": "lora", "params": lora, "lr": cfg.lr_llm, "weight_decay": cfg.weight_decay},
+        {"name": "lora" if cfg.uses_lora else "lm", "params": lora, "lr": cfg.lr_llm, "weight_decay": cfg.weight_decay},
         {"name": "projector", "params": projector, "lr": cfg.lr_projector, "weight_decay": cfg.weight_decay},
         {
             "name": "encoder",
@@ -295,9 +305,15 @@ def build_translator(
         base = load_lm(cfg.lm, cfg.dtype)
     if base.get_input_embeddings().num_embeddings < len(tokenizer):
         raise ConfigError(f"the tokenizer ({len(tokenizer)} tokens) is larger than the LM's vocabulary")
+    if is_tiny(cfg) and cfg.lm_training == "lora":
+        log.warning(
+            "sft.lm_training=lora on %s: the LM is randomly initialised and its frozen weights never learn "
+            "(only the adapters do); lm_training=auto or full trains all of them",
+            cfg.lm,
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        lm = get_peft_model(base, lora_config(cfg))
+        lm = get_peft_model(base, lora_config(cfg)) if cfg.uses_lora else base.train()
         gloss_tokenizer = None
         if isinstance(cfg.encoder, GlossEncoderConfig):
             if not glosses:

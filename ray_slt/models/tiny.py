@@ -26,7 +26,10 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
 def train_tokenizer(
     texts: Iterable[str], vocab_size: int = 4000, kind: str = "bpe", min_frequency: int = 1
 ) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE or a WordPiece tokenizer on ``texts``.
+    """Train a byte-level BPE, a WordPiece or a word-level tokenizer on ``texts``.
+
+    ``word``: one id per whitespace-separated word (glosses are words), the ``vocab_size`` most frequent (ties in
+    alphabetical order) seen at least ``min_frequency`` times; the rest become ``<unk>``.
 
     Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>``. No special tokens are added on encoding;
     callers append ``</s>`` where a sequence ends. Both kinds are deterministic: the same texts give the same
@@ -57,8 +60,18 @@ def train_tokenizer(
         tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
         tok.add_special_tokens(SPECIAL_TOKENS)
         trainer = None
+    elif kind == "word":
+        counts = Counter(w for text in texts for w in text.split())
+        ranked = sorted((w for w, c in counts.items() if c >= min_frequency), key=lambda w: (-counts[w], w))
+        vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+        for w in ranked[: max(0, vocab_size - len(vocab))]:
+            vocab.setdefault(w, len(vocab))
+        tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.WhitespaceSplit(), decoders.WordPiece()
+        tok.add_special_tokens(SPECIAL_TOKENS)
+        trainer = None
     else:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; use 'bpe' or 'wordpiece'")
+        raise ValueError(f"unknown tokenizer kind {kind!r}; use 'bpe', 'wordpiece' or 'word'")
     if trainer is not None:
         tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK)

@@ -99,6 +99,7 @@ UPLOAD_BODY = {
         "401": {"description": "missing or wrong bearer token (when auth is on)"},
         "403": {"description": "a URI outside the allowed prefix, or URIs not allowed"},
         "404": {"description": "no such route, or a URI that does not exist"},
+        "408": {"description": "the request body was not received within limits.body_timeout_s"},
         "413": {"description": "upload too large or clip too long"},
         "415": {"description": "unsupported content type or file type"},
         "422": {"description": "the clip cannot be used: undecodable, unsupported codec, no person, bad .pose"},
@@ -149,6 +150,8 @@ def route_paths(generic: dict[str, Any], routes: dict[str, dict[str, Any]]) -> d
 
 def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 408:  # the rest of the body may still come: the connection cannot carry another request
+        headers = {"Connection": "close"}
     return JSONResponse({"error": reason, "status": status, **extra}, status_code=status, headers=headers)
 
 
@@ -261,8 +264,9 @@ class Ingress:
         if not self._authorized(request):
             return _error(401, "missing or invalid bearer token (Authorization: Bearer TOKEN)")
         try:
+            limits = self.cfg.limits
             body = await read_body(request.stream(), self.max_bytes, request.headers.get("content-length"),
-                                   int(self.cfg.limits.drain_mb * 1e6))  # fmt: skip
+                                   int(limits.drain_mb * 1e6), limits.body_timeout_s)  # fmt: skip
             t_read = time.perf_counter()
             sample, extracted = await self._sample(route, request, body, include_pose, deadline)
             t_features = time.perf_counter()

@@ -126,6 +126,9 @@ class LimitsSection(Schema):
     # an oversized body up to this size is read to its end (and dropped) before the 413, so that clients which
     # send a whole body before reading the answer (Python's urllib, many SDKs) get the 413, not a reset
     drain_mb: float = Field(256.0, ge=0)
+    # a request body not received in full by then is answered 408 and its connection closed (a client that
+    # trickles a few bytes at a time holds no connection and no replica slot longer than this)
+    body_timeout_s: float = Field(30.0, gt=0)
     max_video_s: float = Field(30.0, gt=0)  # clips longer than this (by their container) are refused (413)
     max_pose_frames: int = Field(3000, ge=1)  # .pose inputs with more frames are refused (413)
     request_timeout_s: float = Field(120.0, gt=0)  # a request not answered by then gets 504

@@ -16,6 +16,7 @@ process with a deadline) or to pose-format's reader, never to pickle or ``torch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -101,12 +102,25 @@ def kind_of(filename: str | None, content_type: str | None) -> tuple[str, str]:
 
 
 async def read_body(
-    stream: AsyncIterator[bytes], max_bytes: int, content_length: str | None = None, drain_bytes: int = 0
+    stream: AsyncIterator[bytes],
+    max_bytes: int,
+    content_length: str | None = None,
+    drain_bytes: int = 0,
+    timeout_s: float | None = None,
 ) -> bytes:
     """The request body, refused with 413 once it exceeds ``max_bytes`` (at once when the client declares a larger
     length). Before the 413 the rest of the body, up to ``drain_bytes`` in all, is read and thrown away: clients
     such as Python's urllib send the whole body before they read the answer, and a server that stops reading
-    leaves them with a connection reset instead of the 413 and its reason."""
+    leaves them with a connection reset instead of the 413 and its reason. A body (drained part included) not
+    received within ``timeout_s`` seconds is refused with 408: a client that trickles bytes holds nothing longer."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(stream, max_bytes, content_length, drain_bytes)
+    except TimeoutError:
+        raise RequestError(408, f"request body not received within {timeout_s:g} s") from None
+
+
+async def _read_body(stream: AsyncIterator[bytes], max_bytes: int, content_length: str | None, drain_bytes: int):
     limit_mb = f"{max_bytes / 1e6:g} MB"
     if content_length is not None:
         try:

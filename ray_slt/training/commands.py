@@ -10,12 +10,12 @@ from ray_slt.cli import register
 
 TRAIN_DESCRIPTION = """\
 Train a model on Ray Train (DDP or DeepSpeed ZeRO-2/3; CPU with gloo, GPUs with nccl) from a config of
-kind 'train' plus key=value overrides. Its stage (pretrain, sft, vlm, grpo, ...) names the task, the recipe
-that trains it and the evaluation protocol whose selection metric picks the best checkpoint (dev BLEU-4 for
-translators). The run lives under {trainer.storage}/{trainer.name} (local or s3://): checkpoints (model/ with
-safetensors + JSON, per-rank optimizer state), metrics/train.jsonl|csv and metrics/dev.jsonl|csv (learning
-curves), dev predictions, run.json (best checkpoint, throughput). Running the same config again resumes from
-the run's latest checkpoint.
+kind 'train' plus key=value overrides. Its stage (pretrain, sft, text2gloss, vlm, grpo, islr, hali, ...) names
+the task, the recipe that trains it and the evaluation protocol whose selection metric picks the best checkpoint
+(dev BLEU-4 for translators). The run lives under {trainer.storage}/{trainer.name} (local or s3://):
+checkpoints (model/ with safetensors + JSON, per-rank optimizer state), metrics/train.jsonl|csv and
+metrics/dev.jsonl|csv (learning curves), dev predictions, run.json (best checkpoint, throughput). Running the
+same config again resumes from the run's latest checkpoint.
 
 examples:
   ray-slt train conf/train/synthetic_tiny.yaml trainer.num_workers=2

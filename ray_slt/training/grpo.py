@@ -5,13 +5,14 @@ Launch (config and its docs: ``conf/grpo_*.yaml``, :mod:`ray_slt.training.grpo_c
     ray-slt train conf/train/grpo_phoenix_gloss2text.yaml grpo.init=runs/phoenix_gloss2text
     ray job submit --working-dir . -- python jobs/grpo.py conf/train/grpo_phoenix_gloss2text.yaml
 
-What it does (paper Sec. 3.3 and supplement): load the SFT translator, merge its LoRA into the LM, add a new
-LoRA (q_proj/v_proj, r=64, alpha=128, dropout 0.05), then for each input sample N translations from the
-policy, score each with R = lambda * BLEU-4 + (1 - lambda) * ROUGE-L (:mod:`ray_slt.training.rewards`),
-normalise the rewards within each group of N, and minimise TRL's clipped-ratio GRPO loss with a KL penalty
-to the reference policy. The reference policy is the merged SFT model: TRL computes its log-probabilities by
-disabling the new adapter (``use_adapter(model, None)``), so no second copy of the LM is held. The sign
-encoder, DINOv2 projections and projector stay frozen at their SFT values (the paper trains LoRA only here).
+What it does (paper Sec. 3.3 and supplement): load the SFT translator, merge its LoRA into the LM (an LM trained in
+full needs no merge), add a new LoRA (q_proj/v_proj, r=64, alpha=128, dropout 0.05), then for each input sample N
+translations from the policy, score each with R = lambda * BLEU-4 + (1 - lambda) * ROUGE-L
+(:mod:`ray_slt.training.rewards`), normalise the rewards within each group of N, and minimise TRL's clipped-ratio
+GRPO loss with a KL penalty to the reference policy. The reference policy is the merged SFT model: TRL computes its
+log-probabilities by disabling the new adapter (``use_adapter(model, None)``), so no second copy of the LM is held.
+The sign encoder, DINOv2 projections and projector stay frozen at their SFT values (the paper trains LoRA only
+here).
 
 **Where TRL is extended, and why.** TRL's ``GRPOTrainer`` turns a text prompt into token ids and feeds
 ``input_ids`` to ``generate`` and to every log-probability pass. Our prompt is the *sign-feature sequence,
@@ -154,7 +155,8 @@ class SignGRPOTrainer(GRPOTrainer):
             args.reward_weights = weights
         elif len(args.reward_weights) != len(funcs):
             raise ConfigError(f"reward_weights must have {len(funcs)} entries (bleu4, rouge_l)")
-        base = sft.lm.merge_and_unload()  # the reference policy: W + the SFT LoRA's delta
+        # the reference policy: W + the SFT LoRA's delta (or the SFT LM itself when it was trained in full)
+        base = sft.lm.merge_and_unload() if sft.cfg.uses_lora else sft.lm
         if merged_lm is not None and not is_tiny(sft.cfg) and args.should_save:
             save_merged_base(base, sft.tokenizer, merged_lm)  # what saved checkpoints name as their LM
         frozen = {k: v for k, v in sft.state_dict().items() if not k.startswith("lm.")}
@@ -437,9 +439,11 @@ class SignGRPOTrainer(GRPOTrainer):
 
 
 def _export_config(sft_cfg: SFTConfig, lora, merged_lm: str | None) -> SFTConfig:
-    """The translator config of the GRPO policy: the SFT one with the new LoRA and the merged LM."""
+    """The translator config of the GRPO policy: the SFT one with the new LoRA (on the SFT LM's weights, which
+    are no longer random even for a tiny LM) and the merged LM."""
     data = sft_cfg.model_dump(mode="json")
     data["lora"] = lora.model_dump(mode="json")
+    data["lm_training"] = "lora"
     if not is_tiny(sft_cfg):
         if merged_lm is None:
             raise ConfigError(f"the merged SFT LM ({sft_cfg.lm} + LoRA) needs a directory: pass merged_lm")

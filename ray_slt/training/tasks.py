@@ -1,4 +1,5 @@
-"""The translator tasks: ``sft`` (stage 2: sign encoder + projector + LLM with LoRA) and ``pretrain`` (stage 1).
+"""The translator tasks: ``sft`` (stage 2: sign encoder + projector + LLM, LoRA or full), ``pretrain`` (stage 1)
+and ``text2gloss`` (the same model read the other way: a sentence in, glosses out; SignLLM's Prompt2LangGloss).
 
 Both read samples from a feature store (``data.features``, the output of ``ray-slt extract``); ``sft`` with a
 gloss encoder can also read a manifest (``data.manifest``: the gloss -> text setting needs no features).
@@ -12,8 +13,11 @@ from typing import Any, ClassVar
 
 from ray_slt.errors import ConfigError
 from ray_slt.features.source import FEATURE_COLUMNS, POSE_COLUMNS, SampleSource, decode_rows
-from ray_slt.models.config import PretrainConfig, SFTConfig
+from ray_slt.models.config import PretrainConfig, SFTConfig, Text2GlossConfig
 from ray_slt.training.task import Batch, Rows, TranslatorTask
+
+#: What a text -> gloss model reads of a sample (a feature store's poses are not read).
+TEXT_COLUMNS = ("sample_id", "split", "spoken_language", "text", "gloss")
 
 
 def source_of(cfg, columns) -> SampleSource:
@@ -51,7 +55,7 @@ class _TranslatorTask(TranslatorTask):
 
 
 class SFTTask(_TranslatorTask):
-    """Stage 2 (RVLF SFT): skeleton or gloss encoder -> projector -> causal LM with LoRA."""
+    """Stage 2 (RVLF SFT): skeleton or gloss encoder -> projector -> causal LM (LoRA, or in full when random)."""
 
     stage = "sft"
     section: ClassVar = SFTConfig
@@ -140,3 +144,59 @@ class PretrainTask(_TranslatorTask):
 
         model = load_pretrain(uri)
         return model.train() if trainable else model
+
+
+class Text2GlossTask(SFTTask):
+    """Text -> gloss (:mod:`ray_slt.models.text2gloss`): the SFT translator with a token encoder over the words of
+    the (template-wrapped) sentence, writing (language-tagged) glosses; scored by the ``gloss`` protocol on the
+    reference glosses, tags stripped. Reads a manifest or a feature store's text columns."""
+
+    stage = "text2gloss"
+    section: ClassVar = Text2GlossConfig
+    protocol: ClassVar[str] = "gloss"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {}
+
+    def columns(self) -> list[str]:
+        return list(TEXT_COLUMNS)
+
+    def source(self) -> SampleSource:
+        return source_of(self.cfg, self.columns())
+
+    def fresh(self):
+        from ray_slt.models.sft import build_translator
+        from ray_slt.models.text2gloss import vocabulary_texts
+
+        c = self.cfg.text2gloss
+        rows = list(self.source().samples(self.cfg.data.train_split))
+        targets, inputs = vocabulary_texts(c, rows)
+        return build_translator(c, texts=targets, glosses=inputs, seed=self.cfg.optim.seed)
+
+    def collator(self, model) -> Callable[[Rows], Batch]:
+        from ray_slt.models.text2gloss import training_pair
+
+        collate, c = model.collator(), self.cfg.text2gloss
+
+        def fn(rows: Rows) -> Batch:
+            rows = decode_rows(rows)
+            batch = collate([training_pair(c, r) for r in rows])
+            batch["references"] = [" ".join(str(r["gloss"]).split()) for r in rows]
+            return batch
+
+        return fn
+
+    def predict(self, model, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
+        from ray_slt.models.text2gloss import strip_tag
+
+        e = self.cfg.eval
+        hyps = self.generate(model, batch, num_beams=e.num_beams, max_new_tokens=e.max_new_tokens,
+                             synced_gpus=synced_gpus)  # fmt: skip
+        tag = self.cfg.text2gloss.tag
+        return [{"sample_id": str(i), "hypothesis": strip_tag(h, tag), "reference": r}
+                for i, h, r in zip(batch["sample_ids"], hyps, batch["references"])]  # fmt: skip
+
+    def save(self, model, uri: str) -> None:
+        from ray_slt.models.checkpoint import save_translator
+
+        save_translator(model, uri, kind="text2gloss")

@@ -261,10 +261,25 @@ def check_space(cfg: SweepConfig, base: dict[str, Any]) -> SweepConfig:
                     raise ConfigError(f"space: {e}") from None
                 raise ConfigError(f"space {key}: value {value!r} is invalid ({e})") from None
             typed.append(_get_dotted(config_dict(train), key))
+        _refuse_inert(key, train)
         if entry.kind in ("grid", "choice"):
             entry = entry.model_copy(update={entry.kind: typed})
         space[key] = entry
     return cfg.model_copy(update={"space": space})
+
+
+def _refuse_inert(key: str, train: Any) -> None:
+    """A swept key that a section declares without effect (``inert()``, e.g. ``sft.lora.*`` when the LM trains in
+    full) is a ConfigError: its trials would all train the same model."""
+    for name in type(train).model_fields:
+        section = getattr(train, name)
+        inert = getattr(section, "inert", None)
+        if not callable(inert):
+            continue
+        for sub, reason in inert().items():
+            path = f"{name}.{sub}"
+            if key == path or key.startswith(path + "."):
+                raise ConfigError(f"space {key}: has no effect here ({reason}); sweep something that changes the model")
 
 
 def _get_dotted(data: Any, dotted: str) -> Any:

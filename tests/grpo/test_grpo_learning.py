@@ -144,6 +144,7 @@ def test_grpo_beats_continued_sft_on_held_out_reward(phoenix_train, tmp_path, se
         tiny={"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "intermediate": 128, "init_std": 0.3},
         tokenizer={"kind": "bpe", "vocab_size": 600},
         lora={"target_modules": ALL_PROJECTIONS, "dropout": 0.0},
+        lm_training="lora",  # tuned as LoRA SFT (the tiny LM stands in for a pretrained one)
         lr_llm=1e-2,
         lr_projector=1e-2,
         instruction="Translate.",

@@ -8,11 +8,13 @@ DINO = 16
 
 
 def tiny_sft(**overrides):
-    """A tiny SFTConfig (CPU sizes) with ``overrides`` merged in (nested dicts allowed)."""
+    """A tiny SFTConfig (CPU sizes) with ``overrides`` merged in (nested dicts allowed). The tiny LM stands in for
+    a pretrained one here: it trains LoRA (``lm_training: lora``) unless an override says otherwise."""
     from ray_slt.models.config import SFTConfig
 
     base = {
         "lm": "tiny:qwen3",
+        "lm_training": "lora",
         "tokenizer": {"vocab_size": 1000},
         "encoder": {"type": "skeleton", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1, "gcn_channels": [16]},
         "fusion": {"dino_dim": DINO},

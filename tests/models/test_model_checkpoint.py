@@ -151,3 +151,56 @@ def test_lm_and_tokenizer_from_an_s3_directory(phoenix_texts, tmp_path, s3_bucke
     assert m.tokenizer.get_vocab() == tok.get_vocab()
     base = m.lm.get_base_model()
     assert torch.equal(base.model.embed_tokens.weight, lm.model.embed_tokens.weight)
+
+
+def test_a_random_lm_trains_in_full_and_round_trips(phoenix_texts, tmp_path, caplog):
+    """lm_training auto: a tiny (random) LM trains every weight, not LoRA; its checkpoint carries the whole
+    trained LM (no adapter) and reloads to identical generations, trainable again for a resume. An explicit
+    LoRA on a random LM is warned about with the reason; a pretrained LM (a model id) keeps LoRA under auto."""
+    cfg = tiny_sft(lm_training="auto")
+    assert not cfg.uses_lora and tiny_sft(lm="Qwen/Qwen3-8B", lm_training="auto").uses_lora
+    m = build_translator(cfg, texts=phoenix_texts, seed=0)
+    assert not any("lora_" in n for n, _ in m.lm.named_parameters())
+    lm_params = [p for p in m.lm.parameters()]
+    groups = {g["name"]: g for g in param_groups(m)}
+    assert "lora" not in groups and {id(p) for p in groups["lm"]["params"]} == {id(p) for p in lm_params}
+    start = {n: p.detach().clone() for n, p in m.lm.named_parameters()}
+    batch = m.collator()(pose_samples(3, texts=phoenix_texts[:3]))
+    m.train()
+    opt = torch.optim.AdamW([{**g, "lr": 1e-2} for g in param_groups(m)])
+    for _ in range(3):
+        loss = m(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    moved = [n for n, p in m.lm.named_parameters() if not torch.equal(p, start[n])]
+    assert len(moved) == len(start)  # every LM weight learnt, attention and MLP alike
+
+    save_translator(m, str(tmp_path / "full"))
+    root = tmp_path / "full"
+    files = {os.path.relpath(os.path.join(r, f), root) for r, _, fs in os.walk(root) for f in fs}
+    assert "base_lm/model.safetensors" in files and not any(f.startswith("lora/") for f in files)
+    loaded = load_translator(str(tmp_path / "full"))
+    assert loaded.cfg == m.cfg and not loaded.cfg.uses_lora
+    _assert_same(m, loaded, batch)
+    resumed = load_translator(str(tmp_path / "full"), trainable=True)
+    assert all(p.requires_grad for p in resumed.lm.parameters())
+
+    with caplog.at_level("WARNING", logger="ray_slt.models"):
+        build_translator(tiny_sft(lm_training="lora"), texts=phoenix_texts[:500], seed=0)
+    assert "randomly initialised and its frozen weights never learn" in caplog.text
+
+
+def test_a_checkpoint_from_before_lm_training_loads_as_lora(trained, tmp_path):
+    """Checkpoints written before ``lm_training`` existed have no such key and always trained LoRA (whatever the
+    LM): they load with their adapter, not as a random LM trained in full."""
+    m, batch = trained
+    save_translator(m, str(tmp_path / "old"))
+    meta_path = tmp_path / "old" / "translator.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["lm_training"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = load_translator(str(tmp_path / "old"))
+    assert loaded.cfg.uses_lora
+    _assert_same(m, loaded, batch)

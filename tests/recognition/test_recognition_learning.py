@@ -32,7 +32,7 @@ def minilm() -> str:
 def test_islr_learns_far_above_its_untrained_start(iso_store, tmp_path):
     cfg = load_config(str(CONF / "islr_synthetic_tiny.yaml"), [
         f"data.features={iso_store.features}", f"islr.lexicon={iso_store.lexicon}", f"trainer.storage={tmp_path}",
-        "eval.at_start=true",
+        "eval.at_start=true", "optim.epochs=8",
     ])  # fmt: skip
     s = run_training(cfg)
     dev = curve(s["curves"]["dev"])
@@ -59,7 +59,7 @@ def test_hali_recognises_unseen_signs_from_their_descriptions(iso_store, tmp_pat
     cfg = load_config(str(CONF / "hali_synthetic_tiny.yaml"), [
         f"data.features={iso_store.features}", f"hali.lexicon={iso_store.lexicon}", f"trainer.storage={tmp_path}",
         "hali.partition={seen: 60, val_unseen: 16, test_unseen: 24, seed: 0}",
-        f"hali.text={{model: {minilm()}, freeze: true}}", "eval.at_start=true",
+        f"hali.text={{model: {minilm()}, freeze: true}}", "eval.at_start=true", "optim.epochs=8",
     ])  # fmt: skip
     s = run_training(cfg)
     dev = curve(s["curves"]["dev"])

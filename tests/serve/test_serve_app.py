@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -78,7 +79,13 @@ def server(ray_local, media, tmp_path_factory):
             "features": {"deployment": {"num_cpus": 0.1, "max_ongoing_requests": 8}},
             "ingress": {"num_cpus": 0},
             "http": {"port": free_port()},
-            "limits": {"max_upload_mb": 1.0, "max_video_s": 2.5, "max_pose_frames": 200, "retries": 1},
+            "limits": {
+                "max_upload_mb": 1.0,
+                "max_video_s": 2.5,
+                "max_pose_frames": 200,
+                "retries": 1,
+                "body_timeout_s": 3.0,
+            },
             "auth": {"token_env": TOKEN_ENV, "required": True},
             "inputs": {"uri_prefix": str(media.allowed)},
         }
@@ -319,6 +326,53 @@ def test_an_oversized_upload_gets_a_readable_413_from_an_ordinary_client(server)
     the client sees the 413 and its reason, not a connection reset."""
     status, out = request(server.url + "translate", os.urandom(12_000_000), "video/mp4", server.auth)
     assert status == 413 and "exceeds the limit of 1 MB" in out["error"]
+    assert healthy(server)
+
+
+def _trickle(url: str, auth: dict, declared: int) -> socket.socket:
+    """A connection that sends the headers of a ``declared``-byte POST and 10 bytes of its body, then nothing."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    sock = socket.create_connection((u.hostname, u.port), timeout=60)
+    head = (f"POST {u.path}translate HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/x-pose\r\n"
+            f"Content-Length: {declared}\r\nAuthorization: {auth['Authorization']}\r\n\r\n")  # fmt: skip
+    sock.sendall(head.encode() + b"\x00" * 10)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict, float]:
+    """Read a whole HTTP answer: (status, JSON body, seconds waited)."""
+    t0 = time.monotonic()
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    body = json.loads(resp.read())
+    sock.close()
+    return resp.status, body, time.monotonic() - t0
+
+
+def test_slow_drip_bodies_time_out_and_never_delay_good_requests(server, media):
+    """Clients that send a few bytes of a body and then stall get 408 after limits.body_timeout_s (3 s here),
+    while good requests sent meanwhile, alongside oversized ones, are answered as usual (well inside the request
+    timeout): the stalled bodies hold no replica and no batch."""
+    timeout = server.cfg.limits.body_timeout_s
+    data = Path(media.poses[1]).read_bytes()
+    status, alone = post(server, data, "application/x-pose")
+    assert status == 200
+    drips = [_trickle(server.url, server.auth, 500_000) for _ in range(6)]
+    with cf.ThreadPoolExecutor(8) as pool:
+        good = [pool.submit(post, server, data, "application/x-pose") for _ in range(6)]
+        big = [pool.submit(post, server, os.urandom(1_200_000), "application/x-pose") for _ in range(2)]
+        answers = [f.result() for f in good]
+        bigs = [f.result() for f in big]
+        dripped = list(pool.map(_answer, drips))
+    for status, out in answers:
+        assert status == 200 and out["text"] == alone["text"]
+        assert out["timings"]["total_s"] < server.cfg.limits.request_timeout_s
+    assert all(status == 413 and "exceeds the limit" in out["error"] for status, out in bigs)
+    for status, out, waited in dripped:
+        assert status == 408 and out["error"] == f"request body not received within {timeout:g} s"
+        assert waited < timeout + 30  # answered after the body timeout, not held until the client gives up
     assert healthy(server)
 
 

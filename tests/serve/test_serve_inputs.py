@@ -98,3 +98,27 @@ def test_read_body_caps_size_with_and_without_content_length():
     with pytest.raises(RequestError) as e:
         asyncio.run(read_body(_chunks(data, 700), 10_000, "12; drop"))
     assert e.value.status == 400
+
+
+async def _stalls_after(data: bytes, stalled: asyncio.Event):
+    yield data
+    stalled.set()
+    await asyncio.Event().wait()  # never set: the client sends nothing more
+
+
+def test_read_body_times_out_on_a_stalled_body_and_not_on_a_complete_one():
+    async def stalled_read():
+        stalled = asyncio.Event()
+        with pytest.raises(RequestError) as e:
+            await read_body(_stalls_after(b"x" * 10, stalled), 5000, "5000", timeout_s=0.2)
+        assert stalled.is_set()
+        return e.value
+
+    err = asyncio.run(stalled_read())
+    assert (err.status, err.reason) == (408, "request body not received within 0.2 s")
+    data = b"x" * 5000
+    assert asyncio.run(read_body(_chunks(data, 700), 5000, "5000", timeout_s=0.2)) == data
+    # the drain before a 413 counts too: a client cannot hold the connection by trickling an oversized body
+    with pytest.raises(RequestError) as e:
+        asyncio.run(read_body(_stalls_after(b"x" * 10, asyncio.Event()), 5, "6000", drain_bytes=10_000, timeout_s=0.2))
+    assert e.value.status == 408

@@ -45,7 +45,29 @@ def recognizer(corpus, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, recognizer, tmp_path_factory):
+def text2gloss(tmp_path_factory) -> str:
+    """An (untrained) tiny text -> gloss model with English templates and ASL_ tags: the serving path."""
+    from ray_slt.models.checkpoint import save_translator
+    from ray_slt.models.config import Text2GlossConfig
+    from ray_slt.models.sft import build_translator
+    from ray_slt.models.text2gloss import vocabulary_texts
+
+    pairs = [("the man eats an apple", "MAN APPLE EAT"), ("my sister reads a book", "MY SISTER BOOK READ"),
+             ("tomorrow it rains", "TOMORROW RAIN")]  # fmt: skip
+    cfg = Text2GlossConfig.model_validate({
+        "tiny": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1, "intermediate": 64},
+        "encoder": {"type": "gloss", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1}, "projector": {"hidden": 32},
+        "templates": "en", "tag": "ASL", "max_new_tokens": 6, "num_beams": 1,
+    })  # fmt: skip
+    rows = [{"sample_id": str(i), "text": t, "gloss": g} for i, (t, g) in enumerate(pairs)]
+    targets, inputs = vocabulary_texts(cfg, rows)
+    uri = str(tmp_path_factory.mktemp("t2g") / "text2gloss")
+    save_translator(build_translator(cfg, texts=targets, glosses=inputs, seed=0), uri, kind="text2gloss")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, recognizer, text2gloss, tmp_path_factory):
     from ray import serve
 
     from ray_slt.config import build_config
@@ -56,12 +78,13 @@ def server(ray_local, recognizer, tmp_path_factory):
     cfg = build_config({
         "kind": "serve", "app_name": "rec_app",
         "models": {"translate": {"checkpoint": translator, "deployment": small},
-                   "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}}},
+                   "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}},
+                   "text2gloss": {"checkpoint": text2gloss, "deployment": small}},
         "features": {"deployment": small}, "ingress": {"num_cpus": 0}, "http": {"port": free_port()},
     })  # fmt: skip
     url = start(cfg)
     try:
-        yield SimpleNamespace(url=url, recognizer=recognizer)
+        yield SimpleNamespace(url=url, recognizer=recognizer, text2gloss=text2gloss)
     finally:
         serve.shutdown()
 
@@ -82,12 +105,31 @@ def _sample(path: Path) -> dict:
 
 def test_routes_come_from_the_configuration(server):
     status, health = request(server.url + "healthz")
-    assert status == 200 and set(health["routes"]) == {"translate", "recognize"}
+    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss"}
     rec = health["routes"]["recognize"]
     assert (rec["kind"], rec["predicts"], rec["inputs"], rec["protocol"]) == ("recognizer", "labels", "pose", "islr")
     assert rec["settings"]["top_k"] == 3 and rec["settings"]["zero_shot"] is True
     status, spec = request(server.url + "openapi.json")
-    assert set(spec["paths"]) == {"/translate", "/recognize", "/healthz"}
+    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/healthz"}
+
+
+def test_text2gloss_answers_glosses_without_tags(server):
+    """A text -> gloss model is served like any other: a sentence in (JSON or text/plain), the glosses its
+    predictor gives in process out, language tags stripped; an empty sentence is a 400."""
+    from ray_slt.models.registry import load_predictor
+
+    status, health = request(server.url + "healthz")
+    t2g = health["routes"]["text2gloss"]
+    assert (t2g["kind"], t2g["predicts"], t2g["inputs"], t2g["protocol"]) == ("text2gloss", "gloss", "text", "gloss")
+    assert t2g["settings"]["tag"] == "ASL" and t2g["settings"]["templates"] == "en"
+    sentence = "my sister eats an apple"
+    want = load_predictor(server.text2gloss).predict([{"text": sentence}])[0]["gloss"]
+    status, out = request(server.url + "text2gloss", json.dumps({"text": sentence}).encode(), "application/json")
+    assert status == 200 and out["gloss"] == want and "ASL_" not in out["gloss"]
+    status, plain = request(server.url + "text2gloss", sentence.encode(), "text/plain")
+    assert status == 200 and plain["gloss"] == want
+    status, out = request(server.url + "text2gloss", json.dumps({"text": "  "}).encode(), "application/json")
+    assert status == 400 and "text" in out["error"]
 
 
 def test_recognize_answers_what_the_model_gives_in_process(server, corpus):

@@ -1,12 +1,13 @@
 """`ray-slt train` and `ray-slt eval` end to end on the synthetic corpus, in fresh processes: the learning test.
 
-The shipped demo config (conf/train/synthetic_tiny.yaml: skeleton encoder -> projector -> tiny random Qwen3 +
-LoRA, 600 training sentences of the synthetic corpus, dev/test sentences are gloss sequences never seen in
-training) trains on two DDP workers; then the best checkpoint (highest dev BLEU-4) and the untrained starting
-model are evaluated with the same command.
+The shipped demo config (conf/train/synthetic_tiny.yaml: skeleton encoder -> projector -> tiny random Qwen3, all
+trained, 600 training sentences of the synthetic corpus, dev/test sentences are gloss sequences never seen in
+training) trains on two DDP workers for 8 epochs here; then the best checkpoint (highest dev BLEU-4) and the
+untrained starting model are evaluated with the same command.
 
-Margins asserted (dev): BLEU-4 at least 5 points and ROUGE-L at least 25 points above the untrained model (which
-scores 0 on both). Observed on the development machine: BLEU-4 0.00 -> 11.30, ROUGE-L 0.00 -> 46.94 (12 epochs).
+Margins asserted (dev): BLEU-4 at least 15 points and ROUGE-L at least 30 points above the untrained model (which
+scores 0 on both). Observed on the development machine with the config's 12 epochs: BLEU-4 0.00 -> 52.77, ROUGE-L
+0.00 -> 73.38 (LoRA on the same random LM, as this config used to train: 11.30 / 46.94); 8 epochs: 25.51 / 57.45.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from train_helpers import last_json, run_cli
 from ray_slt.eval.metrics import corpus_scores
 
 CONF = str(REPO / "conf" / "train" / "synthetic_tiny.yaml")
-BLEU_MARGIN, ROUGE_MARGIN = 5.0, 25.0
+BLEU_MARGIN, ROUGE_MARGIN = 15.0, 30.0
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -30,8 +31,8 @@ def jsonl(path: Path) -> list[dict]:
 
 def test_train_and_eval_cli_learn_the_synthetic_corpus(synthetic_store, tmp_path):
     runs = tmp_path / "runs"
-    done = run_cli("train", CONF, f"data.features={synthetic_store['features']}", f"trainer.storage={runs}", "--json",
-                   timeout=1500)  # fmt: skip
+    done = run_cli("train", CONF, f"data.features={synthetic_store['features']}", f"trainer.storage={runs}",
+                   "optim.epochs=8", "--json", timeout=1500)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = last_json(done.stdout)
     run = runs / "train_synthetic_tiny"

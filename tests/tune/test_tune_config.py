@@ -22,6 +22,8 @@ def sweep(**changes) -> SweepConfig:
         "kind": "tune",
         "train": str(REPO / "conf" / "train" / "synthetic_tiny.yaml"),
         "space": {"sft.lora.r": {"grid": [4, 16]}},
+        # the tiny LM stands in for a pretrained one whose LoRA is swept (a random LM trains in full, no LoRA)
+        "overrides": {"sft.lm_training": "lora"},
     }
     data.update(changes)
     cfg = build_config(data)
@@ -47,7 +49,8 @@ def test_unknown_paths_and_invalid_values_fail_before_any_trial():
     cfg = sweep(space={"optim.schedule": {"choice": ["cosine", "linear"]}})
     with pytest.raises(ConfigError, match=r"space optim.schedule: value 'linear' is invalid"):
         check_space(cfg, base_train_dict(cfg))
-    cfg = sweep(overrides={"optim": {"epochs": 0}})  # nested overrides are dotted keys of the training config
+    # nested overrides are dotted keys of the training config
+    cfg = sweep(overrides={"optim": {"epochs": 0}, "sft.lm_training": "lora"})
     with pytest.raises(ConfigError, match=r"optim.epochs"):
         base_train_dict(cfg)
     with pytest.raises(ConfigError, match=r"space.sft.lora.r: .*exactly one of"):
@@ -63,10 +66,21 @@ def test_unknown_paths_and_invalid_values_fail_before_any_trial():
     with pytest.raises(ConfigError, match=r"eval.every_epochs is 0"):
         base_train_dict(sweep(overrides={"eval.every_epochs": 0}))
     cfg = sweep(
-        train=str(REPO / "conf" / "train" / "grpo_phoenix_gloss2text.yaml"), space={"grpo.beta": {"grid": [0.0, 0.04]}}
+        train=str(REPO / "conf" / "train" / "grpo_phoenix_gloss2text.yaml"),
+        space={"grpo.beta": {"grid": [0.0, 0.04]}},
+        overrides={},
     )
     with pytest.raises(ConfigError, match=r"stage grpo trains with the grpo recipe, which sweeps do not run"):
         base_train_dict(cfg)
+
+
+def test_a_key_without_effect_is_refused():
+    """sft.lora.* does nothing when the LM trains in full (the shipped tiny configs: a random LM): sweeping it
+    would train identical trials, so the sweep is refused with the reason."""
+    cfg = sweep(overrides={})
+    with pytest.raises(ConfigError, match=r"space sft.lora.r: has no effect here \(the LM trains in full"):
+        check_space(cfg, base_train_dict(cfg))
+    check_space(sweep(), base_train_dict(sweep()))  # with LoRA on: a real knob
 
 
 def test_cli_rejects_a_bad_space_in_one_line_without_starting_ray():
@@ -87,13 +101,13 @@ def test_override_values_round_trip_through_yaml():
 
 
 def test_space_entries_are_overridden_by_their_dotted_config_path():
-    cfg = load_sweep(CONF, ["space.sft.lora.r={grid: [4]}", "space.sft.lr_llm.grid=[0.1, 0.2]"])
-    assert cfg.space["sft.lora.r"].grid == [4]  # replaced whole
+    cfg = load_sweep(CONF, ["space.sft.projector.hidden={grid: [4]}", "space.sft.lr_llm.grid=[0.1, 0.2]"])
+    assert cfg.space["sft.projector.hidden"].grid == [4]  # replaced whole
     assert cfg.space["sft.lr_llm"].grid == [0.1, 0.2]  # one field of the entry
     assert cfg.space["sft.lr_projector"].same_as == "sft.lr_llm"  # the others as the file has them
     assert len(cfg.space) == 3
-    with pytest.raises(ConfigError, match=r"space\.sft\.lora\.r\.gird"):
-        load_sweep(CONF, ["space.sft.lora.r.gird=[4]"])
+    with pytest.raises(ConfigError, match=r"space\.sft\.projector\.hidden\.gird"):
+        load_sweep(CONF, ["space.sft.projector.hidden.gird=[4]"])
 
 
 SPACE = {
@@ -183,8 +197,8 @@ def test_grid_values_are_typed_by_the_training_schema():
     from ray_slt.tune.sweep import param_space
 
     # YAML 1.1 reads 1e-06 (no dot) as a string; the learning rate's field makes it a float
-    cfg = load_sweep(CONF, ["space={sft.lr_llm: {grid: [1e-06, 3.0e-3]}, sft.lora.r: {choice: ['8', 16]}}"])
+    cfg = load_sweep(CONF, ["space={sft.lr_llm: {grid: [1e-06, 3.0e-3]}, sft.projector.hidden: {choice: ['8', 16]}}"])
     assert cfg.space["sft.lr_llm"].grid == ["1e-06", 3.0e-3]
     typed = check_space(cfg, base_train_dict(cfg))
-    assert typed.space["sft.lr_llm"].grid == [1e-06, 3.0e-3] and typed.space["sft.lora.r"].choice == [8, 16]
+    assert typed.space["sft.lr_llm"].grid == [1e-06, 3.0e-3] and typed.space["sft.projector.hidden"].choice == [8, 16]
     assert param_space(typed)["sft.lr_llm"] == {"grid_search": [1e-06, 3.0e-3]}

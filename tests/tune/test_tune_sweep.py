@@ -1,6 +1,6 @@
 """`ray-slt tune` end to end on a local 2-CPU Ray, in fresh processes: a sweep of three tiny trials of the synthetic
 translator (learning rate on a grid of two that learn and one that does not, the projector's tied to the LLM's;
-LoRA rank sampled per trial), two at a time, ASHA on dev BLEU-4 at every epoch; interrupted (SIGINT to the driver)
+projector width sampled per trial), two at a time, ASHA on dev BLEU-4 at every epoch; interrupted (SIGINT to the driver)
 once two trials have finished, then resumed by running the same command again. Then the best trial's checkpoint is
 evaluated with `ray-slt eval`.
 
@@ -31,10 +31,10 @@ from ray_slt.training.config import TrainConfig
 
 CONF = str(REPO / "conf" / "tune" / "synthetic_tiny.yaml")
 GOOD_LRS, BAD_LR, EPOCHS = (3.0e-3, 2.0e-3), 1.0e-6, 2
-# grid entries are expanded (3 trials), the rank sampled once per grid point (seeded)
+# grid entries are expanded (3 trials), the width sampled once per grid point (seeded)
 SPACE = (
-    f"space={{sft.lora.r: {{randint: [4, 16]}}, sft.lr_llm: {{grid: [{GOOD_LRS[0]}, {GOOD_LRS[1]}, {BAD_LR}]}}, "
-    "sft.lr_projector: {same_as: sft.lr_llm}}"
+    f"space={{sft.projector.hidden: {{randint: [32, 128]}}, "
+    f"sft.lr_llm: {{grid: [{GOOD_LRS[0]}, {GOOD_LRS[1]}, {BAD_LR}]}}, sft.lr_projector: {{same_as: sft.lr_llm}}}}"
 )
 
 
@@ -101,7 +101,7 @@ def test_sweep_asha_interrupt_resume_and_best_reproduces(tiny_store, tmp_path):
     completed = 0
     for r in rows.values():
         assert r["params"]["sft.lr_projector"] == r["params"]["sft.lr_llm"]  # tied
-        assert type(r["params"]["sft.lora.r"]) is int and 4 <= r["params"]["sft.lora.r"] <= 16
+        assert type(r["params"]["sft.projector.hidden"]) is int and 32 <= r["params"]["sft.projector.hidden"] <= 128
         if r["params"]["sft.lr_llm"] == BAD_LR:
             assert r["status"] == "stopped" and r["epochs"] < EPOCHS, r
         else:
@@ -127,7 +127,8 @@ def test_sweep_asha_interrupt_resume_and_best_reproduces(tiny_store, tmp_path):
     cfg = load_config(best["train_config"])
     assert isinstance(cfg, TrainConfig)
     lr = best["params"]["sft.lr_llm"]
-    assert (cfg.sft.lora.r, cfg.sft.lr_llm, cfg.sft.lr_projector) == (best["params"]["sft.lora.r"], lr, lr)
+    assert (cfg.sft.projector.hidden, cfg.sft.lr_llm, cfg.sft.lr_projector) == (
+        best["params"]["sft.projector.hidden"], lr, lr)  # fmt: skip
     assert cfg.trainer.storage == str(trials) and cfg.trainer.name == best["trial_id"]
     assert json.loads((sweep / "best.json").read_text())["checkpoint"] == best["checkpoint"]
 
@@ -135,9 +136,9 @@ def test_sweep_asha_interrupt_resume_and_best_reproduces(tiny_store, tmp_path):
     md = (sweep / "results.md").read_text()
     assert all(f"| {t} |" in md for t in rows)
     csv_lines = (sweep / "results.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == 4 and csv_lines[0].startswith("trial_id,status,sft.lora.r,sft.lr_llm")
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("trial_id,status,sft.projector.hidden,sft.lr_llm")
     assert json.loads((sweep / "results.json").read_text())[0]["trial_id"] == best["trial_id"]
-    for name in ("sft.lora.r.png", "sft.lr_llm.png", "curves.png"):
+    for name in ("sft.projector.hidden.png", "sft.lr_llm.png", "curves.png"):
         assert (sweep / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # 6. the trials read the feature store and wrote nothing into it

@@ -1,0 +1,159 @@
+"""Text -> gloss (Prompt2LangGloss): templates wrap the sentence exactly and pair with samples the same way in
+every process, tags are added to every gloss and stripped exactly, the gloss protocol scores whitespace tokens
+(worked by hand), and a checkpoint saves, loads and predicts identically, tags stripped, as model kind
+``text2gloss``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ray_slt.errors import DataError
+from ray_slt.models.config import Text2GlossConfig
+from ray_slt.models.text2gloss import (
+    TEMPLATES,
+    add_tag,
+    source_text,
+    strip_tag,
+    template_for,
+    training_pair,
+    vocabulary_texts,
+    words,
+)
+
+TINY = {
+    "lm": "tiny:qwen3",
+    "tiny": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1, "intermediate": 64},
+    "encoder": {"type": "gloss", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1},
+    "projector": {"hidden": 32},
+    "max_new_tokens": 8,
+    "num_beams": 2,
+}
+
+
+def t2g(**changes) -> Text2GlossConfig:
+    return Text2GlossConfig.model_validate({**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def rows(phoenix_train) -> list[dict]:
+    return [{"sample_id": f"train/{i:05d}", **r} for i, r in enumerate(phoenix_train)]
+
+
+def test_templates_wrap_the_sentence_and_pair_by_a_stable_hash(rows):
+    cfg = t2g(templates="de")
+    sentence = "und nun die wettervorhersage für morgen"
+    for r in rows[:50]:
+        template = template_for(cfg, r["sample_id"])
+        assert template in TEMPLATES["de"]
+        assert source_text(cfg, sentence, r["sample_id"]) == words(template.format(text=sentence))
+    # every template is used, and roughly evenly (a hash pairing, not the first template every time)
+    counts = {t: 0 for t in TEMPLATES["de"]}
+    for r in rows[:1200]:
+        counts[template_for(cfg, r["sample_id"])] += 1
+    assert min(counts.values()) >= 50
+    # the same pairing in another process (no salted hash)
+    code = ("from ray_slt.models.config import Text2GlossConfig as C; from ray_slt.models.text2gloss import "
+            "template_for; import json, sys; c = C(templates='de'); "
+            "print(json.dumps([template_for(c, f'train/{i:05d}') for i in range(40)]))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [template_for(cfg, r["sample_id"]) for r in rows[:40]]
+    # no templates: the sentence alone; lower-cased and split at punctuation unless told otherwise
+    assert source_text(t2g(), "Morgen, Regen!") == "morgen , regen !"
+    assert source_text(t2g(lowercase=False), "Morgen, Regen!") == "Morgen , Regen !"
+    assert words("nord-west's 12,5 °C") == "nord-west's 12 , 5 ° c"
+    own = t2g(templates=["Bitte: {text}"])
+    assert source_text(own, "Regen", "x") == "bitte : regen"
+    with pytest.raises(DataError, match="non-empty input sentence"):
+        source_text(cfg, "  ", "train/1")
+
+
+def test_bad_templates_and_tags_are_refused():
+    for bad in (["no placeholder"], ["{text} and {text}"], ["{sentence}"], []):
+        with pytest.raises(ValueError, match=r"template|at least one"):
+            t2g(templates=bad)
+    for bad in ("", "G SL", "GSL_"):
+        with pytest.raises(ValueError, match="one word without"):
+            t2g(tag=bad)
+    with pytest.raises(ValueError, match=r"encoder\.type: gloss"):
+        t2g(encoder={"type": "skeleton", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1, "gcn_channels": [8]})
+
+
+def test_tags_are_added_to_every_gloss_and_stripped_exactly(rows):
+    for r in rows:
+        tagged = add_tag(r["gloss"], "GSL")
+        assert all(g.startswith("GSL_") for g in tagged.split()) and len(tagged.split()) == len(r["gloss"].split())
+        assert strip_tag(tagged, "GSL") == " ".join(r["gloss"].split())
+    # what a model writes without the tag is kept (and scored as written); a bare tag is not emptied
+    assert strip_tag("GSL_WETTER MORGEN GSL_ GSL_GSL_X", "GSL") == "WETTER MORGEN GSL_ GSL_X"
+    assert strip_tag("  WETTER   MORGEN ", None) == "WETTER MORGEN" == add_tag(" WETTER  MORGEN", None)
+
+
+def test_training_pairs_and_vocabularies(rows):
+    cfg = t2g(templates="de", tag="GSL")
+    pair = training_pair(cfg, rows[0])
+    assert pair["text"] == add_tag(rows[0]["gloss"], "GSL")
+    assert pair["gloss"] == source_text(cfg, rows[0]["text"], rows[0]["sample_id"])
+    with pytest.raises(DataError, match="needs the sample's glosses"):
+        training_pair(cfg, {"sample_id": "s1", "text": "regen", "gloss": " "})
+    targets, inputs = vocabulary_texts(cfg, rows[:20])
+    assert len(targets) == 20 and len(inputs) == 20 + len(TEMPLATES["de"])
+    known = {w for text in inputs for w in text.split()}
+    assert all(w in known for t in TEMPLATES["de"] for w in words(t.replace("{text}", " ")).split())
+
+
+def test_the_gloss_protocol_scores_whitespace_tokens_as_they_are():
+    from ray_slt.eval.protocols import protocol_for
+
+    proto = protocol_for("gloss")
+    assert (proto.predicts, proto.selection.key, proto.selection.mode) == ("gloss", "dev_bleu4", "max")
+    preds = [{"sample_id": "a", "hypothesis": "__ON__ neg-HABEN C D", "reference": "__ON__ C D E"},
+             {"sample_id": "b", "hypothesis": "X", "reference": "x"}]  # fmt: skip
+    s = proto.score(preds)
+    # ROUGE-L by hand: a: LCS(__ON__ C D) = 3 of 4 and 4 -> F1 75; b: case kept, no match -> 0; mean 37.5
+    assert s["rouge_l"] == pytest.approx(37.5)
+    # BLEU-1 by hand: clipped unigram matches 3 of 5 hypothesis tokens, no brevity penalty (5 vs 5)
+    assert s["bleu1"] == pytest.approx(60.0) and "tok:none" in s["bleu_signature"]
+    with pytest.raises(DataError, match="no reference glosses"):
+        proto.prediction({"sample_id": "s", "text": "regen"}, {"gloss": "REGEN"})
+    assert proto.prediction({"sample_id": "s", "gloss": "REGEN"}, {"gloss": "SONNE"}) == {
+        "sample_id": "s", "hypothesis": "SONNE", "reference": "REGEN"}  # fmt: skip
+
+
+def test_checkpoint_round_trip_and_predictor(rows, tmp_path):
+    from ray_slt.models.checkpoint import load_translator, save_translator
+    from ray_slt.models.registry import load_predictor, resolve
+    from ray_slt.models.sft import build_translator, param_groups
+
+    cfg = t2g(templates="de", tag="GSL")
+    targets, inputs = vocabulary_texts(cfg, rows[:300])
+    model = build_translator(cfg, texts=targets, glosses=inputs, seed=0)
+    assert not cfg.uses_lora and [g["name"] for g in param_groups(model)] == ["lm", "projector", "encoder"]
+    batch = model.collator()([training_pair(cfg, r) for r in rows[:8]])
+    opt = torch.optim.AdamW(param_groups(model), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        loss = model(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    save_translator(model, str(tmp_path / "t2g"), kind="text2gloss")
+    loaded = load_translator(str(tmp_path / "t2g"))
+    assert isinstance(loaded.cfg, Text2GlossConfig) and loaded.cfg == cfg
+    assert loaded.generate(batch) == model.generate(batch)
+
+    ref = resolve(str(tmp_path / "t2g"))
+    assert ref.kind == "text2gloss"
+    predictor = load_predictor(ref)
+    assert (predictor.inputs, predictor.predicts, predictor.protocol) == ("text", "gloss", "gloss")
+    samples = [{"sample_id": r["sample_id"], "text": r["text"]} for r in rows[:8]]
+    out = predictor.predict(samples)
+    assert [o["gloss"] for o in out] == [strip_tag(g, "GSL") for g in model.generate(batch)]
+    assert all("GSL_" not in o["gloss"] for o in out)
+    with pytest.raises(DataError, match="reads text"):
+        predictor.predict([{"sample_id": "x", "gloss": "REGEN"}])
