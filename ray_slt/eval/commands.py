@@ -96,8 +96,13 @@ or eval/SPLIT-PROTOCOL for a protocol other than the model's own). Decoding is d
 Recognizers: --protocol islr (top-1/top-5 per instance and per class), zsl or gzsl (zero-shot, over the
 class partition the model was trained under); per_class.csv and confusion.csv are written beside.
 
+Decoding is chosen on dev, never on test: --grid num_beams=1,4 --grid length_penalty=0.8,1.0 evaluates every
+combination on the (dev) split and keeps the best; --decoding-from-dev then decodes the test split with it.
+
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
+  ray-slt eval runs/phoenix_gloss2text --split dev --grid num_beams=1,4,8 --grid length_penalty=0.8,1.0,1.2
+  ray-slt eval runs/phoenix_gloss2text --split test --decoding-from-dev
   ray-slt eval runs/hali_synthetic_tiny --split test --protocol gzsl
   ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
 """
@@ -111,6 +116,14 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", help="evaluation protocol (default: the one of the stage that trained the model)")
     p.add_argument("--num-beams", type=int, help="beam width (default: the model config's; 1 = greedy)")
     p.add_argument("--max-new-tokens", type=int, help="default: the model config's")
+    p.add_argument("--length-penalty", type=float,
+                   help="beam search's length exponent (default 1.0; > 1 favours longer outputs)")  # fmt: skip
+    p.add_argument("--grid", action="append", metavar="OPTION=V1,V2,...",
+                   help="choose decoding on this (dev) split: evaluate every combination of the values (e.g. "
+                        "--grid num_beams=1,4 --grid length_penalty=0.8,1.0), keep the best on the protocol's "
+                        "selection metric in CHECKPOINT/eval/decoding.json")  # fmt: skip
+    p.add_argument("--decoding-from-dev", action="store_true",
+                   help="decode with the options --grid chose on dev (for the test split)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lang", help="spoken language of the references for BLEU tokenization (default: the data's)")
     p.add_argument("--semantic", action="store_true", help="also TSR and PGER (needs the embedder and HanTa)")
@@ -118,31 +131,80 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
+def _grid(items: list[str]) -> dict[str, list]:
+    from ray_slt.errors import RaySltError
+
+    grid: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise RaySltError(f"--grid {item!r}: expected OPTION=V1,V2 (e.g. num_beams=1,4)")
+        parsed = []
+        for v in values.split(","):
+            try:
+                parsed.append(int(v) if v.strip().lstrip("-").isdigit() else float(v))
+            except ValueError:
+                raise RaySltError(f"--grid {item!r}: {v!r} is not a number") from None
+        grid[name.strip().replace("-", "_")] = parsed
+    return grid
+
+
 def _run_eval(args: argparse.Namespace) -> dict:
     from ray_slt.errors import RaySltError
-    from ray_slt.eval.run import evaluate
+    from ray_slt.eval.run import choose_decoding, decoding_from_dev, evaluate
 
     for name in ("num_beams", "max_new_tokens", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    return evaluate(
+    protocol_options = {"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder}
+    if args.grid:
+        if args.decoding_from_dev or args.out or args.protocol:
+            raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")
+        return choose_decoding(args.checkpoint, _grid(args.grid), split=args.split, data=args.data,
+                               protocol_options=protocol_options, batch_size=args.batch_size,
+                               device=args.device)  # fmt: skip
+    options = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
+               "length_penalty": args.length_penalty}  # fmt: skip
+    chosen = None
+    if args.decoding_from_dev:
+        chosen = decoding_from_dev(args.checkpoint)
+        options = {**chosen["options"], **{k: v for k, v in options.items() if v is not None}}
+    result = evaluate(
         args.checkpoint,
         split=args.split,
         data=args.data,
         out=args.out,
         protocol=args.protocol,
-        protocol_options={"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder},
-        predictor_options={"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
+        protocol_options=protocol_options,
+        predictor_options=options,
         batch_size=args.batch_size,
         device=args.device,
     )
+    if chosen is not None:
+        result["decoding_chosen_on"] = chosen
+        _rewrite_metrics(result)
+    return result
+
+
+def _rewrite_metrics(result: dict) -> None:
+    """Rewrite metrics.json with what was added to the result after :func:`evaluate` wrote it."""
+    import json
+
+    from ray_slt import storage
+
+    storage.write_text(result["metrics_file"], json.dumps(result, indent=1, ensure_ascii=False, default=str))
 
 
 def _render_eval(r: dict) -> str:
     lines = [f"{r['split']}: {r['n_samples']} samples, checkpoint {r['checkpoint']} (model {r['model_id']}), "
              f"protocol {r['protocol']['name']}"]  # fmt: skip
-    if r["protocol"]["name"] == "translation":
+    if "results" in r and "best" in r:  # --grid
+        lines = [f"decoding on {r['split']} by {r['metric']} ({r['mode']}):"]
+        lines += [f"  {o['options']}: {o[r['metric']]:.2f}" for o in r["results"]]
+        lines.append(f"best: {r['best']} ({r['best_score']:.2f}); kept in {r['file']}")
+        return "\n".join(lines)
+    if r["protocol"]["name"] in ("translation", "gloss"):
         names = [("BLEU-1", "bleu1"), ("BLEU-2", "bleu2"), ("BLEU-3", "bleu3"), ("BLEU-4", "bleu4")]
         names += [("ROUGE-L", "rouge_l"), ("chrF", "chrf")]
         names += [(n, k) for n, k in (("TSR", "tsr"), ("PGER", "pger")) if k in r]

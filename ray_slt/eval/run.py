@@ -123,3 +123,71 @@ def evaluate(
     }
     storage.write_text(result["metrics_file"], json.dumps(result, indent=1, ensure_ascii=False, default=str))
     return result
+
+
+#: Where a checkpoint's decoding choice is kept (``{checkpoint}/eval/decoding.json``).
+DECODING_FILE = "decoding.json"
+
+
+def choose_decoding(
+    checkpoint: str,
+    grid: Mapping[str, list[Any]],
+    split: str = "dev",
+    data: str | None = None,
+    protocol_options: Mapping[str, Any] | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Evaluate every combination of the decoding options in ``grid`` (predictor options, e.g.
+    ``{"num_beams": [1, 4], "length_penalty": [0.8, 1.0]}``) on ``split`` and keep the best on the protocol's
+    selection metric in ``{checkpoint}/eval/decoding.json``, where ``ray-slt eval --decoding-from-dev`` finds it.
+    Dev chooses, test reports: a split whose name says test is refused. Ties go to the earlier combination (the
+    grid's order: smaller beams first when listed so)."""
+    import itertools
+
+    from ray_slt.eval.protocols import protocol_for
+    from ray_slt.models.registry import predictor_class, resolve
+
+    if "test" in split.lower():
+        raise ConfigError(
+            f"decoding settings are chosen on a dev split, never on {split!r} (dev chooses, test reports)"
+        )
+    if not grid or any(not values for values in grid.values()):
+        raise ConfigError("give at least one decoding option with at least one value (e.g. num_beams=1,4)")
+    ref = resolve(checkpoint)
+    cls = predictor_class(ref.kind)
+    cls.check_options(dict.fromkeys(grid))
+    selection = protocol_for(ref.protocol or cls.protocol).selection
+    keys = list(grid)
+    results = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        options = dict(zip(keys, combo))
+        tag = "-".join(f"{k}{v}" for k, v in options.items())
+        where = storage.join(ref.checkpoint, "eval", "decoding", f"{split}-{tag}")
+        r = evaluate(checkpoint, split=split, data=data, out=where,
+                     protocol_options=protocol_options, predictor_options=options, batch_size=batch_size,
+                     device=device)  # fmt: skip
+        results.append({"options": options, selection.metric: r[selection.metric], "metrics_file": r["metrics_file"]})
+    best = results[0]
+    for r in results[1:]:
+        if selection.better(r[selection.metric], best[selection.metric]):
+            best = r
+    out = {"checkpoint": ref.checkpoint, "split": split, "grid": {k: list(v) for k, v in grid.items()},
+           "metric": selection.metric, "mode": selection.mode, "results": results, "best": best["options"],
+           "best_score": best[selection.metric]}  # fmt: skip
+    out["file"] = storage.join(ref.checkpoint, "eval", DECODING_FILE)
+    storage.write_text(out["file"], json.dumps(out, indent=1, ensure_ascii=False, default=str))
+    return out
+
+
+def decoding_from_dev(checkpoint: str) -> dict[str, Any]:
+    """The decoding options chosen on dev for ``checkpoint`` (:func:`choose_decoding`), with where they came from."""
+    from ray_slt.models.registry import resolve
+
+    ref = resolve(checkpoint)
+    uri = storage.join(ref.checkpoint, "eval", DECODING_FILE)
+    if not storage.exists(uri):
+        raise ConfigError(f"no decoding chosen for {ref.checkpoint} yet: run `ray-slt eval {checkpoint} --split dev "
+                          "--grid num_beams=1,4 ...` first")  # fmt: skip
+    chosen = json.loads(storage.read_text(uri))
+    return {"options": chosen["best"], "split": chosen["split"], "metric": chosen["metric"], "file": uri}

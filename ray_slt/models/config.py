@@ -190,6 +190,8 @@ class SFTConfig(Schema):
     lm_training: Literal["auto", "lora", "full"] = "auto"
     lr_llm: float = Field(2e-4, gt=0)
     lr_projector: float = Field(2e-5, gt=0)  # also the DINOv2 linear projections
+    # label smoothing epsilon of the target cross-entropy (0: plain cross-entropy, the LM's own loss)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     lr_encoder: float | None = Field(None, gt=0)  # None: lr_projector
     weight_decay: float = Field(0.0, ge=0)
     instruction: str = PAPER_INSTRUCTION

@@ -66,9 +66,19 @@ class _TextPredictor(Predictor):
 
 class TranslatorPredictor(_TextPredictor):
     """A stage-2 translator (:func:`ray_slt.models.checkpoint.load_translator`): skeleton or gloss encoder ->
-    projector -> causal LM. Options: ``num_beams``, ``max_new_tokens`` (None: the model's)."""
+    projector -> causal LM. Options: ``num_beams``, ``max_new_tokens`` (None: the model's), ``length_penalty``
+    (beam search; None: 1.0)."""
 
     kind = "translator"
+
+    def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
+                 num_beams: int | None = None, max_new_tokens: int | None = None,
+                 length_penalty: float | None = None):  # fmt: skip
+        super().__init__(ref, device, model_id, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        self.length_penalty = length_penalty
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty}
 
     @classmethod
     def requirements(cls, ref: ModelRef) -> dict[str, Any]:
@@ -92,7 +102,8 @@ class TranslatorPredictor(_TextPredictor):
         return model
 
     def _decode(self, batch: dict[str, Any]) -> list[str]:
-        return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+        return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                   length_penalty=self.length_penalty)  # fmt: skip
 
 
 class PretrainPredictor(_TextPredictor):

@@ -170,7 +170,13 @@ class SignTranslator(nn.Module):
             raise ValueError("the batch has no target_ids (collate samples that have a 'text')")
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
-        return self.lm(**inputs)
+        eps = self.cfg.label_smoothing
+        if not eps:
+            return self.lm(**inputs)
+        labels = inputs.pop("labels")
+        out = self.lm(**inputs)
+        out.loss = smoothed_loss(out.logits, labels, eps)
+        return out
 
     @torch.no_grad()
     def generate_ids(
@@ -179,9 +185,12 @@ class SignTranslator(nn.Module):
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
         synced_gpus: bool = False,
+        length_penalty: float | None = None,
     ) -> torch.Tensor:
         """Generated token ids [B, <= max_new_tokens] (``</s>`` then padding after a finished sequence).
-        ``synced_gpus``: keep running forward passes until every rank has finished (DeepSpeed ZeRO-3)."""
+        ``synced_gpus``: keep running forward passes until every rank has finished (DeepSpeed ZeRO-3).
+        ``length_penalty``: beam search's exponent on the length that divides a hypothesis's log-probability
+        (transformers' meaning; None: 1.0; > 1 favours longer, < 1 shorter outputs)."""
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask)
         inputs.pop("position_ids")  # generate derives the same ones from the attention mask
@@ -190,6 +199,7 @@ class SignTranslator(nn.Module):
             max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
             num_beams=num_beams or self.cfg.num_beams,
             do_sample=False,
+            length_penalty=1.0 if length_penalty is None else length_penalty,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
@@ -201,11 +211,24 @@ class SignTranslator(nn.Module):
         num_beams: int | None = None,
         max_new_tokens: int | None = None,
         synced_gpus: bool = False,
+        length_penalty: float | None = None,
     ) -> list[str]:
         """Translate a batch: beam search (``num_beams`` > 1) or greedy (1); defaults from the config.
         Call ``model.eval()`` first (generation does not switch off dropout by itself)."""
-        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus)
+        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus,
+                                length_penalty=length_penalty)  # fmt: skip
         return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+    """Label-smoothed next-token cross-entropy, averaged over the target tokens: position t predicts label t+1
+    (the causal LM's shift), labels -100 are left out; each target's distribution is (1 - eps) on the label plus
+    eps spread evenly over the whole vocabulary (``torch.nn.functional.cross_entropy``'s ``label_smoothing``)."""
+    shifted = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=-100, label_smoothing=eps
+    )
 
 
 def generate(

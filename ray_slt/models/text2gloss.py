@@ -130,7 +130,8 @@ def vocabulary_texts(cfg: Text2GlossConfig, rows: Sequence[Mapping[str, Any]]) -
 class Text2GlossPredictor(Predictor):
     """A text -> gloss model (:func:`ray_slt.models.checkpoint.load_translator`; its checkpoint carries a
     :class:`~ray_slt.models.config.Text2GlossConfig`): a sentence in (``text``), ``{"gloss": ...}`` out, tags
-    stripped. Options: ``num_beams``, ``max_new_tokens`` (None: the model's)."""
+    stripped. Options: ``num_beams``, ``max_new_tokens`` (None: the model's), ``length_penalty`` (beam search;
+    None: 1.0)."""
 
     kind = "text2gloss"
     predicts = "gloss"
@@ -139,7 +140,8 @@ class Text2GlossPredictor(Predictor):
     inputs = "text"
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
-                 num_beams: int | None = None, max_new_tokens: int | None = None):  # fmt: skip
+                 num_beams: int | None = None, max_new_tokens: int | None = None,
+                 length_penalty: float | None = None):  # fmt: skip
         from ray_slt.models.checkpoint import load_translator
 
         super().__init__(ref, device, model_id)
@@ -149,12 +151,14 @@ class Text2GlossPredictor(Predictor):
         self.collate = self.model.collator()
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
+        self.length_penalty = length_penalty
 
     def settings(self) -> dict[str, Any]:
         cfg = self.model.cfg
         return {
             "num_beams": self.num_beams or cfg.num_beams,
             "max_new_tokens": self.max_new_tokens or cfg.max_new_tokens,
+            "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
             "templates": cfg.templates if isinstance(cfg.templates, str) else len(cfg.templates),
             "tag": cfg.tag,
             "do_sample": False,
@@ -174,5 +178,6 @@ class Text2GlossPredictor(Predictor):
         rows = [{"gloss": source_text(cfg, s["text"], s.get("sample_id"))} for s in samples]
         batch = to_device(self.collate(rows), self.device)
         with torch.no_grad():
-            out = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+            out = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                      length_penalty=self.length_penalty)  # fmt: skip
         return [{"gloss": strip_tag(g, cfg.tag)} for g in out]

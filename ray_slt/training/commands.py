@@ -74,3 +74,35 @@ def _render_train(s: dict) -> str:
 
 register("train", "train a model on Ray Train (DDP / DeepSpeed; supervised or GRPO)", _configure_train, _run_train,
          _render_train, description=TRAIN_DESCRIPTION)  # fmt: skip
+
+
+def _configure_average(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a finished run directory (local or s3://), as `ray-slt train` wrote it")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--last", type=int, metavar="K", help="average the K newest checkpoints (default 3)")
+    which.add_argument("--best", type=int, metavar="K",
+                       help="average the K best checkpoints on the run's dev selection metric")  # fmt: skip
+    p.add_argument("--out", help="where to write (default RUN/averaged-{last|best}K)")
+
+
+def _run_average(args: argparse.Namespace) -> Any:
+    from ray_slt.training.average import average_run
+
+    by, k = ("best", args.best) if args.best is not None else ("last", args.last or 3)
+    return average_run(args.run, k=k, by=by, out=args.out)
+
+
+def _render_average(r: dict) -> str:
+    return (f"averaged the {r['by']} {r['k']} checkpoints (steps {', '.join(map(str, r['steps']))}) into {r['out']}\n"
+            f"evaluate it: ray-slt eval {r['out']} --split dev")  # fmt: skip
+
+
+register("average", "average the weights of a run's last or best K checkpoints", _configure_average, _run_average,
+         _render_average, description="""\
+Average the weights of a run's last K checkpoints (or its K best on the dev selection metric; never test) into
+RUN/averaged-{last|best}K: a checkpoint directory of the run (model/ + train_state.json) that `ray-slt eval` and
+`ray-slt serve` take like any other. The run must keep K checkpoints (trainer.num_to_keep >= K).
+
+examples:
+  ray-slt average runs/phoenix_gloss2text --last 3
+  ray-slt eval runs/phoenix_gloss2text/averaged-last3 --split dev""")  # fmt: skip

@@ -108,6 +108,10 @@ class EvalSection(Schema):
     num_beams: int | None = Field(None, ge=1)  # None: the model config's
     max_new_tokens: int | None = Field(None, ge=1)  # None: the model config's
     batch_size: int = Field(16, ge=1)
+    # early stopping: stop after this many dev evaluations in a row without the selection metric improving on
+    # its best by more than min_delta (None: train every epoch); the best checkpoint is kept as usual
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(Schema):

@@ -211,6 +211,8 @@ class _Trainer:
         self.step = self.epoch = self.step_in_epoch = 0
         self.samples = 0
         self.best: dict[str, Any] | None = None
+        self.stale = 0  # dev evaluations since the selection metric last improved by more than eval.min_delta
+        self.stopped_early = False
         self.train_time = 0.0
         self.train_samples_timed = 0
         self.last_dev: dict[str, float] = {}
@@ -276,6 +278,7 @@ class _Trainer:
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.samples = st["samples"]
         self.best = st.get("best")
+        self.stale, self.stopped_early = st.get("stale", 0), st.get("stopped_early", False)
         prefix = os.path.join(resume_dir, "state", f"rank-{self.rank}")
         same_world = st["world_size"] == self.world and st["backend"] == self.cfg.trainer.backend
         if self.deepspeed:
@@ -471,6 +474,8 @@ class _Trainer:
                     "config_hash": config_hash(self.cfg),
                     "metrics": finite(metrics),
                     "best": self.best,
+                    "stale": self.stale,
+                    "stopped_early": self.stopped_early,
                     "param_checksums": checksums,
                     "config": config_dict(self.cfg),
                 }
@@ -541,7 +546,7 @@ class _Trainer:
         cfg = self.cfg
         if self.cfg.eval.at_start and self.resume_state is None:
             self._evaluate_and_log()
-        done = self.total <= self.step
+        done = self.total <= self.step or self.stopped_early  # a run that stopped early stays stopped
         log_every = cfg.trainer.log_every
         t_log = time.perf_counter()
         while not done and self.epoch < cfg.optim.epochs:
@@ -578,9 +583,13 @@ class _Trainer:
                 self._maybe_fail()
                 if done or end_of_epoch:
                     break
-            self._end_epoch(done)
+            stop = self._end_epoch(done)
             self.epoch += 1
             self.step_in_epoch = 0
+            if stop:
+                log.info("early stopping at epoch %d: dev %s has not improved for %d evaluations",
+                         self.epoch, self.selection.key, self.stale)  # fmt: skip
+                break
         self.curves.flush()
         if self.rank != 0:
             return None
@@ -592,10 +601,12 @@ class _Trainer:
             "train_time_s": self.train_time,
             "train_samples_per_s": self.train_samples_timed / self.train_time if self.train_time else None,
             "best": self.best,
+            "stopped_early": self.stopped_early,
             "last_dev": finite(self.last_dev),
         }
 
-    def _end_epoch(self, done: bool) -> None:
+    def _end_epoch(self, done: bool) -> bool:
+        """Evaluate on dev when due, checkpoint; True when early stopping ends the run here."""
         cfg = self.cfg
         every = cfg.eval.every_epochs
         evaluate = bool(every) and ((self.epoch + 1) % every == 0 or done or self.epoch + 1 == cfg.optim.epochs)
@@ -604,11 +615,21 @@ class _Trainer:
         if evaluate:
             metrics, preds = self._evaluate_and_log()
             key = self.selection.key
-            if self.rank == 0 and self.selection.better(metrics[key], (self.best or {}).get(key)):
-                self.best = {"step": self.step, "epoch": self.epoch, key: metrics[key]}
+            stop = 0.0
+            if self.rank == 0:
+                previous = (self.best or {}).get(key)
+                if self.selection.better(metrics[key], previous):
+                    self.best = {"step": self.step, "epoch": self.epoch, key: metrics[key]}
+                sign = 1 if self.selection.mode == "max" else -1
+                gain = None if previous is None else (metrics[key] - previous) * sign
+                self.stale = 0 if gain is None or gain > cfg.eval.min_delta else self.stale + 1
+                stop = float(cfg.eval.patience is not None and self.stale >= cfg.eval.patience and not done)
+            # rank 0 scored the dev split: every rank stops with it
+            self.stopped_early = all_sum([stop], self.device)[0] > 0
         metrics = {**metrics, "loss": self.last_loss}
         # the epoch is complete: a resume continues with the next one
         self.report(metrics, checkpoint=True, preds=preds, position=(self.epoch + 1, 0))
+        return self.stopped_early
 
 
 def train_func(config: dict[str, Any]) -> dict[str, Any] | None:

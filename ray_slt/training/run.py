@@ -171,6 +171,7 @@ def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
         "num_train_samples": figures.get("num_train_samples", info["num_train_samples"]),
         "total_steps": figures.get("total_steps", info["total_steps"]),
         "steps": figures.get("step"),
+        "stopped_early": bool(figures.get("stopped_early")),
         "samples": figures.get("samples"),
         "train_time_s": figures.get("train_time_s"),
         "train_samples_per_s": figures.get("train_samples_per_s"),

@@ -133,3 +133,32 @@ def test_gloss_encoder_with_qwen2(phoenix_train):
     assert len(out) == 4
     with pytest.raises(ConfigError, match="glosses"):
         build_translator(cfg, texts=[r["text"] for r in rows])
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy_of_the_targets(phoenix_texts):
+    """sft.label_smoothing eps: the loss is, over the target tokens (</s> included), the mean of
+    -(1 - eps) log p(label) - eps / V * sum_v log p(v), computed here token by token from the LM's logits; with
+    eps 0 it is the LM's own loss."""
+    from ray_slt.models.sft import smoothed_loss
+
+    eps = 0.1
+    model = build_translator(tiny_sft(label_smoothing=eps), texts=phoenix_texts[:500], seed=0).eval()
+    batch = model.collator()(pose_samples(3, texts=phoenix_texts[:3]))
+    with torch.no_grad():
+        loss = model(batch).loss
+        prefix, mask = model.sign_embeddings(batch)
+        layout = model._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
+        labels = layout.pop("labels")
+        out = model.lm(**layout, labels=labels)
+    logp = torch.log_softmax(out.logits.double(), -1)
+    terms = []
+    for b in range(labels.size(0)):
+        for t in range(1, labels.size(1)):
+            y = int(labels[b, t])
+            if y == -100:
+                continue
+            row = logp[b, t - 1]  # position t-1 predicts token t
+            terms.append(-(1 - eps) * row[y] - eps * row.mean())
+    assert len(terms) == int(batch["target_mask"].sum())
+    assert float(loss) == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
+    assert float(smoothed_loss(out.logits, labels, 0.0)) == pytest.approx(float(out.loss), rel=1e-5)

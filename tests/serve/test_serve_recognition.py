@@ -219,8 +219,45 @@ def test_page_has_a_recognition_tab(server, corpus, tmp_path):
             }  # fmt: skip
 
     out = asyncio.run(run())
-    assert out["tabs"] == ["Recognize · /recognize", "Translate · /translate"]  # /healthz order: by route name
+    # /healthz order: by route name
+    assert out["tabs"] == ["Recognize · /recognize", "Write glosses · /text2gloss", "Translate · /translate"]
     assert out["candidates_shown"] and out["label"] == "Recognize"
     assert out["state"] == "done", out["status"]
     assert sorted(out["result"]["ranked"]) == ["NEW-A", "NEW-B"]
     assert [i.split(" (")[0] for i in out["items"]] == out["result"]["ranked"]
+
+
+def test_page_has_a_text_tab_that_writes_glosses(server, tmp_path):
+    """The text -> gloss route gets a tab with a sentence box instead of the clip input; its answer is the glosses
+    the model gives in process."""
+    from ray_slt.models.registry import load_predictor
+
+    sentence = "tomorrow my sister reads a book"
+    want = load_predictor(server.text2gloss).predict([{"text": sentence}])[0]["gloss"]
+
+    async def run() -> dict:
+        async with Chromium.launch(str(tmp_path / "profile")) as browser:
+            page = await browser.new_page()
+            await page.goto(server.url)
+            await page.wait_for("document.getElementById('tab-text2gloss') !== null")
+            await page.eval("document.getElementById('tab-text2gloss').click()")
+            await page.wait_for("document.getElementById('service').textContent.includes('/text2gloss')")
+            cards = await page.eval("[document.getElementById('input-card').hidden, "
+                                    "document.getElementById('text-card').hidden]")  # fmt: skip
+            await page.eval(f"document.getElementById('sentence').value = '{sentence}'")
+            await page.eval("document.getElementById('send-text').click()")
+            state = await page.wait_for(
+                "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=120
+            )
+            return {
+                "cards": cards, "state": state,
+                "status": await page.eval("document.getElementById('text-status').textContent"),
+                "title": await page.eval("document.getElementById('result-title').textContent"),
+                "shown": await page.eval("document.getElementById('translation').textContent"),
+                "result": await page.eval("window.lastResult || null"),
+            }  # fmt: skip
+
+    out = asyncio.run(run())
+    assert out["cards"] == [True, False]  # the clip input hidden, the sentence box shown
+    assert out["state"] == "done", out["status"]
+    assert out["title"] == "2 · Glosses" and out["result"]["gloss"] == want and out["shown"] == (want or "(no glosses)")

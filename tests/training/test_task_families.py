@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import toy_family
 
 from ray_slt.config import build_config
@@ -77,6 +78,59 @@ def test_best_checkpoint_is_chosen_on_the_task_metric_and_direction(ray_local, t
     protocol = toy_family.ToyProtocol()
     preds = [protocol.prediction(r, o) for r, o in zip(dev_rows, predictor.predict(dev_rows))]
     assert protocol.score(preds)["mae"] == pytest.approx(best["dev_mae"], abs=1e-6)
+
+
+def test_early_stopping_on_the_task_metric_stops_every_rank_and_stays_stopped(ray_local, tmp_path):
+    """eval.patience 2 on the toy task (dev error falls, then rises; minimised): two workers stop together two
+    evaluations after the lowest dev error, which is the best checkpoint; running the config again does not train
+    on. The same run without patience trains all 8 epochs (the first test)."""
+    from ray_slt.training.run import run_training
+
+    cfg = build_config(TOY, [f"trainer.storage={tmp_path}", "trainer.name=toy_es", "eval.patience=2",
+                             "trainer.num_workers=2", "optim.batch_size=8"])  # fmt: skip
+    summary = run_training(cfg)
+    dev = _jsonl(tmp_path / "toy_es" / "metrics" / "dev.jsonl")
+    maes = [d["dev_mae"] for d in dev]
+    lowest = min(range(len(maes)), key=maes.__getitem__)
+    assert summary["stopped_early"] and len(maes) == lowest + 3 < 8  # the lowest, then two without a gain
+    assert all(m >= maes[lowest] for m in maes[lowest + 1 :])
+    assert summary["best"]["step"] == dev[lowest]["step"] and summary["steps"] == dev[-1]["step"]
+    again = run_training(cfg)
+    assert again["steps"] == summary["steps"] and again["stopped_early"]
+    assert len(_jsonl(tmp_path / "toy_es" / "metrics" / "dev.jsonl")) == len(maes)
+
+
+def test_checkpoint_averaging_is_the_mean_of_the_chosen_checkpoints(ray_local, tmp_path):
+    """`ray-slt average` (average_run): the last 3 checkpoints' weights, element by element, written as a checkpoint
+    of the run that loads through the registry and evaluates; --best takes the 3 lowest dev errors (min metric);
+    asking for more checkpoints than the run kept names trainer.num_to_keep."""
+    from safetensors.torch import load_file
+
+    from ray_slt.errors import ConfigError
+    from ray_slt.models.registry import load_predictor, resolve
+    from ray_slt.training.average import average_run
+    from ray_slt.training.run import run_training
+
+    cfg = build_config(TOY, [f"trainer.storage={tmp_path}", "trainer.name=toy_avg", "trainer.num_to_keep=8",
+                             "optim.epochs=5"])  # fmt: skip
+    summary = run_training(cfg)
+    run = tmp_path / "toy_avg"
+    info = average_run(str(run), k=3, by="last")
+    kept = sorted(summary["checkpoints"], key=lambda c: c["step"])
+    assert info["steps"] == [c["step"] for c in kept[-3:]] and info["out"] == str(run / "averaged-last3")
+    weights = [load_file(f"{c['checkpoint']}/model/toy.safetensors") for c in kept[-3:]]
+    averaged = load_file(str(run / "averaged-last3" / "model" / "toy.safetensors"))
+    for name, value in averaged.items():
+        assert torch.allclose(value, sum(w[name] for w in weights) / 3, atol=1e-7), name
+    ref = resolve(str(run / "averaged-last3"))
+    assert ref.kind == "toy" and ref.train_config is not None
+    assert len(load_predictor(ref).predict(toy_family.rows(4, 1.0, "dev"))) == 4
+
+    best = average_run(str(run), k=3, by="best")
+    lowest = sorted(kept, key=lambda c: c["dev_mae"])[:3]
+    assert best["steps"] == sorted(c["step"] for c in lowest)
+    with pytest.raises(ConfigError, match=r"averaging the last 9 needs trainer.num_to_keep >= 9"):
+        average_run(str(run), k=9)
 
 
 def test_asha_sweep_minimises_the_task_metric(ray_local, tmp_path):

@@ -7,7 +7,11 @@ checkpoint (highest dev BLEU-4 on the glosses, tags stripped) and the untrained 
 command.
 
 Margins asserted (dev): BLEU-4 at least 20 points and ROUGE-L at least 30 points above the untrained model.
-Observed on the development machine: see the print (BLEU-4 ~0 untrained).
+Observed on the development machine: dev gloss BLEU-4 0.10 -> 58.61, ROUGE-L 2.51 -> 80.54.
+
+Then the recipe knobs around a trained model: decoding (beam width x length penalty) chosen on dev with
+`ray-slt eval --grid` and used on test with `--decoding-from-dev` (a grid on test is refused), and `ray-slt
+average` of the last two checkpoints, evaluated like any checkpoint.
 """
 
 from __future__ import annotations
@@ -57,3 +61,33 @@ def test_text2gloss_learns_the_synthetic_corpus_and_evaluates_on_glosses(synthet
           f"ROUGE-L {untrained['rouge_l']:.2f} -> {trained['rouge_l']:.2f}")  # fmt: skip
     assert trained["bleu4"] >= untrained["bleu4"] + BLEU_MARGIN
     assert trained["rouge_l"] >= untrained["rouge_l"] + ROUGE_MARGIN
+
+    # decoding chosen on dev, used on test
+    done = run_cli("eval", str(run), "--split", "dev", "--grid", "num_beams=1,3", "--grid", "length_penalty=0.5,2.0",
+                   "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    grid = last_json(done.stdout)
+    assert [r["options"] for r in grid["results"]] == [{"num_beams": b, "length_penalty": p}
+                                                       for b in (1, 3) for p in (0.5, 2.0)]  # fmt: skip
+    scores = [r["bleu4"] for r in grid["results"]]
+    assert grid["best_score"] == max(scores) and grid["best"] == grid["results"][scores.index(max(scores))]["options"]
+    assert scores[0] == trained["bleu4"]  # greedy: the length penalty plays no part, the same as the default eval
+    done = run_cli("eval", str(run), "--split", "test", "--decoding-from-dev", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    test = last_json(done.stdout)
+    assert test["decoding_chosen_on"]["split"] == "dev" and test["decoding_chosen_on"]["options"] == grid["best"]
+    assert {k: test["decoding"][k] for k in grid["best"]} == grid["best"]
+    assert json.loads(Path(test["metrics_file"]).read_text())["decoding_chosen_on"]["options"] == grid["best"]
+    done = run_cli("eval", str(run), "--split", "test", "--grid", "num_beams=1,3")
+    assert done.returncode == 2 and "never on 'test'" in done.stderr
+
+    # the average of the last two checkpoints, evaluated like any checkpoint of the run
+    done = run_cli("average", str(run), "--last", "2", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    avg = last_json(done.stdout)
+    assert avg["out"] == str(run / "averaged-last2") and len(avg["steps"]) == 2
+    done = run_cli("eval", avg["out"], "--split", "dev", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    averaged = last_json(done.stdout)
+    print(f"dev gloss BLEU-4: best checkpoint {trained['bleu4']:.2f}, average of the last two {averaged['bleu4']:.2f}")
+    assert averaged["kind"] == "text2gloss" and averaged["bleu4"] >= untrained["bleu4"] + BLEU_MARGIN

@@ -1,7 +1,8 @@
-// ray_slt web page: a tab per route of the server whose model reads signing (from /healthz: translate, recognize,
-// ...); choose or record a clip, POST it to the tab's route with `?include_pose=true`, show the answer (a
-// translation, or the ranked signs of a recognizer, optionally among candidate signs described in the page) and
-// draw the extracted 77-point pose over the clip's frames. Plain JS, no dependencies; relative URLs, so the page
+// ray_slt web page: a tab per route of the server (from /healthz: translate, recognize, text2gloss, ...). For a
+// model that reads signing: choose or record a clip, POST it to the tab's route with `?include_pose=true`, show the
+// answer (a translation, or the ranked signs of a recognizer, optionally among candidate signs described in the
+// page) and draw the extracted 77-point pose over the clip's frames. For a model that reads text (text -> gloss):
+// type a sentence, POST it as JSON, show the glosses. Plain JS, no dependencies; relative URLs, so the page
 // works under any prefix.
 "use strict";
 
@@ -18,7 +19,8 @@ let animation = null;
 let recorder = null;
 let route = "translate"; // the chosen tab's route
 let routes = {}; // route -> its model, as /healthz describes it
-const VERB = { text: "Translate", labels: "Recognize" };
+const VERB = { text: "Translate", labels: "Recognize", gloss: "Write glosses" };
+const TEXT_INPUTS = ["text", "gloss"]; // routes whose model reads a sentence (or glosses), not a clip
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -38,9 +40,16 @@ function selectRoute(name) {
   const m = routes[name];
   for (const b of $("tabs").children) b.setAttribute("aria-selected", String(b.id === `tab-${name}`));
   const beams = m.settings.num_beams ? ` · beams ${m.settings.num_beams}` : "";
+  const reads = TEXT_INPUTS.includes(m.inputs);
   $("service").textContent = `model ${m.model_id} at /${name} · ${m.kind}${m.stage ? " (" + m.stage + ")" : ""}` +
     `${beams} · batching ${m.batching.enabled ? "on" : "off"}` +
-    ` · clips up to ${limits.max_video_s} s, ${limits.max_upload_mb} MB`;
+    (reads ? ` · ${m.inputs} up to ${limits.max_text_chars} characters`
+      : ` · clips up to ${limits.max_video_s} s, ${limits.max_upload_mb} MB`);
+  $("input-card").hidden = reads;
+  $("text-card").hidden = !reads;
+  $("viewer-card").hidden = true;
+  $("send-text").textContent = VERB[m.predicts] || "Run";
+  $("sentence").maxLength = limits.max_text_chars;
   $("translate").textContent = VERB[m.predicts] || "Run";
   $("candidates-row").hidden = !(m.predicts === "labels" && m.settings.zero_shot);
   $("result-card").hidden = true;
@@ -61,9 +70,10 @@ async function loadService() {
     const r = await fetch("healthz");
     const info = await r.json();
     if (!r.ok) throw new Error(info.error || r.statusText);
-    routes = Object.fromEntries(Object.entries(info.routes).filter(([, m]) => ["pose", "video"].includes(m.inputs)));
+    routes = Object.fromEntries(Object.entries(info.routes).filter(
+      ([, m]) => ["pose", "video", ...TEXT_INPUTS].includes(m.inputs)));
     const names = Object.keys(routes);
-    if (!names.length) throw new Error(`no route of this server reads signing (routes: ${Object.keys(info.routes)})`);
+    if (!names.length) throw new Error(`no route of this server has a page (routes: ${Object.keys(info.routes)})`);
     limits = info.limits;
     $("tabs").replaceChildren(...names.map((name) => {
       const b = document.createElement("button");
@@ -79,7 +89,8 @@ async function loadService() {
       c.textContent = `POST ${n} `;
       return c;
     }));
-    selectRoute(names.includes("translate") ? "translate" : names[0]);
+    const signing = names.filter((n) => !TEXT_INPUTS.includes(routes[n].inputs));
+    selectRoute(names.includes("translate") ? "translate" : (signing[0] || names[0]));
     $("token-row").hidden = !info.auth;
     $("token").value = sessionStorage.getItem("ray_slt_token") || "";
   } catch (e) {
@@ -150,10 +161,40 @@ $("translate").addEventListener("click", async () => {
   }
 });
 
+$("send-text").addEventListener("click", async () => {
+  const m = routes[route];
+  const value = $("sentence").value.trim();
+  if (!value) {
+    $("text-status").textContent = "type a sentence first";
+    return;
+  }
+  $("send-text").disabled = true;
+  $("text-status").textContent = `running /${route}…`;
+  document.body.dataset.state = "working";
+  try {
+    const r = await fetch(route, {
+      method: "POST",
+      body: JSON.stringify({ [m.inputs]: value }),
+      headers: { ...headers(), "Content-Type": "application/json" },
+    });
+    const out = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+    if (!r.ok) throw new Error(`${r.status}: ${out.error || r.statusText}`);
+    showResult(out);
+    $("text-status").textContent = `answered in ${out.timings.total_s.toFixed(2)} s`;
+    document.body.dataset.state = "done";
+  } catch (e) {
+    $("text-status").textContent = e.message;
+    document.body.dataset.state = "error";
+  } finally {
+    $("send-text").disabled = false;
+  }
+});
+
 function showResult(out) {
   window.lastResult = out;
   const ranked = Array.isArray(out.ranked);
-  $("result-title").textContent = ranked ? "2 · Recognised signs" : "2 · Translation";
+  const glosses = typeof out.gloss === "string";
+  $("result-title").textContent = ranked ? "2 · Recognised signs" : glosses ? "2 · Glosses" : "2 · Translation";
   $("translation").hidden = ranked;
   $("ranking").hidden = !ranked;
   if (ranked) {
@@ -168,12 +209,12 @@ function showResult(out) {
       return li;
     }));
   } else {
-    $("translation").textContent = out.text || "(empty translation)";
+    $("translation").textContent = glosses ? (out.gloss || "(no glosses)") : (out.text || "(empty translation)");
   }
   const rows = [
     ["model", out.model_id],
     ["input", out.num_frames == null ? out.input_kind : `${out.input_kind}, ${out.num_frames} frames (${out.pose_estimator})`],
-    ["batch", `run in a batch of ${out.batch_size}`],
+    ...(out.batch_size == null ? [] : [["batch", `run in a batch of ${out.batch_size}`]]),
     ...Object.entries(out.timings).map(([k, v]) => [k.replace(/_s$/, " (s)"), v.toFixed(3)]),
   ];
   $("timings").replaceChildren(...rows.map(([k, v]) => {
