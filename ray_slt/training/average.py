@@ -9,7 +9,9 @@ the run's data like for any checkpoint.
 
 Every floating-point tensor of the models' state dicts is averaged in float64 and cast back; tensors that are
 not floating point (step counters, id buffers) must be equal in all of them, or averaging is refused. Frozen
-weights (a LoRA model's base LM) are equal across checkpoints and so unchanged by the mean.
+weights (a LoRA model's base LM) are equal across checkpoints and so unchanged by the mean. The K models are held
+in memory together (plus a float64 mean): meant for models that fit K times over, the CPU-sized ones here; for a
+large LoRA model, averaging only its adapters would be the way (not done).
 """
 
 from __future__ import annotations

@@ -587,8 +587,9 @@ class _Trainer:
             self.epoch += 1
             self.step_in_epoch = 0
             if stop:
-                log.info("early stopping at epoch %d: dev %s has not improved for %d evaluations",
-                         self.epoch, self.selection.key, self.stale)  # fmt: skip
+                if self.rank == 0:
+                    log.info("early stopping at epoch %d: dev %s has not improved for %d evaluations",
+                             self.epoch, self.selection.key, self.stale)  # fmt: skip
                 break
         self.curves.flush()
         if self.rank != 0:
