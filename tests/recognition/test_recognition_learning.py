@@ -1,7 +1,7 @@
 """Recognition learns, through the real path (`ray-slt train` on Ray Train, `ray-slt eval`): on the synthetic
 isolated signs an ISLR model ends far above its untrained start, and HALI recognises signs it never saw, from
 their descriptions alone (with the real all-MiniLM-L6-v2 text encoder, frozen), far above chance; both written with
-their per-class tables and confusion pairs; two DDP workers keep identical replicas."""
+their per-class tables and confusion pairs; two workers keep identical replicas, with DDP and with DeepSpeed."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ray_slt import storage
 from ray_slt.config import load_config
 from ray_slt.eval.run import evaluate
 from ray_slt.training.run import run_training
+from ray_slt.training.state import load_tree
 
 CONF = REPO / "conf" / "train" / "recognition"
 
@@ -82,18 +83,26 @@ def test_hali_recognises_unseen_signs_from_their_descriptions(iso_store, tmp_pat
     )
 
 
-def test_ddp_two_workers_with_hali_alignment(iso_store, tmp_path):
-    """ISLR + L_HALI (the paper's row) on two DDP workers: the HALI loss terms are reported and the replicas
-    stay identical."""
+@pytest.mark.parametrize("backend", ["ddp", "deepspeed"])
+def test_two_workers_with_hali_alignment(iso_store, tmp_path, backend):
+    """ISLR + L_HALI (the paper's row) on two workers, with DDP and with DeepSpeed ZeRO-2 (the optimizer state
+    sharded over the ranks): the HALI loss terms are reported and the replicas stay identical."""
+    extra = [] if backend == "ddp" else [
+        "trainer.backend=deepspeed", f"trainer.deepspeed={REPO / 'conf' / 'deepspeed' / 'zero2.json'}",
+    ]  # fmt: skip
     cfg = load_config(str(CONF / "islr_synthetic_tiny.yaml"), [
         f"data.features={iso_store.features}", f"islr.lexicon={iso_store.lexicon}", f"trainer.storage={tmp_path}",
         "islr.hali={dim: 32}", "trainer.num_workers=2", "data.limit_train=96", "data.limit_dev=16",
-        "optim.epochs=1", "optim.batch_size=8", "eval.every_epochs=1",
+        "optim.epochs=1", "optim.batch_size=8", "eval.every_epochs=1", *extra,
     ])  # fmt: skip
     s = run_training(cfg)
     assert (s["steps"], s["samples"]) == (6, 96)
     rows = curve(s["curves"]["train"])
     assert {"loss", "loss_ce", "loss_global", "loss_fg_s", "loss_fg_u", "loss_hc"} <= set(rows[0])
+    assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in rows)  # finite, not NaN
     state = json.loads(storage.read_text(f"{s['latest']}/train_state.json"))
     a, b = state["param_checksums"]
     assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    # every rank saves its RNG; the optimizer: rank 0 under DDP (replicated), each rank its own ZeRO-2 shard
+    with_optimizer = [r for r in (0, 1) if "optimizer" in load_tree(f"{s['latest']}/state/rank-{r}")]
+    assert with_optimizer == ([0] if backend == "ddp" else [0, 1])
