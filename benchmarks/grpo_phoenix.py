@@ -9,7 +9,7 @@ Run (from the repository root; reads ../shared/data/phoenix14t in place):
 What it does, in one run:
 
 1. ``ray-slt prepare phoenix14t`` (7,096 train / 519 dev / 642 test sentences with glosses);
-2. the SFT translator to start from: ``--init`` (an SFT run directory, e.g. the one benchmarks/train_gloss2text.py
+2. the SFT translator to start from: ``--init`` (an SFT run directory, e.g. the one benchmarks/phoenix_text.py
    trains, a checkpoint or a model directory); without one, conf/train/phoenix_gloss2text.yaml is trained here
    for ``--sft-epochs`` epochs;
 3. throughput: conf/train/grpo_phoenix_gloss2text.yaml for ``--throughput-steps`` optimizer steps with 1 and then 2

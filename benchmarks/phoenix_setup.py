@@ -1,4 +1,4 @@
-"""Set-up shared by the PHOENIX-2014T benchmarks (train_gloss2text.py, grpo_phoenix.py): the data check, the
+"""Set-up shared by the PHOENIX-2014T benchmarks (phoenix_text.py, grpo_phoenix.py): the data check, the
 manifest (``ray-slt prepare phoenix14t``) and a local Ray."""
 
 from __future__ import annotations

@@ -126,6 +126,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
                    help="decode with the options --grid chose on dev (for the test split)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lang", help="spoken language of the references for BLEU tokenization (default: the data's)")
+    p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+                   help="score translations case-insensitively (default: yes for a translator trained on lower-cased "
+                   "targets, sft.lowercase; metrics.json records the case)")  # fmt: skip
     p.add_argument("--semantic", action="store_true", help="also TSR and PGER (needs the embedder and HanTa)")
     p.add_argument("--embedder", help="sentence-transformers model id or directory for TSR")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -157,7 +160,8 @@ def _run_eval(args: argparse.Namespace) -> dict:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    protocol_options = {"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder}
+    protocol_options = {"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder,
+                        "lowercase": args.lowercase}  # fmt: skip
     if args.grid:
         if args.decoding_from_dev or args.out or args.protocol:
             raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")

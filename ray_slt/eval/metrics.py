@@ -110,10 +110,10 @@ def _bleu(order: int, tokenize: str, smooth: str, effective_order: bool, lowerca
 
 
 @functools.lru_cache(maxsize=8)
-def _chrf():
+def _chrf(lowercase: bool = False):
     from sacrebleu.metrics import CHRF
 
-    return CHRF()
+    return CHRF(lowercase=lowercase)
 
 
 def corpus_bleu(
@@ -131,10 +131,10 @@ def corpus_bleu(
     return float(score.score), bleu.get_signature().format()
 
 
-def corpus_chrf(hyps: Sequence[str], refs: Refs) -> tuple[float, str]:
+def corpus_chrf(hyps: Sequence[str], refs: Refs, lowercase: bool = False) -> tuple[float, str]:
     """Corpus chrF (0-100) and its sacrebleu signature."""
     streams = reference_streams(hyps, refs)
-    chrf = _chrf()
+    chrf = _chrf(lowercase)
     return float(chrf.corpus_score(list(hyps), streams).score), chrf.get_signature().format()
 
 
@@ -206,23 +206,31 @@ def sentence_bleu_signature(lang: str | None = None, order: int = 4, smooth: str
     return _bleu(order, tokenizer_for(lang), smooth, True, False).get_signature().format()
 
 
-def corpus_scores(hyps: Sequence[str], refs: Refs, lang: str | None = None, tokenize: str | None = None) -> dict:
+def corpus_scores(
+    hyps: Sequence[str], refs: Refs, lang: str | None = None, tokenize: str | None = None, lowercase: bool = False
+) -> dict:
     """BLEU-1..4, ROUGE-L and chrF of a corpus (0-100), with the settings that produced them.
 
     ``refs`` is one reference per hypothesis (a list of strings) or several reference streams (a list of
     such lists). Returns ``bleu1``..``bleu4``, ``rouge_l``, ``chrf``, ``bleu_signature`` (of BLEU-4; BLEU-n
-    differs only in the n-gram order), ``chrf_signature``, ``rouge_impl``, ``n_sentences``, ``n_refs``.
-    ``tokenize="none"``: the texts are already whitespace-separated tokens (glosses); BLEU and ROUGE-L both take
-    the tokens as they are.
+    differs only in the n-gram order), ``chrf_signature``, ``rouge_impl``, ``case`` (``mixed`` or ``lc``),
+    ``n_sentences``, ``n_refs``. ``tokenize="none"``: the texts are already whitespace-separated tokens (glosses);
+    BLEU and ROUGE-L both take the tokens as they are. ``lowercase``: case-insensitive scores (hypotheses and
+    references lower-cased; the BLEU and chrF signatures say ``case:lc``).
     """
     streams = reference_streams(hyps, refs)
+    if lowercase:
+        hyps = [h.lower() for h in hyps]
+        streams = [[r.lower() for r in stream] for stream in streams]
     out: dict = {}
     signature = ""
     for n in (1, 2, 3, 4):
-        out[f"bleu{n}"], signature = corpus_bleu(hyps, streams, order=n, lang=lang, tokenize=tokenize)
+        out[f"bleu{n}"], signature = corpus_bleu(hyps, streams, order=n, lang=lang, tokenize=tokenize,
+                                                 lowercase=lowercase)  # fmt: skip
     whitespace = tokenize == "none"
     out["rouge_l"] = corpus_rouge_l(hyps, streams, whitespace)
-    out["chrf"], out["chrf_signature"] = corpus_chrf(hyps, streams)
+    out["chrf"], out["chrf_signature"] = corpus_chrf(hyps, streams, lowercase)
+    out["case"] = "lc" if lowercase else "mixed"
     out["bleu_signature"] = signature
     out["rouge_impl"] = ROUGE_IMPL_WHITESPACE if whitespace else ROUGE_IMPL
     out["n_sentences"] = len(hyps)

@@ -135,19 +135,24 @@ def protocol_for(name: str, **options: Any) -> Protocol:
 class TranslationProtocol(Protocol):
     """Sentences against raw reference sentences with the shared metrics (:func:`ray_slt.eval.metrics.
     corpus_scores`): BLEU-1..4 with the sacrebleu signature, ROUGE-L, chrF. ``lang`` picks the BLEU tokenizer
-    (None: the predictions' ``lang``). With ``semantic``, also TSR (with the sentence embedder ``embedder``) and
-    PGER (:mod:`ray_slt.eval.semantic`). The best checkpoint has the highest dev BLEU-4."""
+    (None: the predictions' ``lang``). ``lowercase``: case-insensitive scores (``case: lc`` in the scores; a
+    translator trained on lower-cased targets is scored so by default). With ``semantic``, also TSR (with the
+    sentence embedder ``embedder``) and PGER (:mod:`ray_slt.eval.semantic`). The best checkpoint has the highest
+    dev BLEU-4."""
 
     name = "translation"
     predicts = "text"
     selection = Selection("bleu4", "max")
     tokenize: ClassVar[str | None] = None  # sacrebleu's tokenizer (None: the language's)
-    DEV_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf", "bleu_signature", "lang")
+    DEV_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf", "bleu_signature", "lang", "case")
 
-    def __init__(self, lang: str | None = None, semantic: bool = False, embedder: str | None = None):
+    def __init__(
+        self, lang: str | None = None, semantic: bool = False, embedder: str | None = None, lowercase: bool = False
+    ):
         self.lang = lang
         self.semantic = semantic
         self.embedder = embedder
+        self.lowercase = lowercase
 
     def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(sample.get("text"), str):
@@ -169,7 +174,8 @@ class TranslationProtocol(Protocol):
                                 "reference")  # fmt: skip
         lang = self.language(predictions)
         hyps, refs = [p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]
-        scores = {**corpus_scores(hyps, refs, lang=lang, tokenize=self.tokenize), "lang": lang}
+        scores = {**corpus_scores(hyps, refs, lang=lang, tokenize=self.tokenize, lowercase=self.lowercase),
+                  "lang": lang}  # fmt: skip
         if self.semantic:
             from ray_slt.eval.semantic import DEFAULT_EMBEDDER, EmbeddingSimilarity, corpus_pger, corpus_tsr
 

@@ -76,12 +76,20 @@ def evaluate(
     options = {**cls.options_from(ref.train_config), **{k: v for k, v in (predictor_options or {}).items()
                                                          if v is not None}}  # fmt: skip
     name = protocol or ref.protocol or cls.protocol
-    try:
-        evaluator = protocol_for(name, **{k: v for k, v in (protocol_options or {}).items() if v is not None})
-    except TypeError as e:
-        raise ConfigError(f"protocol {name!r} does not take these options ({e})") from None
+    given = {k: v for k, v in (protocol_options or {}).items() if v is not None}
+
+    def make_protocol(opts: Mapping[str, Any]):
+        try:
+            return protocol_for(name, **opts)
+        except TypeError as e:
+            raise ConfigError(f"protocol {name!r} does not take these options ({e})") from None
+
+    evaluator = make_protocol(given)  # bad options fail before the model loads
     source = data_source(data, ref.train_config)
     predictor = cls(ref, device=device, **options)
+    implied = predictor.protocol_defaults() if name == (ref.protocol or cls.protocol) else {}
+    if any(k not in given for k in implied):
+        evaluator = make_protocol({**implied, **given})
     manifest_dir = storage.parent(source.manifest) if source.manifest else None
     preds: list[dict[str, Any]] = []
     try:

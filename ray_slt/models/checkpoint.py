@@ -32,7 +32,6 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ray_slt import storage
-from ray_slt.dtypes import torch_dtype
 from ray_slt.errors import ConfigError, StorageError
 from ray_slt.models.config import PretrainConfig, SFTConfig, SkeletonEncoderConfig, Text2GlossConfig
 from ray_slt.models.registry import MANIFEST
@@ -137,15 +136,18 @@ def _base_lm(model):
 
 
 def _base_lm_state(model) -> dict[str, torch.Tensor]:
-    """The base LM's weights under its own names (PEFT's LoRA layers and wrappers removed)."""
+    """The base LM's weights under its own names (PEFT's LoRA layers and wrappers removed), each shared tensor
+    once, under the first name it has (tied embeddings and output layer: ``from_pretrained`` ties them again)."""
     base = _base_lm(model)
-    state = {}
+    state, seen = {}, set()
     for key, value in base.state_dict().items():
         if "lora_" in key:
             continue
+        storage_id = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if storage_id in seen:
+            continue
+        seen.add(storage_id)
         state[key.replace(".base_layer.", ".")] = value
-    if getattr(base.config, "tie_word_embeddings", False):
-        state.pop("lm_head.weight", None)
     return state
 
 
@@ -190,7 +192,7 @@ def load_translator(uri: str, trainable: bool = False):
     or the whole LM) to resume or to start every rank from the same weights; otherwise the model is returned in
     eval mode. Checkpoints written before ``lm_training`` existed always trained LoRA."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ray_slt.models.gloss import GlossEncoder
     from ray_slt.models.sft import SignTranslator, load_lm
@@ -210,9 +212,7 @@ def load_translator(uri: str, trainable: bool = False):
         else:
             encoder = SkeletonEncoder(cfg.encoder)
         if meta["base_lm"] == "base_lm":
-            base = AutoModelForCausalLM.from_pretrained(
-                os.path.join(d, "base_lm"), dtype=torch_dtype(cfg.dtype), use_safetensors=True, trust_remote_code=False
-            )
+            base = load_lm(os.path.join(d, "base_lm"), cfg.dtype)
         else:
             base = load_lm(meta["base_lm"], cfg.dtype)
         if cfg.uses_lora:

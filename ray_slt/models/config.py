@@ -127,7 +127,8 @@ class PretrainConfig(Schema):
 
 
 class TinyLMConfig(Schema):
-    """Sizes of a randomly initialised causal LM (``lm: tiny:qwen3`` / ``tiny:qwen2``), for CPU runs."""
+    """Sizes of a randomly initialised language model (``lm: tiny:qwen3`` / ``tiny:qwen2``, causal; ``tiny:mbart`` /
+    ``tiny:t5``, encoder-decoder with ``layers`` in each stack; ``kv_heads`` is for the causal ones), for CPU runs."""
 
     hidden: int = Field(64, gt=0)
     layers: int = Field(2, ge=1)
@@ -171,10 +172,18 @@ class FusionConfig(Schema):
     beta: float = 1.0
 
 
-class SFTConfig(Schema):
-    """Stage 2: sign encoder -> (fusion) -> projector -> prepended to the prompt of a causal LM (LoRA or full)."""
+#: The randomly initialised LMs a config can name: causal (the RVLF path) and encoder-decoder.
+TINY_LMS = ("tiny:qwen3", "tiny:qwen2", "tiny:mbart", "tiny:t5")
+TINY_SEQ2SEQ = ("tiny:mbart", "tiny:t5")
 
-    lm: str = "tiny:qwen3"  # model id, local or s3:// directory, or tiny:qwen3 / tiny:qwen2 (random init)
+
+class SFTConfig(Schema):
+    """Stage 2: sign encoder -> (fusion) -> projector -> prepended to the prompt of a causal LM, or fed with the
+    prompt as the encoder input of an encoder-decoder LM (LoRA or full training either way)."""
+
+    # model id, local or s3:// directory (a causal LM or an encoder-decoder: AutoModelForSeq2SeqLM, e.g. mBART,
+    # NLLB/M2M, T5/mT5, Marian), or a random one: tiny:qwen3 / tiny:qwen2 (causal), tiny:mbart / tiny:t5 (seq2seq)
+    lm: str = "tiny:qwen3"
     tiny: TinyLMConfig = Field(default_factory=TinyLMConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # of the LM weights
@@ -192,6 +201,9 @@ class SFTConfig(Schema):
     lr_projector: float = Field(2e-5, gt=0)  # also the DINOv2 linear projections
     # label smoothing epsilon of the target cross-entropy (0: plain cross-entropy, the LM's own loss)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # lower-case the target sentences: the model learns and writes lower case, and is scored case-insensitively
+    # (metrics.json: case lc). (Text -> gloss reads this key as lower-casing its input sentences.)
+    lowercase: bool = False
     lr_encoder: float | None = Field(None, gt=0)  # None: lr_projector
     weight_decay: float = Field(0.0, ge=0)
     instruction: str = PAPER_INSTRUCTION
@@ -204,10 +216,10 @@ class SFTConfig(Schema):
     @field_validator("lm")
     @classmethod
     def _check_lm(cls, v: str) -> str:
-        if v.startswith("tiny:") and v not in ("tiny:qwen3", "tiny:qwen2"):
-            raise ValueError(f"unknown tiny LM {v!r}; use tiny:qwen3 or tiny:qwen2")
+        if v.startswith("tiny:") and v not in TINY_LMS:
+            raise ValueError(f"unknown tiny LM {v!r}; use one of {', '.join(TINY_LMS)}")
         if not v.strip():
-            raise ValueError("lm must name a model id, a directory or tiny:qwen3 / tiny:qwen2")
+            raise ValueError(f"lm must name a model id, a directory or one of {', '.join(TINY_LMS)}")
         return v
 
     @field_validator("prompt_template")

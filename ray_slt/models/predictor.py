@@ -76,6 +76,11 @@ class Predictor(ABC):
         """The settings that shape its outputs (decoding), reported with them."""
         return {}
 
+    def protocol_defaults(self) -> dict[str, Any]:
+        """Options of its own protocol that the loaded model implies (e.g. case-insensitive scoring of a
+        translator trained on lower-cased text); options given explicitly win. None by default."""
+        return {}
+
     def info(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,

@@ -105,6 +105,10 @@ class TranslatorPredictor(_TextPredictor):
         return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
                                    length_penalty=self.length_penalty)  # fmt: skip
 
+    def protocol_defaults(self) -> dict[str, Any]:
+        """A translator trained on lower-cased targets writes lower case: it is scored case-insensitively."""
+        return {"lowercase": True} if self.model.cfg.lowercase else {}
+
 
 class PretrainPredictor(_TextPredictor):
     """A stage-1 pretraining model (:func:`ray_slt.models.checkpoint.load_pretrain`), translating with its text

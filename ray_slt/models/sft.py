@@ -5,7 +5,14 @@
     V = MLP(Z_e)                                             # Linear(H, 4096) -> GELU -> Linear(4096, E_lm)
     LM input = [V (real frames)] [prompt tokens] [target tokens, </s>]  -> cross-entropy on the target
 
-Any ``AutoModelForCausalLM`` works (Qwen3 on clusters, a tiny random Qwen3/Qwen2 on a CPU). A pretrained LM learns
+Any ``AutoModelForCausalLM`` works (Qwen3 on clusters, a tiny random Qwen3/Qwen2 on a CPU), and so does any
+encoder-decoder ``AutoModelForSeq2SeqLM`` (mBART, NLLB/M2M, T5/mT5, Marian; a tiny random mBART or T5 on a CPU),
+read the same way with the layout split between its two stacks::
+
+    encoder inputs_embeds = [V (real frames)] [prompt tokens]      (right-padded)
+    decoder labels        = [target tokens, </s>]                  (the class shifts them right itself)
+
+A pretrained LM learns
 through LoRA (PEFT) on the configured modules, its own weights frozen; a randomly initialised one learns every
 weight (``lm_training``: LoRA on frozen random weights would leave most of the model unable to learn). Each sequence
 is laid out contiguously and padded on the left, position ids count real positions only, so training and generation
@@ -24,7 +31,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
@@ -84,6 +93,7 @@ class SignTranslator(nn.Module):
             nn.Linear(hidden, cfg.projector.hidden), nn.GELU(), nn.Linear(cfg.projector.hidden, lm_width)
         )
         self.lm = lm
+        self.seq2seq = bool(getattr(lm.config, "is_encoder_decoder", False))
         self.tokenizer = tokenizer
         self.gloss_tokenizer = gloss_tokenizer
         prompt = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
@@ -128,6 +138,28 @@ class SignTranslator(nn.Module):
         embed = self.lm.get_input_embeddings()
         return self.projector(z).to(embed.weight.dtype), mask
 
+    def _seq2seq_layout(
+        self,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        target_ids: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded [sign][prompt] encoder inputs_embeds and attention_mask (and the target as labels, -100 on
+        padding, for the decoder)."""
+        prompt = self.lm.get_input_embeddings()(self.prompt_ids)
+        rows = [torch.cat([prefix[b, prefix_mask[b]], prompt]) for b in range(prefix.shape[0])]
+        length = max(len(r) for r in rows)
+        inputs = prefix.new_zeros(len(rows), length, prefix.shape[-1])
+        attention = torch.zeros(len(rows), length, dtype=torch.long, device=prefix.device)
+        for b, r in enumerate(rows):
+            inputs[b, : len(r)] = r
+            attention[b, : len(r)] = 1
+        out = {"inputs_embeds": inputs, "attention_mask": attention}
+        if target_ids is not None:
+            out["labels"] = target_ids.masked_fill(~target_mask.bool(), -100)
+        return out
+
     def _layout(
         self,
         prefix: torch.Tensor,
@@ -135,7 +167,10 @@ class SignTranslator(nn.Module):
         target_ids: torch.Tensor | None = None,
         target_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Left-padded [sign][prompt][target] inputs_embeds, attention_mask, position_ids (and labels)."""
+        """Left-padded [sign][prompt][target] inputs_embeds, attention_mask, position_ids (and labels); the
+        encoder-decoder layout for an encoder-decoder LM (:meth:`_seq2seq_layout`)."""
+        if self.seq2seq:
+            return self._seq2seq_layout(prefix, prefix_mask, target_ids, target_mask)
         embed = self.lm.get_input_embeddings()
         prompt = embed(self.prompt_ids)
         targets = embed(target_ids) if target_ids is not None else None
@@ -173,6 +208,10 @@ class SignTranslator(nn.Module):
         eps = self.cfg.label_smoothing
         if not eps:
             return self.lm(**inputs)
+        if self.seq2seq:  # the class shifts the labels into decoder inputs; its logits line up with them unshifted
+            out = self.lm(**inputs)
+            out.loss = smoothed_loss(out.logits, inputs["labels"], eps, shift=False)
+            return out
         labels = inputs.pop("labels")
         out = self.lm(**inputs)
         out.loss = smoothed_loss(out.logits, labels, eps)
@@ -193,7 +232,7 @@ class SignTranslator(nn.Module):
         (transformers' meaning; None: 1.0; > 1 favours longer, < 1 shorter outputs)."""
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask)
-        inputs.pop("position_ids")  # generate derives the same ones from the attention mask
+        inputs.pop("position_ids", None)  # generate derives the same ones from the attention mask
         tok = self.tokenizer
         gen = GenerationConfig(
             max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
@@ -203,6 +242,8 @@ class SignTranslator(nn.Module):
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
+        if self.seq2seq:
+            gen.decoder_start_token_id = self.lm.config.decoder_start_token_id
         return self.lm.generate(**inputs, generation_config=gen, synced_gpus=synced_gpus)
 
     def generate(
@@ -220,12 +261,13 @@ class SignTranslator(nn.Module):
         return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
-def smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+def smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float, shift: bool = True) -> torch.Tensor:
     """Label-smoothed next-token cross-entropy, averaged over the target tokens: position t predicts label t+1
-    (the causal LM's shift), labels -100 are left out; each target's distribution is (1 - eps) on the label plus
-    eps spread evenly over the whole vocabulary (``torch.nn.functional.cross_entropy``'s ``label_smoothing``)."""
-    shifted = logits[:, :-1].float()
-    targets = labels[:, 1:]
+    (the causal LM's shift; ``shift=False`` for a decoder whose logits already line up with its labels), labels
+    -100 are left out; each target's distribution is (1 - eps) on the label plus eps spread evenly over the whole
+    vocabulary (``torch.nn.functional.cross_entropy``'s ``label_smoothing``)."""
+    shifted = logits[:, :-1].float() if shift else logits.float()
+    targets = labels[:, 1:] if shift else labels
     return torch.nn.functional.cross_entropy(
         shifted.reshape(-1, shifted.size(-1)), targets.reshape(-1), ignore_index=-100, label_smoothing=eps
     )
@@ -266,9 +308,9 @@ def param_groups(model: SignTranslator, cfg: SFTConfig | None = None) -> list[di
 
 
 # -- building ------------------------------------------------------------------------------------------------
-def lora_config(cfg: SFTConfig) -> LoraConfig:
+def lora_config(cfg: SFTConfig, seq2seq: bool = False) -> LoraConfig:
     return LoraConfig(
-        task_type="CAUSAL_LM",
+        task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM",
         target_modules=list(cfg.lora.target_modules),
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -293,14 +335,14 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 
 
 def load_lm(path: str, dtype: str = "float32"):
-    """``AutoModelForCausalLM.from_pretrained`` from a model id or a (local or remote) directory; safetensors
-    only, no repository code."""
+    """The LM at a model id or a (local or remote) directory: ``AutoModelForSeq2SeqLM`` when its config says
+    encoder-decoder, else ``AutoModelForCausalLM``; safetensors only, no repository code."""
     from ray_slt.models.checkpoint import localized
 
     with localized(path) as local:
-        return AutoModelForCausalLM.from_pretrained(
-            local, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False
-        )
+        config = AutoConfig.from_pretrained(local, trust_remote_code=False)
+        cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        return cls.from_pretrained(local, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False)
 
 
 def build_translator(
@@ -336,7 +378,8 @@ def build_translator(
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        lm = get_peft_model(base, lora_config(cfg)) if cfg.uses_lora else base.train()
+        seq2seq = bool(getattr(base.config, "is_encoder_decoder", False))
+        lm = get_peft_model(base, lora_config(cfg, seq2seq)) if cfg.uses_lora else base.train()
         gloss_tokenizer = None
         if isinstance(cfg.encoder, GlossEncoderConfig):
             if not glosses:

@@ -153,11 +153,17 @@ def train_word_tokenizer(texts: Iterable[str], min_count: int = 1) -> PreTrained
 def build_tiny_lm(
     tokenizer: PreTrainedTokenizerFast, arch: str = "qwen3", cfg: TinyLMConfig | None = None, seed: int = 0
 ) -> PreTrainedModel:
-    """A randomly initialised ``Qwen3ForCausalLM`` or ``Qwen2ForCausalLM`` sized by ``cfg`` for ``tokenizer``.
+    """A randomly initialised ``Qwen3ForCausalLM`` or ``Qwen2ForCausalLM`` (causal), or
+    ``MBartForConditionalGeneration`` or ``T5ForConditionalGeneration`` (encoder-decoder, ``cfg.layers`` in each
+    stack), sized by ``cfg`` for ``tokenizer``. The decoder of an encoder-decoder starts from the token its
+    class's training shift puts first: ``</s>`` for mBART (its shift moves the last token of the labels to the
+    front), ``<pad>`` for T5.
 
     The initialisation depends only on ``seed`` (the global RNG is left untouched).
     """
     cfg = cfg or TinyLMConfig()
+    if arch in ("mbart", "t5"):
+        return _tiny_seq2seq(tokenizer, arch, cfg, seed)
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden,
@@ -182,6 +188,36 @@ def build_tiny_lm(
         config, cls = Qwen2Config(**common), Qwen2ForCausalLM
     else:
         raise ValueError(f"unknown tiny LM architecture {arch!r}; use 'qwen3' or 'qwen2'")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls(config)
+    return model.eval()
+
+
+def _tiny_seq2seq(tokenizer: PreTrainedTokenizerFast, arch: str, cfg: TinyLMConfig, seed: int) -> PreTrainedModel:
+    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    if arch == "mbart":
+        from transformers import MBartConfig, MBartForConditionalGeneration
+
+        config = MBartConfig(
+            vocab_size=len(tokenizer), d_model=cfg.hidden, encoder_layers=cfg.layers, decoder_layers=cfg.layers,
+            encoder_attention_heads=cfg.heads, decoder_attention_heads=cfg.heads, encoder_ffn_dim=cfg.intermediate,
+            decoder_ffn_dim=cfg.intermediate, max_position_embeddings=cfg.max_positions, init_std=cfg.init_std,
+            decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=None, scale_embedding=True,
+            tie_word_embeddings=True, **ids,
+        )  # fmt: skip
+        cls = MBartForConditionalGeneration
+    else:
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=cfg.hidden, d_kv=cfg.hidden // cfg.heads, d_ff=cfg.intermediate,
+            num_layers=cfg.layers, num_decoder_layers=cfg.layers, num_heads=cfg.heads,
+            initializer_factor=1.0, decoder_start_token_id=tokenizer.pad_token_id,  # T5 scales its own init
+            feed_forward_proj="gated-gelu", tie_word_embeddings=True, **ids,
+        )  # fmt: skip
+        cls = T5ForConditionalGeneration
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(config)

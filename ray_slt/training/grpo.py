@@ -93,7 +93,7 @@ from ray_slt.eval.protocols import TranslationProtocol
 from ray_slt.features.source import FEATURE_COLUMNS, POSE_COLUMNS, decode_rows
 from ray_slt.models.batch import to_device
 from ray_slt.models.checkpoint import load_translator, save_translator
-from ray_slt.models.config import SFTConfig
+from ray_slt.models.config import TINY_SEQ2SEQ, SFTConfig
 from ray_slt.models.registry import MANIFEST, MODEL_DIR, STATE_FILE
 from ray_slt.models.sft import SignTranslator, is_tiny, lora_config
 from ray_slt.training.config import TrainConfig
@@ -488,9 +488,19 @@ def read_sft_config(uri: str) -> SFTConfig:
     return SFTConfig.model_validate(meta["config"])
 
 
+def sft_is_seq2seq(uri: str, sft_cfg: SFTConfig) -> bool:
+    """Whether a translator checkpoint's LM is an encoder-decoder: a tiny seq2seq name, or the saved LM's config
+    (a pretrained model id's config is not fetched: its weights are loaded on the workers)."""
+    if sft_cfg.lm in TINY_SEQ2SEQ:
+        return True
+    config = storage.join(resolve_init(uri), "base_lm", "config.json")
+    return storage.exists(config) and bool(json.loads(storage.read_text(config)).get("is_encoder_decoder"))
+
+
 def split_rows(cfg: TrainConfig, split: str, sft_cfg: SFTConfig) -> list[dict[str, Any]]:
     """The rows of a split as GRPO datasets hold them, in sample_id order (``data.limit_*`` applied):
-    ``prompt`` (the SFT instruction prompt, for TRL's logs), ``reference`` (the raw target sentence), ``lang``,
+    ``prompt`` (the SFT instruction prompt, for TRL's logs), ``reference`` (the raw target sentence, lower-cased
+    for a translator trained on lower-cased targets), ``lang``,
     ``sample_id``, and the translator's inputs (``gloss``, or the feature store's pose/feature columns)."""
     from ray_slt.training.tasks import source_of
 
@@ -505,7 +515,8 @@ def split_rows(cfg: TrainConfig, split: str, sft_cfg: SFTConfig) -> list[dict[st
         if not r.get("text"):
             raise DataError("a GRPO sample needs its reference text", str(r.get("sample_id")))
         row = {k: v for k, v in r.items() if k in columns and k not in ("text", "spoken_language", "split")}
-        row.update(prompt=sft_cfg.prompt, reference=r["text"], lang=cfg.data.lang or r.get("spoken_language"))
+        reference = r["text"].lower() if sft_cfg.lowercase else r["text"]  # what the policy learnt to write
+        row.update(prompt=sft_cfg.prompt, reference=reference, lang=cfg.data.lang or r.get("spoken_language"))
         if not gloss:
             row.pop("gloss", None)
         rows.append(row)
@@ -750,6 +761,11 @@ class GRPORecipe(Recipe):
 
     def check(self) -> None:
         sft_cfg = read_sft_config(self.cfg.grpo.init)
+        if sft_is_seq2seq(self.cfg.grpo.init, sft_cfg):
+            raise ConfigError(
+                f"grpo.init {self.cfg.grpo.init} is an encoder-decoder translator ({sft_cfg.lm}); GRPO here trains "
+                "causal LMs through TRL (start from a translator with a causal LM, e.g. tiny:qwen3 or Qwen3)"
+            )
         with tempfile.TemporaryDirectory() as d:
             grpo_args(self.cfg, d, sft_cfg)  # refuse bad TRL settings here, before any worker starts
 

@@ -76,7 +76,23 @@ class SFTTask(_TranslatorTask):
         from ray_slt.models.sft import build_translator
 
         texts, glosses = self.source().texts(self.cfg.data.train_split)
+        if self.cfg.sft.lowercase:
+            texts = [t.lower() for t in texts]
         return build_translator(self.cfg.sft, texts=texts, glosses=glosses or None, seed=self.cfg.optim.seed)
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {**super().protocol_options(), **({"lowercase": True} if self.cfg.sft.lowercase else {})}
+
+    def collator(self, model) -> Callable[[Rows], Batch]:
+        if not self.cfg.sft.lowercase:
+            return super().collator(model)
+        collate = model.collator()
+
+        def fn(rows: Rows) -> Batch:
+            return collate([{**r, "text": r["text"].lower()} if isinstance(r.get("text"), str) else r
+                            for r in decode_rows(rows)])  # fmt: skip
+
+        return fn
 
     def loss(self, model, batch: Batch):
         out = model(batch)

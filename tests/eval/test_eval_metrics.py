@@ -9,7 +9,7 @@ import random
 import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 
 from ray_slt.errors import DataError
 from ray_slt.eval import metrics
@@ -286,3 +286,20 @@ def test_reward_is_the_stated_mix(phoenix_test):
     assert bleu_rouge_reward(ref, ref) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         bleu_rouge_reward(hyp, ref, weight=1.5)
+
+
+def test_lowercase_scores_ignore_case_and_say_so(how2sign_test):
+    """``lowercase``: the scores of the lower-cased texts (sacrebleu's own ``lowercase`` agrees), signatures with
+    ``case:lc`` and ``case: lc`` recorded; without it an upper-cased hypothesis loses its matches."""
+    refs = how2sign_test[:200]
+    hyps = [r.upper() if i % 2 else r for i, r in enumerate(drop_every(refs))]
+    lc = corpus_scores(hyps, refs, lang="en", lowercase=True)
+    plain = corpus_scores([h.lower() for h in hyps], [r.lower() for r in refs], lang="en")
+    for key in ("bleu1", "bleu4", "rouge_l", "chrf"):
+        assert lc[key] == pytest.approx(plain[key], abs=1e-9), key
+    assert lc["bleu4"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], lowercase=True).score, abs=1e-9)
+    assert lc["chrf"] == pytest.approx(CHRF(lowercase=True).corpus_score(hyps, [refs]).score, abs=1e-9)
+    assert "|case:lc|" in lc["bleu_signature"] and "|case:lc|" in lc["chrf_signature"] and lc["case"] == "lc"
+    mixed = corpus_scores(hyps, refs, lang="en")
+    assert mixed["case"] == "mixed" and "|case:mixed|" in mixed["bleu_signature"]
+    assert mixed["bleu4"] < 0.75 * lc["bleu4"]  # half the hypotheses upper-cased: their words no longer match
