@@ -1,0 +1,167 @@
+"""Text/gloss -> pose producers (SignLLM, paper 5; Progressive Transformers, its backbone): an encoder over the
+input tokens and an autoregressive decoder over continuous pose frames.
+
+    f_{1:U} = E(x_{1:U})                          token encoder (embeddings * sqrt(H) + sinusoidal positions)
+    y_{w+1} = D(y_w | y_{1:w-1}, f_{1:U})         causal decoder, frames in through a linear layer, cross-attention
+
+A frame is the 150 Prompt2Sign coordinates (:mod:`ray_slt.features.prompt2sign`) plus the counter (0 at the first
+frame, 1 at the last); the decoder predicts the next frame *and* its counter, and generation stops at the first
+frame whose predicted counter reaches ``stop_at`` (Progressive Transformers' counter decoding), or at
+``max_frames``. Training is teacher-forced: the decoder reads [start frame, y_1 .. y_{T-1}] and predicts y_1 .. y_T;
+the start frame is all zeros. Two of Progressive Transformers' augmentations, ablated in SignLLM's Table 7:
+
+- **Gaussian noise** (``noise``): during training the decoder reads its input frames with N(0, noise^2 * var)
+  added, var the per-coordinate variance of the training frames, so it learns to recover from its own drift;
+- **future prediction** (``future``): each step also predicts the ``future - 1`` frames after the next one (an
+  extra output head per frame ahead); only the next frame is used when decoding.
+
+Sizes (SignLLM: Base 2+2 layers, 4 heads, 512 wide, FFN 2048; Large and Super 2x and 4x as wide) come from the
+config. :class:`MultiLanguageProducer` is MLSF: one independent producer per sign language in one module, a
+language added or removed without touching the others' weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ray_slt.models.layers import SequenceEncoder, sinusoidal_positions
+
+FRAME = 151  # 150 coordinates + the counter
+
+
+class PoseProducer(nn.Module):
+    """Token ids -> pose frames. ``forward(batch)`` gives the training losses; ``generate`` the frames."""
+
+    def __init__(self, vocab_size: int, pad_id: int = 0, hidden: int = 512, layers: int = 2, heads: int = 4,
+                 ffn: int = 2048, dropout: float = 0.0, future: int = 1, noise: float = 0.0,
+                 frame_dim: int = FRAME):  # fmt: skip
+        super().__init__()
+        if future < 1:
+            raise ValueError("future counts the frames predicted per step: at least 1 (the next frame)")
+        self.hidden, self.future, self.noise, self.frame_dim, self.pad_id = hidden, future, noise, frame_dim, pad_id
+        self.embed = nn.Embedding(vocab_size, hidden, padding_idx=pad_id)
+        nn.init.normal_(self.embed.weight, std=hidden**-0.5)
+        with torch.no_grad():
+            self.embed.weight[pad_id].zero_()
+        self.encoder = SequenceEncoder(hidden, layers, heads, ffn, dropout)
+        self.frame_in = nn.Linear(frame_dim, hidden)
+        layer = nn.TransformerDecoderLayer(hidden, heads, ffn, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)  # fmt: skip
+        self.decoder = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden))
+        self.frame_out = nn.Linear(hidden, frame_dim * future)
+        # per-coordinate variance of the training frames (set by fit_noise_scale), for the Gaussian-noise augmentation
+        self.register_buffer("frame_var", torch.ones(frame_dim))
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.embed(ids) * math.sqrt(self.hidden), mask)
+
+    def decode(self, memory: torch.Tensor, memory_mask: torch.Tensor, frames_in: torch.Tensor) -> torch.Tensor:
+        """``[B, W, future, frame_dim]`` predictions after each of the ``W`` input frames."""
+        w = frames_in.shape[1]
+        x = self.frame_in(frames_in) + sinusoidal_positions(w, self.hidden, frames_in.device).to(frames_in.dtype)
+        causal = torch.triu(torch.ones(w, w, dtype=torch.bool, device=frames_in.device), diagonal=1)
+        h = self.decoder(x, memory, tgt_mask=causal, memory_key_padding_mask=~memory_mask)
+        return self.frame_out(h).view(*h.shape[:2], self.future, self.frame_dim)
+
+    def fit_noise_scale(self, frames: torch.Tensor, mask: torch.Tensor) -> None:
+        """Record the per-coordinate variance of real training frames ``[B, T, D]`` (``mask [B, T]``)."""
+        real = frames[mask.bool()]
+        if len(real) > 1:
+            self.frame_var.copy_(real.var(0, unbiased=False).clamp_min(1e-8))
+
+    def teacher_inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """[start, y_1 .. y_{T-1}] (+ Gaussian noise while training)."""
+        start = frames.new_zeros(frames.shape[0], 1, frames.shape[2])
+        inputs = torch.cat([start, frames[:, :-1]], dim=1)
+        if self.training and self.noise > 0:
+            inputs = inputs + torch.randn_like(inputs) * self.noise * self.frame_var.sqrt()
+        return inputs
+
+    def predictions(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pred [B, T, future, D], target [B, T, future, D], valid [B, T, future])`` of a teacher-forced batch:
+        target k of step t is frame t + k (valid while inside the sequence)."""
+        frames, fmask = batch["frames"], batch["frame_mask"].bool()
+        memory = self.encode(batch["ids"], batch["id_mask"].bool())
+        pred = self.decode(memory, batch["id_mask"].bool(), self.teacher_inputs(frames))
+        t = frames.shape[1]
+        targets, valid = [], []
+        for k in range(self.future):
+            shifted = torch.cat([frames[:, k:], frames.new_zeros(frames.shape[0], k, frames.shape[2])], dim=1)
+            ok = torch.cat([fmask[:, k:], fmask.new_zeros(fmask.shape[0], k)], dim=1)
+            targets.append(shifted[:, :t])
+            valid.append(ok[:, :t])
+        return pred, torch.stack(targets, 2), torch.stack(valid, 2)
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, id_mask: torch.Tensor, max_frames: int = 300,
+                 stop_at: float = 1.0) -> list[torch.Tensor]:  # fmt: skip
+        """Frames ``[T_b, D]`` per input, each up to and including the first frame whose counter (the last value)
+        reaches ``stop_at``, else ``max_frames`` frames. Call ``eval()`` first."""
+        memory = self.encode(ids, id_mask.bool())
+        b = ids.shape[0]
+        frames = memory.new_zeros(b, 1, self.frame_dim)
+        done = torch.zeros(b, dtype=torch.bool, device=ids.device)
+        lengths = torch.full((b,), max_frames, dtype=torch.long, device=ids.device)
+        for step in range(max_frames):
+            nxt = self.decode(memory, id_mask.bool(), frames)[:, -1, 0]
+            frames = torch.cat([frames, nxt[:, None]], dim=1)
+            stop = (nxt[:, -1] >= stop_at) & ~done
+            lengths[stop] = step + 1
+            done |= stop
+            if done.all():
+                break
+        return [frames[i, 1 : 1 + int(lengths[i])] for i in range(b)]
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every valid predicted value (frames x future x coordinates)."""
+    weight = valid[..., None].to(pred.dtype).expand_as(pred)
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1)
+
+
+def rl_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """SignLLM's "RL loss" as read (SPEC C.5 item 2): its Eq. 3 makes the return of the reward r = -MSE the sum
+    of per-step MSEs, so the loss is each sequence's MSE *summed over its time steps* (the per-frame MSE over
+    coordinates and future offsets), averaged over the batch. It differs from :func:`mse_loss` only in weighting
+    long sequences by their length."""
+    weight = valid[..., None].to(pred.dtype).expand_as(pred)
+    per_frame = ((pred - target) ** 2 * weight).sum((-1, -2)) / weight.sum((-1, -2)).clamp_min(1)  # [B, T]
+    return per_frame.sum(1).mean()
+
+
+def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Each sequence's MSE ``[B]`` (what the priority channel ranks samples by)."""
+    weight = valid[..., None].to(pred.dtype).expand_as(pred)
+    return ((pred - target) ** 2 * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1)
+
+
+class MultiLanguageProducer(nn.Module):
+    """MLSF: one independent :class:`PoseProducer` per sign language (no shared parameter), chosen at input."""
+
+    def __init__(self, producers: Mapping[str, PoseProducer] | None = None):
+        super().__init__()
+        self.producers = nn.ModuleDict(dict(producers or {}))
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(self.producers)
+
+    def add(self, language: str, producer: PoseProducer) -> None:
+        if language in self.producers:
+            raise ValueError(f"{language!r} already has a producer (remove it first)")
+        self.producers[language] = producer
+
+    def remove(self, language: str) -> None:
+        del self.producers[self._known(language)]
+
+    def producer(self, language: str) -> PoseProducer:
+        return self.producers[self._known(language)]
+
+    def _known(self, language: str) -> str:
+        if language not in self.producers:
+            raise KeyError(f"no producer for sign language {language!r}; known: {', '.join(self.languages) or 'none'}")
+        return language
