@@ -16,6 +16,7 @@ protocol        prediction                                                 selec
 ``islr``        ``label`` (gold gloss), ``ranked`` glosses, their ``scores``  ``dev_top1`` (per instance)
 ``zsl``         the same, ranked over the unseen classes only               ``dev_top1`` (per class)
 ``gzsl``        the same, ranked over seen and unseen classes               ``dev_h1``, max
+``production``  ``frames`` produced, ``reference`` frames (Prompt2Sign 151)   ``dev_dtw``, min
 ==============  =========================================================  ===========================
 
 Registering a protocol: subclass :class:`Protocol` and add it to :data:`PROTOCOLS` (``PROTOCOLS.register(name,
@@ -44,6 +45,7 @@ PROTOCOLS = Registry(
         "islr": "ray_slt.eval.protocols:ISLRProtocol",
         "zsl": "ray_slt.eval.protocols:ZSLProtocol",
         "gzsl": "ray_slt.eval.protocols:GZSLProtocol",
+        "production": "ray_slt.eval.production:ProductionProtocol",
     },
 )
 

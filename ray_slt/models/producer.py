@@ -22,13 +22,21 @@ language added or removed without touching the others' weights.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ray_slt.errors import DataError, StorageError
 from ray_slt.models.layers import SequenceEncoder, sinusoidal_positions
+from ray_slt.models.predictor import Predictor
 
 FRAME = 151  # 150 coordinates + the counter
 
@@ -165,3 +173,186 @@ class MultiLanguageProducer(nn.Module):
         if language not in self.producers:
             raise KeyError(f"no producer for sign language {language!r}; known: {', '.join(self.languages) or 'none'}")
         return language
+
+
+# -- a producer with its vocabulary: what the produce stage trains, saves and serves ----------------------------
+FORMAT, VERSION, META = "ray_slt.producer", 1, "producer.json"
+
+
+def input_text(sample: Mapping[str, Any], which: str) -> str:
+    """The words a producer reads of a sample: its gloss sequence, or its sentence's lower-cased words."""
+    value = sample.get(which)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"sample {sample.get('sample_id')!r} has no {which} for the producer to read")
+    return " ".join(value.split()) if which == "gloss" else " ".join(value.lower().split())
+
+
+def reference_frames(sample: Mapping[str, Any], percentile: float = 90.0) -> np.ndarray:
+    """The Prompt2Sign frames ``[T, 151]`` of a feature-store sample: its 77-point keypoints (normalised) -> the
+    50 joints -> lifted to 3D (Algorithm 1) -> 150 values + the counter."""
+    from ray_slt.features import prompt2sign as p2s
+
+    xy, valid = p2s.from_layout77(sample["keypoints"], sample["keypoints_valid"])
+    try:
+        joints = p2s.lift(xy, valid, percentile=percentile)
+    except DataError as e:
+        raise DataError(f"sample {sample.get('sample_id')!r}: {e}") from None
+    return np.concatenate([joints.reshape(len(joints), -1), p2s.counter(len(joints))[:, None]], axis=1)
+
+
+def even_frames(frames: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` frames, taken evenly (first and last kept); the counter is recomputed."""
+    if len(frames) <= limit:
+        return frames
+    idx = np.round(np.linspace(0, len(frames) - 1, limit)).astype(int)
+    out = frames[idx].copy()
+    out[:, -1] = np.linspace(0.0, 1.0, limit)
+    return out
+
+
+class Producer(nn.Module):
+    """A :class:`PoseProducer` with its config and word tokenizer: ``collator()``, ``forward(batch)`` (the
+    configured loss, and the per-sample losses in ``.per_sample``), ``produce(batch)`` (frames per sample)."""
+
+    def __init__(self, cfg, tokenizer, net: PoseProducer):
+        super().__init__()
+        self.cfg, self.tokenizer, self.net = cfg, tokenizer, net
+
+    def collator(self):
+        return ProducerCollator(self.cfg, self.tokenizer)
+
+    def forward(self, batch: Mapping[str, Any]):
+        pred, target, valid = self.net.predictions(batch)
+        loss = rl_loss(pred, target, valid) if self.cfg.loss == "rl" else mse_loss(pred, target, valid)
+        return LossOutput(loss, per_sample_loss(pred, target, valid).detach())
+
+    @torch.no_grad()
+    def produce(self, batch: Mapping[str, Any]) -> list[np.ndarray]:
+        frames = self.net.generate(batch["ids"], batch["id_mask"], self.cfg.max_frames, self.cfg.stop_at)
+        return [f.float().cpu().numpy() for f in frames]
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    per_sample: torch.Tensor
+
+
+class ProducerCollator:
+    """Samples -> ``ids``/``id_mask`` (the input words) and, when they carry keypoints, ``frames``/``frame_mask``
+    (their lifted reference frames, at most ``max_frames``), plus ``sample_ids``."""
+
+    def __init__(self, cfg, tokenizer):
+        self.cfg, self.tokenizer = cfg, tokenizer
+
+    def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not samples:
+            raise DataError("an empty batch")
+        tok = self.tokenizer
+        ids = [tok(input_text(s, self.cfg.input), add_special_tokens=False)["input_ids"][: self.cfg.max_tokens]
+               for s in samples]  # fmt: skip
+        ids = [i or [tok.unk_token_id] for i in ids]
+        width = max(len(i) for i in ids)
+        out: dict[str, Any] = {
+            "ids": torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),
+            "id_mask": torch.tensor([[True] * len(i) + [False] * (width - len(i)) for i in ids]),
+            "sample_ids": [str(s.get("sample_id", k)) for k, s in enumerate(samples)],
+        }
+        if all(s.get("keypoints") is not None for s in samples):
+            frames = [even_frames(reference_frames(s, self.cfg.percentile), self.cfg.max_frames) for s in samples]
+            t = max(len(f) for f in frames)
+            padded = np.zeros((len(frames), t, FRAME), np.float32)
+            mask = np.zeros((len(frames), t), bool)
+            for k, f in enumerate(frames):
+                padded[k, : len(f)], mask[k, : len(f)] = f, True
+            out["frames"], out["frame_mask"] = torch.from_numpy(padded), torch.from_numpy(mask)
+        return out
+
+
+def build_producer(cfg, texts: Sequence[str], seed: int = 0) -> Producer:
+    """A fresh producer: a word-level vocabulary of the training inputs ``texts`` and a random network."""
+    from ray_slt.models.tiny import train_word_tokenizer
+
+    tokenizer = train_word_tokenizer(texts, cfg.vocab_min_count)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = PoseProducer(len(tokenizer), tokenizer.pad_token_id, dropout=cfg.dropout, future=cfg.future,
+                           noise=cfg.noise, **cfg.dims())  # fmt: skip
+    return Producer(cfg, tokenizer, net)
+
+
+def save_producer(model: Producer, uri: str) -> None:
+    """``producer.json`` (format, config), ``modules.safetensors``, ``tokenizer/``, then the manifest (kind
+    ``producer``)."""
+    from safetensors.torch import save_file
+
+    from ray_slt.models.checkpoint import publish
+
+    with tempfile.TemporaryDirectory(prefix="ray_slt_producer_") as d:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}
+        save_file(state, os.path.join(d, "modules.safetensors"), metadata={"format": "pt"})
+        model.tokenizer.save_pretrained(os.path.join(d, "tokenizer"))
+        with open(os.path.join(d, META), "w", encoding="utf-8") as f:
+            json.dump({"format": FORMAT, "version": VERSION, "config": model.cfg.model_dump(mode="json")}, f, indent=1)
+        publish(d, uri, kind="producer")
+
+
+def load_producer(uri: str, trainable: bool = False) -> Producer:
+    """A producer saved by :func:`save_producer` (safetensors and JSON only; eval mode unless ``trainable``)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from ray_slt.models.checkpoint import fetched
+    from ray_slt.models.producer_config import ProducerConfig
+
+    with fetched(uri) as d:
+        with open(os.path.join(d, META), encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise StorageError(f"{uri}: not a {FORMAT} v{VERSION} checkpoint")
+        cfg = ProducerConfig.model_validate(meta["config"])
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(d, "tokenizer"), trust_remote_code=False)
+        net = PoseProducer(len(tokenizer), tokenizer.pad_token_id, dropout=cfg.dropout, future=cfg.future,
+                           noise=cfg.noise, **cfg.dims())  # fmt: skip
+        state = load_file(os.path.join(d, "modules.safetensors"))
+    if set(state) != set(net.state_dict()):
+        raise StorageError(f"{uri}: modules.safetensors does not match the config")
+    net.load_state_dict(state)
+    model = Producer(cfg, tokenizer, net)
+    return model.train() if trainable else model.eval()
+
+
+class ProducerPredictor(Predictor):
+    """A saved producer (model kind ``producer``): samples with a gloss (or text) in, ``{"frames": [[151]...]}``
+    out (Prompt2Sign's 50 joints in 3D + the counter per frame, shoulder-width units)."""
+
+    kind = "producer"
+    predicts = "pose"
+    route = "produce"
+    protocol = "production"
+
+    def __init__(self, ref, device: str = "cpu", model_id: str | None = None):
+        super().__init__(ref, device, model_id)
+        self.model = load_producer(ref.model).to(self.device).eval()
+        self.inputs = self.model.cfg.input
+        self.collate = self.model.collator()
+
+    @classmethod
+    def requirements(cls, ref) -> dict[str, Any]:
+        from ray_slt import storage
+
+        cfg = json.loads(storage.read_text(storage.join(ref.model, META)))["config"]
+        return {"inputs": cfg.get("input", "gloss"), "needs_visual": False}
+
+    def settings(self) -> dict[str, Any]:
+        c = self.model.cfg
+        return {"max_frames": c.max_frames, "stop_at": c.stop_at, "input": c.input}
+
+    def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        from ray_slt.models.batch import to_device
+
+        if not samples:
+            return []
+        words = [{"sample_id": s.get("sample_id"), self.inputs: s.get(self.inputs)} for s in samples]
+        batch = to_device(self.collate(words), self.device)
+        return [{"frames": f.round(5).tolist()} for f in self.model.produce(batch)]

@@ -39,6 +39,7 @@ MODEL_KINDS = Registry(
         "pretrain": "ray_slt.models.predictors:PretrainPredictor",
         "vlm": "ray_slt.models.vlm.predictor:VLMPredictor",
         "recognizer": "ray_slt.models.recognition:RecognizerPredictor",
+        "producer": "ray_slt.models.producer:ProducerPredictor",
     },
 )
 

@@ -80,6 +80,7 @@ STAGES = Registry(
         "grpo": "ray_slt.training.grpo_config:GRPOStage",
         "islr": "ray_slt.training.tasks_recognition:ISLRTask",
         "hali": "ray_slt.training.tasks_recognition:HaliTask",
+        "produce": "ray_slt.training.tasks_production:ProduceTask",
     },
 )
 

@@ -1,0 +1,86 @@
+"""The production stage, ``stage: produce``: a text/gloss -> pose producer (:mod:`ray_slt.models.producer`;
+SignLLM's MLSF channel with one language) trained on a feature store's poses, lifted to Prompt2Sign's 3D frames,
+with the ``mse`` or ``rl`` loss; dev evaluation is the ``production`` protocol (DTW, lower is better).
+
+Not yet here: the priority learning channel inside the loop (its sampler, :mod:`ray_slt.training.priority`, is
+built and tested; the loop iterates Ray Data shards in order), the Prompt2LangGloss route (text -> gloss model,
+then gloss -> pose), back-translation scoring and serving.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ray_slt.errors import ConfigError
+from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
+from ray_slt.models.producer_config import ProducerConfig
+from ray_slt.training.task import Batch, Rows, SupervisedTask
+from ray_slt.training.tasks import source_of
+
+
+class ProduceTask(SupervisedTask):
+    stage = "produce"
+    section: ClassVar = ProducerConfig
+    protocol: ClassVar[str] = "production"
+
+    def protocol_options(self) -> dict[str, Any]:
+        return {"percentile": self.model_cfg.percentile}
+
+    def source(self) -> SampleSource:
+        if self.cfg.data.manifest is not None:
+            raise ConfigError("a producer learns poses: set data.features (a feature store from ray-slt extract)")
+        return source_of(self.cfg, list(POSE_COLUMNS))
+
+    def datasets(self) -> dict[str, Any]:
+        src = self.source()
+        out = {"train": src.dataset(self.cfg.data.train_split)}
+        if self.cfg.eval.every_epochs or self.cfg.eval.at_start:
+            out["dev"] = src.dataset(self.cfg.data.dev_split)
+        return out
+
+    def num_train_samples(self) -> int:
+        return self.source().count(self.cfg.data.train_split)
+
+    def fresh(self):
+        from ray_slt.models.producer import build_producer, input_text
+
+        rows = list(self.source().samples(self.cfg.data.train_split))
+        model = build_producer(self.model_cfg, [input_text(r, self.model_cfg.input) for r in rows],
+                               seed=self.cfg.optim.seed)  # fmt: skip
+        batch = model.collator()(decode_rows(rows[:256]))
+        model.net.fit_noise_scale(batch["frames"], batch["frame_mask"])  # the noise's scale: real frames
+        return model
+
+    def collator(self, model):
+        collate = model.collator()
+
+        def fn(rows: Rows) -> Batch:
+            return collate(decode_rows(rows))
+
+        return fn
+
+    def loss(self, model, batch: Batch):
+        return model(batch).loss, {}
+
+    def predict(self, model, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
+        produced = model.produce(batch)
+        refs = batch["frames"].cpu().numpy()
+        lengths = batch["frame_mask"].sum(1).tolist()
+        return [{"sample_id": sid, "frames": p.round(5).tolist(), "reference": r[: int(n)].round(5).tolist()}
+                for sid, p, r, n in zip(batch["sample_ids"], produced, refs, lengths)]  # fmt: skip
+
+    def param_groups(self, model) -> list[dict[str, Any]]:
+        c = self.model_cfg
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [{"name": "producer", "params": params, "lr": c.lr, "weight_decay": c.weight_decay}]
+
+    def save(self, model, uri: str) -> None:
+        from ray_slt.models.producer import save_producer
+
+        save_producer(model, uri)
+
+    @classmethod
+    def load(cls, uri: str, trainable: bool = False):
+        from ray_slt.models.producer import load_producer
+
+        return load_producer(uri, trainable=trainable)

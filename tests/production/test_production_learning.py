@@ -1,0 +1,55 @@
+"""Production learns, through the real path (`ray-slt train` on Ray Train with two DDP workers, `ray-slt eval`):
+on the synthetic corpus (its extracted poses lifted to Prompt2Sign's 3D frames) a gloss -> pose producer ends with
+a dev DTW-MJE far below its untrained start, stops by its counter near the references' lengths, and its saved
+model produces the test split through the registry's predictor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from testlib import REPO
+
+from ray_slt import storage
+from ray_slt.cli import main
+from ray_slt.config import load_config
+from ray_slt.eval.run import evaluate
+from ray_slt.training.run import run_training
+
+CONF = REPO / "conf" / "train" / "production" / "synthetic_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def store(ray_local, tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("synthetic")
+    manifest, features = str(root / "manifest.parquet"), str(root / "features")
+    prepare = str(REPO / "conf" / "prepare" / "synthetic.yaml")
+    assert main(["prepare", prepare, f"root={root / 'corpus'}", f"out={manifest}"]) == 0
+    assert main(["extract", manifest, "--out", features, "--no-progress", "--json"]) == 0
+    return features
+
+
+def curve(uri: str) -> list[dict]:
+    return [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
+
+
+def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, tmp_path):
+    cfg = load_config(str(CONF), [f"data.features={store}", f"trainer.storage={tmp_path}", "eval.at_start=true"])
+    s = run_training(cfg)
+    assert s["protocol"] == "production" and s["selection"] == {"metric": "dev_dtw", "mode": "min"}
+    dev = curve(s["curves"]["dev"])
+    start, best = dev[0], min(dev, key=lambda r: r["dev_dtw"])
+    assert start["step"] == 0
+    # measured: see the issue note; margin: half the untrained start's DTW
+    assert best["dev_dtw"] <= 0.5 * start["dev_dtw"], [(r["step"], r["dev_dtw"]) for r in dev]
+    assert s["best"]["step"] == best["step"]  # chosen on dev, lowest DTW
+
+    result = evaluate(s["run_dir"], split="test")
+    assert result["kind"] == "producer" and result["protocol"]["name"] == "production"
+    assert result["n"] == 60 and result["dtw_signature"].startswith("dtw-mje|dist:l2|joints:p2s50|")
+    assert result["dtw"] <= 0.6 * start["dev_dtw"], result["dtw"]
+    assert 0.5 <= result["length_ratio"] <= 1.5, result["length_ratio"]  # the counter stopped decoding
+    preds = [json.loads(x) for x in storage.read_text(result["predictions"]).splitlines()]
+    frames = np.asarray(preds[0]["frames"])
+    assert frames.shape[1] == 151 and np.isfinite(frames).all()
