@@ -4,7 +4,8 @@ shoulder-normalised; plus how long the productions are against their references.
 lowest dev DTW.
 
 A prediction: ``sample_id``, ``frames`` (produced, ``[T, 151]``: 150 coordinates + the counter) and ``reference``
-(the same for the sample's own poses; ``ray-slt eval`` lifts them from the feature store's keypoints).
+(the same for the sample's own poses; ``ray-slt eval`` lifts them from the feature store's keypoints and samples
+them in time as the producer's training frames were: ``frame_step``, ``max_frames``).
 Back-translation (a translator reading the produced poses) is not part of it yet.
 """
 
@@ -36,16 +37,16 @@ class ProductionProtocol(Protocol):
     predicts = "pose"
     selection = Selection("dtw", "min")
 
-    def __init__(self, percentile: float = 90.0):
-        self.percentile = percentile
+    def __init__(self, percentile: float = 90.0, frame_step: int = 1, max_frames: int | None = None):
+        self.percentile, self.frame_step, self.max_frames = percentile, frame_step, max_frames
         self.settings = DTWSettings(fill="skip", trim=False, norm="shoulder", shoulders=SHOULDERS, label="p2s50")
 
     def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
-        from ray_slt.models.producer import reference_frames
+        from ray_slt.models.producer import model_frames, reference_frames
 
         if sample.get("keypoints") is None:
             raise DataError(f"sample {sample.get('sample_id')!r} has no poses to compare a production with")
-        ref = reference_frames(sample, self.percentile)
+        ref = model_frames(reference_frames(sample, self.percentile), self.frame_step, self.max_frames)
         return {"sample_id": str(sample["sample_id"]), "frames": output["frames"], "reference": ref.round(5).tolist()}
 
     def score(self, predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -125,19 +125,29 @@ class PoseProducer(nn.Module):
         return [frames[i, 1 : 1 + int(lengths[i])] for i in range(b)]
 
 
-def mse_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over every valid predicted value (frames x future x coordinates)."""
+def _weights(pred: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | None) -> torch.Tensor:
     weight = valid[..., None].to(pred.dtype).expand_as(pred)
-    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1)
+    return weight if channels is None else weight * channels.to(pred.dtype)
 
 
-def rl_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def mse_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error over every valid predicted value (frames x future x coordinates); ``channels`` [D]:
+    optional per-value weights (a weighted mean)."""
+    weight = _weights(pred, valid, channels)
+    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def rl_loss(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | None = None
+) -> torch.Tensor:
     """SignLLM's "RL loss" as read (SPEC C.5 item 2): its Eq. 3 makes the return of the reward r = -MSE the sum
     of per-step MSEs, so the loss is each sequence's MSE *summed over its time steps* (the per-frame MSE over
     coordinates and future offsets), averaged over the batch. It differs from :func:`mse_loss` only in weighting
     long sequences by their length."""
-    weight = valid[..., None].to(pred.dtype).expand_as(pred)
-    per_frame = ((pred - target) ** 2 * weight).sum((-1, -2)) / weight.sum((-1, -2)).clamp_min(1)  # [B, T]
+    weight = _weights(pred, valid, channels)
+    per_frame = ((pred - target) ** 2 * weight).sum((-1, -2)) / weight.sum((-1, -2)).clamp_min(1e-12)  # [B, T]
     return per_frame.sum(1).mean()
 
 
@@ -200,13 +210,13 @@ def reference_frames(sample: Mapping[str, Any], percentile: float = 90.0) -> np.
     return np.concatenate([joints.reshape(len(joints), -1), p2s.counter(len(joints))[:, None]], axis=1)
 
 
-def even_frames(frames: np.ndarray, limit: int) -> np.ndarray:
-    """At most ``limit`` frames, taken evenly (first and last kept); the counter is recomputed."""
-    if len(frames) <= limit:
-        return frames
-    idx = np.round(np.linspace(0, len(frames) - 1, limit)).astype(int)
-    out = frames[idx].copy()
-    out[:, -1] = np.linspace(0.0, 1.0, limit)
+def model_frames(frames: np.ndarray, step: int = 1, limit: int | None = None) -> np.ndarray:
+    """The frames a producer learns and is scored against: every ``step``-th frame (the first kept), then at most
+    ``limit`` of them taken evenly (first and last kept); the counter recomputed over what is kept (0 .. 1)."""
+    out = np.array(frames[::step], dtype=np.float64)
+    if limit is not None and len(out) > limit:
+        out = out[np.round(np.linspace(0, len(out) - 1, limit)).astype(int)]
+    out[:, -1] = np.linspace(0.0, 1.0, len(out)) if len(out) > 1 else 1.0
     return out
 
 
@@ -223,7 +233,10 @@ class Producer(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]):
         pred, target, valid = self.net.predictions(batch)
-        loss = rl_loss(pred, target, valid) if self.cfg.loss == "rl" else mse_loss(pred, target, valid)
+        channels = torch.ones(pred.shape[-1], device=pred.device)
+        channels[-1] = self.cfg.counter_weight
+        fn = rl_loss if self.cfg.loss == "rl" else mse_loss
+        loss = fn(pred, target, valid, channels)
         return LossOutput(loss, per_sample_loss(pred, target, valid).detach())
 
     @torch.no_grad()
@@ -259,7 +272,8 @@ class ProducerCollator:
             "sample_ids": [str(s.get("sample_id", k)) for k, s in enumerate(samples)],
         }
         if all(s.get("keypoints") is not None for s in samples):
-            frames = [even_frames(reference_frames(s, self.cfg.percentile), self.cfg.max_frames) for s in samples]
+            c = self.cfg
+            frames = [model_frames(reference_frames(s, c.percentile), c.frame_step, c.max_frames) for s in samples]
             t = max(len(f) for f in frames)
             padded = np.zeros((len(frames), t, FRAME), np.float32)
             mask = np.zeros((len(frames), t), bool)
@@ -346,7 +360,12 @@ class ProducerPredictor(Predictor):
 
     def settings(self) -> dict[str, Any]:
         c = self.model.cfg
-        return {"max_frames": c.max_frames, "stop_at": c.stop_at, "input": c.input}
+        return {"max_frames": c.max_frames, "frame_step": c.frame_step, "stop_at": c.stop_at, "input": c.input}
+
+    def protocol_defaults(self) -> dict[str, Any]:
+        """References are lifted and sampled in time as the model's training frames were."""
+        c = self.model.cfg
+        return {"percentile": c.percentile, "frame_step": c.frame_step, "max_frames": c.max_frames}
 
     def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         from ray_slt.models.batch import to_device

@@ -27,8 +27,12 @@ class ProducerConfig(Schema):
       prediction with more); ``noise``: the std of the Gaussian noise on the decoder's input frames, in units of
       each coordinate's std over the training frames (0: none);
     - ``loss``: ``mse`` or ``rl`` (SignLLM's "RL loss", read as the per-sequence summed MSE);
+      ``counter_weight``: the counter's weight in it against 1 for each coordinate (1: Progressive Transformers'
+      plain MSE over all 151 values; more makes a short training learn when to stop);
     - ``percentile``: Algorithm 1's bone-length percentile for lifting the reference poses to 3D;
-    - ``max_frames``: the longest sequence (training frames are subsampled evenly to it; decoding stops there);
+    - ``frame_step``: the producer works at 1/``frame_step`` of the poses' frame rate (every ``frame_step``-th
+      frame of a reference is kept, for training and scoring alike);
+    - ``max_frames``: the longest sequence (longer ones are subsampled evenly to it; decoding stops there);
       ``stop_at``: decoding stops at the first frame whose predicted counter reaches it.
     """
 
@@ -43,9 +47,11 @@ class ProducerConfig(Schema):
     future: int = Field(1, ge=1)
     noise: float = Field(0.0, ge=0)
     loss: Literal["mse", "rl"] = "mse"
+    counter_weight: float = Field(1.0, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     percentile: float = Field(90.0, gt=0, le=100)
+    frame_step: int = Field(1, ge=1)
     max_frames: int = Field(300, gt=1)
     max_tokens: int = Field(64, gt=0)
     stop_at: float = Field(0.97, gt=0)

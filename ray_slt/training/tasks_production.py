@@ -24,7 +24,8 @@ class ProduceTask(SupervisedTask):
     protocol: ClassVar[str] = "production"
 
     def protocol_options(self) -> dict[str, Any]:
-        return {"percentile": self.model_cfg.percentile}
+        c = self.model_cfg
+        return {"percentile": c.percentile, "frame_step": c.frame_step, "max_frames": c.max_frames}
 
     def source(self) -> SampleSource:
         if self.cfg.data.manifest is not None:

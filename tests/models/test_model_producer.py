@@ -5,6 +5,7 @@ language leaving the others' weights byte-identical."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save
@@ -73,6 +74,12 @@ def test_the_losses_are_their_formulas():
     assert float(mse_loss(pred, target, valid)) == pytest.approx(sq / n, rel=1e-6)
     assert float(rl_loss(pred, target, valid)) == pytest.approx(sum(per_frame_sum) / 3, rel=1e-6)
     assert per_sample_loss(pred, target, valid).tolist() == pytest.approx(per_seq, rel=1e-6)
+    # per-channel weights: a weighted mean; all-ones weights change nothing
+    w = torch.tensor([1.0, 1.0, 1.0, 5.0])
+    err = (pred - target) ** 2 * valid[..., None]
+    weighted = float((err * w).sum() / (valid[..., None] * w).sum())
+    assert float(mse_loss(pred, target, valid, w)) == pytest.approx(weighted, rel=1e-6)
+    assert float(mse_loss(pred, target, valid, torch.ones(4))) == pytest.approx(sq / n, rel=1e-6)
 
 
 def test_future_prediction_targets_and_noise():
@@ -151,3 +158,14 @@ def test_mlsf_adds_a_language_without_touching_the_others():
         multi.add("ase", PoseProducer(vocab_size=6, **SMALL))
     multi.remove("bfi")
     assert multi.languages == ["ase", "gsg"]
+
+
+def test_model_frames_keep_every_step_th_frame_then_at_most_the_limit():
+    from ray_slt.models.producer import model_frames
+
+    frames = np.concatenate([np.arange(10)[:, None] * np.ones((10, FRAME - 1)), np.zeros((10, 1))], axis=1)
+    out = model_frames(frames, step=3)
+    assert out[:, 0].tolist() == [0, 3, 6, 9] and out[:, -1].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    out = model_frames(frames, step=1, limit=4)
+    assert out[:, 0].tolist() == [0, 3, 6, 9] and out[-1, -1] == 1.0
+    assert model_frames(frames[:1], step=2)[:, -1].tolist() == [1.0]
