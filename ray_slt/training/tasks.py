@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from ray_slt.errors import ConfigError
 from ray_slt.features.source import FEATURE_COLUMNS, POSE_COLUMNS, SampleSource, decode_rows
 from ray_slt.models.config import PretrainConfig, SFTConfig, Text2GlossConfig
-from ray_slt.training.task import Batch, Rows, TranslatorTask
+from ray_slt.training.task import Batch, Rows, SupervisedTask, TranslatorTask
 
 #: What a text -> gloss model reads of a sample (a feature store's poses are not read).
 TEXT_COLUMNS = ("sample_id", "split", "spoken_language", "text", "gloss")
@@ -26,8 +26,10 @@ def source_of(cfg, columns) -> SampleSource:
     return SampleSource(d.features, d.manifest, columns, {d.train_split: d.limit_train, d.dev_split: d.limit_dev})
 
 
-class _TranslatorTask(TranslatorTask):
-    """What the two translator stages share: data source and collation."""
+class SourcedTask(SupervisedTask):
+    """A supervised stage whose samples come from ``data.features`` or ``data.manifest`` (:func:`source_of`): its
+    train and dev datasets (dev only when something evaluates it) and the training split's size. Subclasses say
+    which ``columns`` they read, or override ``source``."""
 
     def source(self) -> SampleSource:
         return source_of(self.cfg, self.columns())
@@ -44,6 +46,10 @@ class _TranslatorTask(TranslatorTask):
 
     def num_train_samples(self) -> int:
         return self.source().count(self.cfg.data.train_split)
+
+
+class _TranslatorTask(SourcedTask, TranslatorTask):
+    """What the two translator stages share: data source and collation."""
 
     def collator(self, model) -> Callable[[Rows], Batch]:
         collate = model.collator()

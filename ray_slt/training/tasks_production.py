@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 from ray_slt.errors import ConfigError
 from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
 from ray_slt.models.producer_config import ProducerConfig
-from ray_slt.training.task import Batch, Rows, SupervisedTask
-from ray_slt.training.tasks import source_of
+from ray_slt.training.task import Batch, Rows
+from ray_slt.training.tasks import SourcedTask, source_of
 
 
-class ProduceTask(SupervisedTask):
+class ProduceTask(SourcedTask):
     stage = "produce"
     section: ClassVar = ProducerConfig
     protocol: ClassVar[str] = "production"
@@ -31,16 +31,6 @@ class ProduceTask(SupervisedTask):
         if self.cfg.data.manifest is not None:
             raise ConfigError("a producer learns poses: set data.features (a feature store from ray-slt extract)")
         return source_of(self.cfg, list(POSE_COLUMNS))
-
-    def datasets(self) -> dict[str, Any]:
-        src = self.source()
-        out = {"train": src.dataset(self.cfg.data.train_split)}
-        if self.cfg.eval.every_epochs or self.cfg.eval.at_start:
-            out["dev"] = src.dataset(self.cfg.data.dev_split)
-        return out
-
-    def num_train_samples(self) -> int:
-        return self.source().count(self.cfg.data.train_split)
 
     def fresh(self):
         from ray_slt.models.producer import build_producer, input_text

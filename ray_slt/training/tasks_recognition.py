@@ -27,8 +27,8 @@ from pydantic import Field, model_validator
 from ray_slt.errors import ConfigError, DataError
 from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
 from ray_slt.models.recognition_config import ClassPartition, HaliSettings, RecognizerConfig
-from ray_slt.training.task import Batch, Rows, SupervisedTask
-from ray_slt.training.tasks import source_of
+from ray_slt.training.task import Batch, Rows
+from ray_slt.training.tasks import SourcedTask, source_of
 
 log = logging.getLogger("ray_slt.train.recognition")
 
@@ -69,7 +69,7 @@ class HaliSection(ISLRSection):
         return self
 
 
-class _RecognitionTask(SupervisedTask):
+class _RecognitionTask(SourcedTask):
     """What both recognition stages share: data, lexicon, collation, loss, saving."""
 
     section_required: ClassVar[bool] = True
@@ -161,16 +161,6 @@ class ISLRTask(_RecognitionTask):
 
             return read_class_list(self.model_cfg.classes)
         return sorted(set(self.glosses(self.cfg.data.train_split)))
-
-    def datasets(self) -> dict[str, Any]:
-        src = self.source()
-        out = {"train": src.dataset(self.cfg.data.train_split)}
-        if self.cfg.eval.every_epochs or self.cfg.eval.at_start:
-            out["dev"] = src.dataset(self.cfg.data.dev_split)
-        return out
-
-    def num_train_samples(self) -> int:
-        return self.source().count(self.cfg.data.train_split)
 
     def fresh(self):
         from ray_slt.models.recognition import build_recognizer
