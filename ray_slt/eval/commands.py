@@ -184,20 +184,9 @@ def _run_eval(args: argparse.Namespace) -> dict:
         predictor_options=options,
         batch_size=args.batch_size,
         device=args.device,
+        extra=None if chosen is None else {"decoding_chosen_on": chosen},
     )
-    if chosen is not None:
-        result["decoding_chosen_on"] = chosen
-        _rewrite_metrics(result)
     return result
-
-
-def _rewrite_metrics(result: dict) -> None:
-    """Rewrite metrics.json with what was added to the result after :func:`evaluate` wrote it."""
-    import json
-
-    from ray_slt import storage
-
-    storage.write_text(result["metrics_file"], json.dumps(result, indent=1, ensure_ascii=False, default=str))
 
 
 def _render_eval(r: dict) -> str:

@@ -59,8 +59,10 @@ def evaluate(
     predictor_options: Mapping[str, Any] | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Predict ``split`` with ``checkpoint``, score it, write the outputs; returns what ``metrics.json`` holds.
+    """Predict ``split`` with ``checkpoint``, score it, write the outputs; returns what ``metrics.json`` holds
+    (with ``extra``, e.g. where the decoding settings were chosen, recorded beside the scores).
 
     ``protocol_options`` go to the protocol (translation: ``lang``, ``semantic``, ``embedder``);
     ``predictor_options`` to the predictor (translators: ``num_beams``, ``max_new_tokens``), over what the run's
@@ -128,6 +130,7 @@ def evaluate(
         **files,
         "metrics_file": storage.join(out, "metrics.json"),
         "wall_s": round(time.perf_counter() - t0, 3),
+        **(extra or {}),
     }
     storage.write_text(result["metrics_file"], json.dumps(result, indent=1, ensure_ascii=False, default=str))
     return result
