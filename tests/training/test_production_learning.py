@@ -12,7 +12,6 @@ import pytest
 from testlib import REPO
 
 from ray_slt import storage
-from ray_slt.cli import main
 from ray_slt.config import load_config
 from ray_slt.eval.run import evaluate
 from ray_slt.training.run import run_training
@@ -21,13 +20,10 @@ CONF = REPO / "conf" / "train" / "production" / "synthetic_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
-def store(ray_local, tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("synthetic")
-    manifest, features = str(root / "manifest.parquet"), str(root / "features")
-    prepare = str(REPO / "conf" / "prepare" / "synthetic.yaml")
-    assert main(["prepare", prepare, f"root={root / 'corpus'}", f"out={manifest}"]) == 0
-    assert main(["extract", manifest, "--out", features, "--no-progress", "--json"]) == 0
-    return features
+def store(ray_local, synthetic_store) -> str:
+    """The session's synthetic feature store (prepare + extract, shared with the other training tests) on this
+    module's Ray."""
+    return synthetic_store["features"]
 
 
 def curve(uri: str) -> list[dict]:
