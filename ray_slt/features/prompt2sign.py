@@ -188,3 +188,37 @@ def from_skels(line: str, where: str = "<skels>") -> tuple[np.ndarray, np.ndarra
     if (count < 0).any() or (count > 1 + 1e-6).any() or (np.diff(count) < 0).any():
         raise DataError(f"{where}: the counter must rise from 0 to 1, found {count[:3].tolist()}...")
     return rows[:, :-1].reshape(-1, NUM_JOINTS, 3), count
+
+
+COMPONENT = "PROMPT2SIGN_50"
+
+
+def pose_components() -> list:
+    """The pose-format header component of a Prompt2Sign ``.pose``: the 50 named joints, the bone tree as limbs
+    (coloured per part: body, left hand, right hand), format ``XYZC``."""
+    from pose_format.pose_header import PoseHeaderComponent
+
+    def color(b: int) -> tuple[int, int, int]:
+        return (0, 160, 0) if b < LEFT_HAND0 else (200, 60, 0) if b < RIGHT_HAND0 else (0, 90, 220)
+
+    return [PoseHeaderComponent(COMPONENT, list(NAMES50), list(BONES), [color(b) for _, b in BONES], "XYZC")]
+
+
+def to_pose(joints: np.ndarray, fps: float = 25.0, size: int = 512, scale: float | None = None):
+    """A pose-format ``Pose`` of 3D joints ``[T, 50, 3]`` (one person, every point observed): the coordinates are
+    placed on a ``size`` x ``size`` canvas (``scale`` pixels per unit, default: the pose fills about 60% of it;
+    centred on the mean neck), so pose-format's own viewer draws it as it is."""
+    from ray_slt.data.poses import build_pose
+
+    joints = np.asarray(joints, np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or not len(joints) or not np.isfinite(joints).all():
+        raise DataError(f"a Prompt2Sign pose is finite [T >= 1, 50, 3] joints, got {joints.shape}")
+    xy = joints[..., :2]
+    span = float(np.ptp(xy.reshape(-1, 2), axis=0).max()) or 1.0
+    scale = scale or 0.6 * size / span
+    centre = xy[:, ROOT].mean(0)
+    out = joints.copy()
+    out[..., :2] = (xy - centre) * scale + size / 2
+    out[..., 2] = joints[..., 2] * scale
+    return build_pose(pose_components(), out.astype(np.float32), np.ones(joints.shape[:2], np.float32), fps, size,
+                      size)  # fmt: skip

@@ -109,3 +109,26 @@ def test_malformed_skels_lines_are_refused(line, message):
         p2s.from_skels(line, "clip.skels:3")
     with pytest.raises(DataError, match="finite"):
         p2s.to_skels(np.full((2, 50, 3), np.nan))
+
+
+def test_lifted_poses_are_written_as_pose_files_that_pose_format_reads_and_draws(shared_data, tmp_path):
+    from pose_format import Pose
+    from pose_format.pose_visualizer import PoseVisualizer
+
+    from ray_slt.data.poses import pose_bytes
+
+    _, xy, valid = real_clips(shared_data)[0]
+    joints = p2s.lift(xy, valid)
+    pose = Pose.read(pose_bytes(p2s.to_pose(joints, fps=25.0)))
+    [component] = pose.header.components
+    assert component.name == p2s.COMPONENT and component.points == list(p2s.NAMES50) and component.format == "XYZC"
+    assert len(component.limbs) == 49 and pose.body.fps == 25.0
+    data = np.asarray(pose.body.data)[:, 0]
+    assert data.shape == (len(joints), 50, 3) and not np.ma.getmaskarray(pose.body.data).any()
+    # the same pose up to the canvas placement: one scale, one shift
+    scale = (data[:, 2, 0] - data[:, 5, 0]) / (joints[:, 2, 0] - joints[:, 5, 0])
+    assert np.allclose(scale, scale[0], rtol=1e-4)
+    assert np.allclose(data[..., 2], joints[..., 2] * scale[0], rtol=1e-4, atol=1e-3)
+    assert (data[..., :2] >= 0).all() and (data[..., :2] <= 512).all()
+    frames = list(PoseVisualizer(pose).draw())  # pose-format's own renderer
+    assert len(frames) == len(joints) and frames[0].shape[:2] == (512, 512) and frames[0].any()
