@@ -368,10 +368,30 @@ class ProducerPredictor(Predictor):
         return {"percentile": c.percentile, "frame_step": c.frame_step, "max_frames": c.max_frames}
 
     def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Per sample: ``frames`` (``[T, 151]``), ``num_frames``, ``fps`` (the poses' rate / ``frame_step``),
+        ``pose_b64`` (the production as a base64 ``.pose`` file, :func:`ray_slt.features.prompt2sign.to_pose`) and
+        ``pose`` (what the web page draws: 2D points on the ``.pose`` canvas, its limbs and part colours)."""
         from ray_slt.models.batch import to_device
 
         if not samples:
             return []
         words = [{"sample_id": s.get("sample_id"), self.inputs: s.get(self.inputs)} for s in samples]
         batch = to_device(self.collate(words), self.device)
-        return [{"frames": f.round(5).tolist()} for f in self.model.produce(batch)]
+        return [self._output(f) for f in self.model.produce(batch)]
+
+    def _output(self, frames: np.ndarray) -> dict[str, Any]:
+        import base64
+
+        from ray_slt.data.poses import pose_bytes
+        from ray_slt.features import prompt2sign as p2s
+
+        fps = 25.0 / self.model.cfg.frame_step
+        joints = frames[:, :150].reshape(len(frames), p2s.NUM_JOINTS, 3)
+        pose = p2s.to_pose(joints, fps=fps)
+        canvas = np.asarray(pose.body.data)[:, 0, :, :2]
+        drawable = {"width": 512, "height": 512, "fps": fps, "frames": list(range(len(frames))),
+                    "points": canvas.round(1).reshape(len(frames), -1).tolist(), "edges": [list(b) for b in p2s.BONES],
+                    "parts": [[0, p2s.LEFT_HAND0, "#f2c14e"], [p2s.LEFT_HAND0, p2s.RIGHT_HAND0, "#4ea8de"],
+                              [p2s.RIGHT_HAND0, p2s.NUM_JOINTS, "#f25f5c"]], "produced": True}  # fmt: skip
+        return {"frames": frames.round(5).tolist(), "num_frames": len(frames), "fps": fps,
+                "pose_b64": base64.b64encode(pose_bytes(pose)).decode("ascii"), "pose": drawable}  # fmt: skip

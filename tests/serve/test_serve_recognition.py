@@ -67,7 +67,20 @@ def text2gloss(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, recognizer, text2gloss, tmp_path_factory):
+def producer(tmp_path_factory) -> str:
+    """An (untrained) tiny gloss -> pose producer: the serving path."""
+    from ray_slt.models.producer import build_producer, save_producer
+    from ray_slt.models.producer_config import ProducerConfig
+
+    cfg = ProducerConfig.model_validate({"size": "custom", "hidden": 32, "layers": 1, "heads": 2, "ffn": 64,
+                                         "max_frames": 12, "frame_step": 2, "stop_at": 0.97})  # fmt: skip
+    uri = str(tmp_path_factory.mktemp("prod") / "producer")
+    save_producer(build_producer(cfg, ["MAN APPLE EAT", "MY SISTER BOOK READ", "TOMORROW RAIN"], seed=0), uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, recognizer, text2gloss, producer, tmp_path_factory):
     from ray import serve
 
     from ray_slt.config import build_config
@@ -79,12 +92,13 @@ def server(ray_local, recognizer, text2gloss, tmp_path_factory):
         "kind": "serve", "app_name": "rec_app",
         "models": {"translate": {"checkpoint": translator, "deployment": small},
                    "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}},
-                   "text2gloss": {"checkpoint": text2gloss, "deployment": small}},
+                   "text2gloss": {"checkpoint": text2gloss, "deployment": small},
+                   "produce": {"checkpoint": producer, "deployment": small}},
         "features": {"deployment": small}, "ingress": {"num_cpus": 0}, "http": {"port": free_port()},
     })  # fmt: skip
     url = start(cfg)
     try:
-        yield SimpleNamespace(url=url, recognizer=recognizer, text2gloss=text2gloss)
+        yield SimpleNamespace(url=url, recognizer=recognizer, text2gloss=text2gloss, producer=producer)
     finally:
         serve.shutdown()
 
@@ -105,12 +119,12 @@ def _sample(path: Path) -> dict:
 
 def test_routes_come_from_the_configuration(server):
     status, health = request(server.url + "healthz")
-    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss"}
+    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss", "produce"}
     rec = health["routes"]["recognize"]
     assert (rec["kind"], rec["predicts"], rec["inputs"], rec["protocol"]) == ("recognizer", "labels", "pose", "islr")
     assert rec["settings"]["top_k"] == 3 and rec["settings"]["zero_shot"] is True
     status, spec = request(server.url + "openapi.json")
-    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/healthz"}
+    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/produce", "/healthz"}
 
 
 def test_text2gloss_answers_glosses_without_tags(server):
@@ -130,6 +144,36 @@ def test_text2gloss_answers_glosses_without_tags(server):
     assert status == 200 and plain["gloss"] == want
     status, out = request(server.url + "text2gloss", json.dumps({"text": "  "}).encode(), "application/json")
     assert status == 400 and "text" in out["error"]
+
+
+def test_produce_answers_a_pose_file_and_the_frames_the_model_gives_in_process(server):
+    """A producer is served like any other model: glosses in, the produced frames out (as in process),
+    with the production as a .pose file that pose-format reads; empty or over-long input is a clear 4xx."""
+    import base64
+
+    import numpy as np
+    from pose_format import Pose
+
+    from ray_slt.models.registry import load_predictor
+
+    status, health = request(server.url + "healthz")
+    p = health["routes"]["produce"]
+    assert (p["kind"], p["predicts"], p["inputs"], p["protocol"]) == ("producer", "pose", "gloss", "production")
+    want = load_predictor(server.producer).predict([{"gloss": "MAN APPLE EAT"}])[0]
+    status, out = request(server.url + "produce", json.dumps({"gloss": "MAN APPLE EAT"}).encode(), "application/json")
+    assert status == 200 and 1 <= out["num_frames"] <= 12
+    # the same production as in process; an untrained model feeds its own output back, so float rounding that
+    # differs between processes (thread counts) grows along the sequence: compare its start
+    k = min(3, len(want["frames"]), out["num_frames"])
+    assert np.allclose(out["frames"][:k], want["frames"][:k], atol=1e-3)
+    assert out["fps"] == 12.5 and len(out["pose"]["points"]) == out["num_frames"]
+    pose = Pose.read(base64.b64decode(out["pose_b64"]))
+    assert pose.header.components[0].name == "PROMPT2SIGN_50" and pose.body.data.shape[0] == out["num_frames"]
+    assert np.asarray(pose.body.data).shape[1:] == (1, 50, 3)
+    status, bad = request(server.url + "produce", json.dumps({"gloss": " "}).encode(), "application/json")
+    assert status == 400 and "gloss" in bad["error"]
+    status, bad = request(server.url + "produce", json.dumps({"gloss": "A " * 5000}).encode(), "application/json")
+    assert status in (400, 413) and "characters" in bad["error"]
 
 
 def test_recognize_answers_what_the_model_gives_in_process(server, corpus):
@@ -172,7 +216,7 @@ def test_candidates_in_the_request_rank_signs_the_model_never_saw(server, corpus
         ("recognize", json.dumps([{"gloss": "A", "description": "x"}] * 2), 400, "given twice"),
         ("recognize", json.dumps([{"gloss": f"G{i}", "description": "x"} for i in range(1001)]), 413, "limit of 1000"),
         ("translate", json.dumps([{"gloss": "A", "description": "x"}]), 400, "takes no candidates"),
-        ("produce", None, 404, "no route 'produce'"),
+        ("speak", None, 404, "no route 'speak'"),
     ],
 )
 def test_bad_requests_get_specific_answers(server, corpus, route, candidates, status, reason):
@@ -220,7 +264,8 @@ def test_page_has_a_recognition_tab(server, corpus, tmp_path):
 
     out = asyncio.run(run())
     # /healthz order: by route name
-    assert out["tabs"] == ["Recognize · /recognize", "Write glosses · /text2gloss", "Translate · /translate"]
+    assert out["tabs"] == ["Produce · /produce", "Recognize · /recognize", "Write glosses · /text2gloss",
+                           "Translate · /translate"]  # fmt: skip
     assert out["candidates_shown"] and out["label"] == "Recognize"
     assert out["state"] == "done", out["status"]
     assert sorted(out["result"]["ranked"]) == ["NEW-A", "NEW-B"]
@@ -261,3 +306,41 @@ def test_page_has_a_text_tab_that_writes_glosses(server, tmp_path):
     assert out["cards"] == [True, False]  # the clip input hidden, the sentence box shown
     assert out["state"] == "done", out["status"]
     assert out["title"] == "2 · Glosses" and out["result"]["gloss"] == want and out["shown"] == (want or "(no glosses)")
+
+
+def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path):
+    """The producer's route gets a tab with a gloss box; its answer is animated on the canvas (frame after frame)
+    and offered as a .pose download."""
+
+    async def run() -> dict:
+        async with Chromium.launch(str(tmp_path / "profile")) as browser:
+            page = await browser.new_page()
+            await page.goto(server.url)
+            await page.wait_for("document.getElementById('tab-produce') !== null")
+            await page.eval("document.getElementById('tab-produce').click()")
+            await page.wait_for("document.getElementById('service').textContent.includes('/produce')")
+            help_text = await page.eval("document.getElementById('text-help').textContent")
+            await page.eval("document.getElementById('sentence').value = 'MAN APPLE EAT'")
+            await page.eval("document.getElementById('send-text').click()")
+            state = await page.wait_for(
+                "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=120
+            )
+            await page.wait_for("Number(document.getElementById('overlay').dataset.drawn) > 3", timeout=30)
+            return {
+                "help": help_text, "state": state,
+                "status": await page.eval("document.getElementById('text-status').textContent"),
+                "title": await page.eval("document.getElementById('result-title').textContent"),
+                "viewer": await page.eval("document.getElementById('viewer-title').textContent"),
+                "viewer_shown": await page.eval("!document.getElementById('viewer-card').hidden"),
+                "download": await page.eval("document.getElementById('download').hidden ? null : "
+                                            "document.getElementById('download').href.slice(0, 37)"),
+                "info": await page.eval("document.getElementById('frame-info').textContent"),
+                "result": await page.eval("window.lastResult || null"),
+            }  # fmt: skip
+
+    out = asyncio.run(run())
+    assert out["state"] == "done", out["status"]
+    assert out["help"].startswith("The model of the tab chosen above reads glosses and writes a signing pose")
+    assert out["title"] == "2 · Produced signing" and out["viewer"] == "3 · Produced pose" and out["viewer_shown"]
+    assert out["download"] == "data:application/octet-stream;base64,"
+    assert out["info"].endswith(f"{out['result']['num_frames']} frames produced")

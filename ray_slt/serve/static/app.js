@@ -1,8 +1,9 @@
 // ray_slt web page: a tab per route of the server (from /healthz: translate, recognize, text2gloss, ...). For a
 // model that reads signing: choose or record a clip, POST it to the tab's route with `?include_pose=true`, show the
 // answer (a translation, or the ranked signs of a recognizer, optionally among candidate signs described in the
-// page) and draw the extracted 77-point pose over the clip's frames. For a model that reads text (text -> gloss):
-// type a sentence, POST it as JSON, show the glosses. Plain JS, no dependencies; relative URLs, so the page
+// page) and draw the extracted 77-point pose over the clip's frames. For a model that reads text (text -> gloss) or
+// glosses (a producer): type a sentence, POST it as JSON, show the glosses, or animate the produced pose and offer
+// it as a .pose file. Plain JS, no dependencies; relative URLs, so the page
 // works under any prefix.
 "use strict";
 
@@ -19,7 +20,8 @@ let animation = null;
 let recorder = null;
 let route = "translate"; // the chosen tab's route
 let routes = {}; // route -> its model, as /healthz describes it
-const VERB = { text: "Translate", labels: "Recognize", gloss: "Write glosses" };
+const VERB = { text: "Translate", labels: "Recognize", gloss: "Write glosses", pose: "Produce" };
+const WRITES = { text: "a translation", gloss: "glosses", pose: "a signing pose (drawn below, and a .pose file)" };
 const TEXT_INPUTS = ["text", "gloss"]; // routes whose model reads a sentence (or glosses), not a clip
 
 function setState(state, message) {
@@ -49,6 +51,8 @@ function selectRoute(name) {
   $("text-card").hidden = !reads;
   $("viewer-card").hidden = true;
   $("send-text").textContent = VERB[m.predicts] || "Run";
+  $("text-help").textContent = `The model of the tab chosen above reads ${m.inputs === "gloss" ? "glosses" : "text"} ` +
+    `and writes ${WRITES[m.predicts] || "its answer"}.`;
   $("sentence").maxLength = limits.max_text_chars;
   $("translate").textContent = VERB[m.predicts] || "Run";
   $("candidates-row").hidden = !(m.predicts === "labels" && m.settings.zero_shot);
@@ -194,7 +198,11 @@ function showResult(out) {
   window.lastResult = out;
   const ranked = Array.isArray(out.ranked);
   const glosses = typeof out.gloss === "string";
-  $("result-title").textContent = ranked ? "2 · Recognised signs" : glosses ? "2 · Glosses" : "2 · Translation";
+  const produced = Array.isArray(out.frames);
+  $("result-title").textContent = ranked ? "2 · Recognised signs" : glosses ? "2 · Glosses"
+    : produced ? "2 · Produced signing" : "2 · Translation";
+  $("download").hidden = !out.pose_b64;
+  if (out.pose_b64) $("download").href = "data:application/octet-stream;base64," + out.pose_b64;
   $("translation").hidden = ranked;
   $("ranking").hidden = !ranked;
   if (ranked) {
@@ -209,7 +217,8 @@ function showResult(out) {
       return li;
     }));
   } else {
-    $("translation").textContent = glosses ? (out.gloss || "(no glosses)") : (out.text || "(empty translation)");
+    $("translation").textContent = produced ? `${out.num_frames} frames at ${out.fps.toFixed(1)} fps`
+      : glosses ? (out.gloss || "(no glosses)") : (out.text || "(empty translation)");
   }
   const rows = [
     ["model", out.model_id],
@@ -242,7 +251,11 @@ function showPose(p) {
   $("viewer-card").hidden = false;
   if (animation) cancelAnimationFrame(animation);
   if (video.src) URL.revokeObjectURL(video.src);
-  if (clip.isPose) {
+  $("viewer-title").textContent = p.produced ? "3 · Produced pose" : "3 · Extracted pose";
+  $("viewer-help").textContent = p.produced
+    ? "Prompt2Sign's 50 joints (body, left hand, right hand) as the model produced them, seen from the front."
+    : "The 77 keypoints the model reads (body, hands, mouth, face), drawn over the frames.";
+  if (p.produced || !clip || clip.isPose) {
     stage.classList.add("pose-only");
     video.removeAttribute("src");
     const started = performance.now();
@@ -289,7 +302,7 @@ function draw(frame, clear) {
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   }
   const scale = Math.max(canvas.width, canvas.height) / 640;
-  const colour = (k) => PART_COLORS.find(([a, b]) => k >= a && k < b)[2];
+  const colour = (k) => (pose.parts || PART_COLORS).find(([a, b]) => k >= a && k < b)[2];
   ctx.lineWidth = 2 * scale;
   for (const [a, b] of pose.edges) {
     const [xa, ya, xb, yb] = [pts[2 * a], pts[2 * a + 1], pts[2 * b], pts[2 * b + 1]];
@@ -308,7 +321,8 @@ function draw(frame, clear) {
     ctx.fill();
   }
   canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
-  $("frame-info").textContent = `frame ${pose.frames[i]} · ${pose.points.length} frames extracted`;
+  $("frame-info").textContent = `frame ${pose.frames[i]} · ${pose.points.length} frames ` +
+    (pose.produced ? "produced" : "extracted");
 }
 
 $("play").addEventListener("click", () => {
