@@ -8,7 +8,7 @@ EXTRAS ?= dev,mediapipe
 PYTEST_ARGS ?=
 DATA ?=
 
-.PHONY: install test demo lint clean
+.PHONY: install test test-contention demo lint clean
 
 # The environment is rebuilt only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,9 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-contention: install
+	$(PY) -m pytest -m contention tests/training/test_contention.py
 
 demo: install
 	$(PY) -m ray_slt demo $(if $(DATA),--data $(DATA),)

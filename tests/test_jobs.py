@@ -106,8 +106,8 @@ def ray_head():
         yield submit
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
+        try:  # the head's graceful stop waits on its Serve app for ~30 s: nothing of it is needed after the tests
+            proc.wait(timeout=8)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
