@@ -222,3 +222,15 @@ def to_pose(joints: np.ndarray, fps: float = 25.0, size: int = 512, scale: float
     out[..., 2] = joints[..., 2] * scale
     return build_pose(pose_components(), out.astype(np.float32), np.ones(joints.shape[:2], np.float32), fps, size,
                       size)  # fmt: skip
+
+
+def gif_bytes(pose) -> bytes:
+    """An animated GIF of a pose-format ``Pose`` (e.g. :func:`to_pose`'s), drawn by pose-format's own
+    visualizer: one image per frame at the pose's frame rate."""
+    from pose_format.pose_visualizer import PoseVisualizer
+
+    visualizer = PoseVisualizer(pose)
+    data = visualizer.save_gif(None, visualizer.draw())
+    if not data:
+        raise DataError("pose-format drew no frames")
+    return data

@@ -132,3 +132,16 @@ def test_lifted_poses_are_written_as_pose_files_that_pose_format_reads_and_draws
     assert (data[..., :2] >= 0).all() and (data[..., :2] <= 512).all()
     frames = list(PoseVisualizer(pose).draw())  # pose-format's own renderer
     assert len(frames) == len(joints) and frames[0].shape[:2] == (512, 512) and frames[0].any()
+
+
+def test_a_lifted_pose_renders_as_an_animated_gif(shared_data):
+    import io
+
+    from PIL import Image
+
+    _, xy, valid = real_clips(shared_data)[0]
+    joints = p2s.lift(xy, valid)[:10]
+    gif = Image.open(io.BytesIO(p2s.gif_bytes(p2s.to_pose(joints, fps=12.5))))
+    assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (512, 512)
+    assert gif.info["duration"] == 80  # ms per frame at 12.5 fps
+    assert len(set(gif.convert("L").getdata())) > 1  # something is drawn
