@@ -4,11 +4,12 @@ with the ``mse`` or ``rl`` loss; dev evaluation is the ``production`` protocol (
 
 Not yet here: the priority learning channel inside the loop (its sampler, :mod:`ray_slt.training.priority`, is
 built and tested; the loop iterates Ray Data shards in order), the Prompt2LangGloss route (text -> gloss model,
-then gloss -> pose), back-translation scoring and serving.
+then gloss -> pose) and back-translation scoring. Saved producers are served by their kind (``producer``).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 from ray_slt.errors import ConfigError
@@ -19,6 +20,8 @@ from ray_slt.training.tasks import SourcedTask, source_of
 
 
 class ProduceTask(SourcedTask):
+    """``stage: produce``: gloss (or text) -> Prompt2Sign pose frames, selected on dev DTW."""
+
     stage = "produce"
     section: ClassVar = ProducerConfig
     protocol: ClassVar[str] = "production"
@@ -35,10 +38,11 @@ class ProduceTask(SourcedTask):
     def fresh(self):
         from ray_slt.models.producer import build_producer, input_text
 
-        rows = list(self.source().samples(self.cfg.data.train_split))
-        model = build_producer(self.model_cfg, [input_text(r, self.model_cfg.input) for r in rows],
+        split = self.cfg.data.train_split
+        words = source_of(self.cfg, ["sample_id", "split", "text", "gloss"]).samples(split)  # no poses read
+        model = build_producer(self.model_cfg, [input_text(r, self.model_cfg.input) for r in words],
                                seed=self.cfg.optim.seed)  # fmt: skip
-        batch = model.collator()(decode_rows(rows[:256]))
+        batch = model.collator()(decode_rows(list(itertools.islice(self.source().samples(split), 256))))
         model.net.fit_noise_scale(batch["frames"], batch["frame_mask"])  # the noise's scale: real frames
         return model
 
