@@ -368,7 +368,7 @@ class ProducerPredictor(Predictor):
         return {"percentile": c.percentile, "frame_step": c.frame_step, "max_frames": c.max_frames}
 
     def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Per sample: ``frames`` (``[T, 151]``), ``num_frames``, ``fps`` (the poses' rate / ``frame_step``),
+        """Per sample: ``frames`` (``[T, 151]``), ``num_frames``, ``fps`` (``pose_fps / frame_step``),
         ``pose_b64`` (the production as a base64 ``.pose`` file, :func:`ray_slt.features.prompt2sign.to_pose`) and
         ``pose`` (what the web page draws: 2D points on the ``.pose`` canvas, its limbs and part colours)."""
         from ray_slt.models.batch import to_device
@@ -385,7 +385,7 @@ class ProducerPredictor(Predictor):
         from ray_slt.data.poses import pose_bytes
         from ray_slt.features import prompt2sign as p2s
 
-        fps = 25.0 / self.model.cfg.frame_step
+        fps = self.model.cfg.pose_fps / self.model.cfg.frame_step
         joints = frames[:, :150].reshape(len(frames), p2s.NUM_JOINTS, 3)
         pose = p2s.to_pose(joints, fps=fps)
         canvas = np.asarray(pose.body.data)[:, 0, :, :2]

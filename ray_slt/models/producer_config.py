@@ -30,8 +30,9 @@ class ProducerConfig(Schema):
       ``counter_weight``: the counter's weight in it against 1 for each coordinate (1: Progressive Transformers'
       plain MSE over all 151 values; more makes a short training learn when to stop);
     - ``percentile``: Algorithm 1's bone-length percentile for lifting the reference poses to 3D;
-    - ``frame_step``: the producer works at 1/``frame_step`` of the poses' frame rate (every ``frame_step``-th
-      frame of a reference is kept, for training and scoring alike);
+    - ``frame_step``: the producer works at 1/``frame_step`` of the poses' frame rate ``pose_fps`` (every
+      ``frame_step``-th frame of a reference is kept, for training and scoring alike; productions are written at
+      ``pose_fps / frame_step``);
     - ``max_frames``: the longest sequence (longer ones are subsampled evenly to it; decoding stops there);
       ``stop_at``: decoding stops at the first frame whose predicted counter reaches it.
     """
@@ -52,6 +53,7 @@ class ProducerConfig(Schema):
     weight_decay: float = Field(0.0, ge=0)
     percentile: float = Field(90.0, gt=0, le=100)
     frame_step: int = Field(1, ge=1)
+    pose_fps: float = Field(25.0, gt=0)
     max_frames: int = Field(300, gt=1)
     max_tokens: int = Field(64, gt=0)
     stop_at: float = Field(0.97, gt=0)
