@@ -47,17 +47,18 @@ class SourcedTask(SupervisedTask):
     def num_train_samples(self) -> int:
         return self.source().count(self.cfg.data.train_split)
 
-
-class _TranslatorTask(SourcedTask, TranslatorTask):
-    """What the two translator stages share: data source and collation."""
-
     def collator(self, model) -> Callable[[Rows], Batch]:
+        """The model's own collator over decoded rows."""
         collate = model.collator()
 
         def fn(rows: Rows) -> Batch:
             return collate(decode_rows(rows))
 
         return fn
+
+
+class _TranslatorTask(SourcedTask, TranslatorTask):
+    """What the two translator stages share: data source and collation."""
 
 
 class SFTTask(_TranslatorTask):

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from ray_slt.errors import ConfigError
 from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
 from ray_slt.models.producer_config import ProducerConfig
-from ray_slt.training.task import Batch, Rows
+from ray_slt.training.task import Batch
 from ray_slt.training.tasks import SourcedTask, source_of
 
 
@@ -45,14 +45,6 @@ class ProduceTask(SourcedTask):
         batch = model.collator()(decode_rows(list(itertools.islice(self.source().samples(split), 256))))
         model.net.fit_noise_scale(batch["frames"], batch["frame_mask"])  # the noise's scale: real frames
         return model
-
-    def collator(self, model):
-        collate = model.collator()
-
-        def fn(rows: Rows) -> Batch:
-            return collate(decode_rows(rows))
-
-        return fn
 
     def loss(self, model, batch: Batch):
         return model(batch).loss, {}

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from ray_slt.errors import ConfigError, DataError
-from ray_slt.features.source import POSE_COLUMNS, SampleSource, decode_rows
+from ray_slt.features.source import POSE_COLUMNS, SampleSource
 from ray_slt.models.recognition_config import ClassPartition, HaliSettings, RecognizerConfig
-from ray_slt.training.task import Batch, Rows
+from ray_slt.training.task import Batch
 from ray_slt.training.tasks import SourcedTask, source_of
 
 log = logging.getLogger("ray_slt.train.recognition")
@@ -109,14 +109,6 @@ class _RecognitionTask(SourcedTask):
 
     def columns(self) -> list[str]:
         return list(POSE_COLUMNS)
-
-    def collator(self, model):
-        collate = model.collator()
-
-        def fn(rows: Rows) -> Batch:
-            return collate(decode_rows(rows))
-
-        return fn
 
     def loss(self, model, batch: Batch):
         out = model(batch)
