@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "ray_slt.eval.commands",
     "ray_slt.tune.commands",
     "ray_slt.serve.commands",
+    "ray_slt.vlmbench.commands",
     "ray_slt.demo",
 )
 

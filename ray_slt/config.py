@@ -41,6 +41,7 @@ CONFIG_KINDS = Registry(
         "train": "ray_slt.training.config:TrainConfig",
         "vlm_cache": "ray_slt.models.vlm.cache:VLMCacheConfig",
         "tune": "ray_slt.tune.config:SweepConfig",
+        "vlmbench": "ray_slt.vlmbench.config:BenchConfig",
     },
 )
 

@@ -133,10 +133,18 @@ class VLMTranslator(nn.Module):
         return vision_fingerprint(self.family, self.hf)
 
     # -- text -------------------------------------------------------------------------------------------------
-    def prompt_text(self, layout: VideoLayout, sign_language: str | None) -> str:
-        system = self.cfg.system_prompt if self.cfg.system_prompt is not None else self.family.default_system
-        video = self.family.video_text(self.config, layout)
-        return self.family.prefix(video, self.cfg.prompt_for(sign_language), system)
+    def default_system(self) -> str | None:
+        return self.cfg.system_prompt if self.cfg.system_prompt is not None else self.family.default_system
+
+    def prompt_text(
+        self, layout: VideoLayout | None, sign_language: str | None, prompt: str | None = None, **system: str | None
+    ) -> str:
+        """The chat-formatted prompt: the video (none when ``layout`` is None: a text-only question), then
+        ``prompt`` (default: the configured translation prompt of ``sign_language``); ``system=`` replaces the
+        configured system message (None: no system turn)."""
+        sys_text = system["system"] if "system" in system else self.default_system()
+        video = self.family.video_text(self.config, layout) if layout is not None else ""
+        return self.family.prefix(video, prompt if prompt is not None else self.cfg.prompt_for(sign_language), sys_text)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -148,7 +156,8 @@ class VLMTranslator(nn.Module):
     # -- batches ----------------------------------------------------------------------------------------------
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Samples -> a batch. A sample has ``layout`` (VideoLayout or dict), either ``vision`` (cached tower
-        output) or ``pixels`` (dict of tensors), ``sign_language``, and for training ``text``.
+        output) or ``pixels`` (dict of tensors), ``sign_language``, and for training ``text``; optionally its own
+        ``prompt`` and ``system`` (a question of the VLM benchmarks) instead of the configured ones.
 
         Batch: ``input_ids``/``attention_mask``/``labels`` [B, L] (prompt + target + end token, right-padded;
         labels -100 outside the target), ``prompt_ids``/``prompt_mask`` [B, P] (left-padded, for generation),
@@ -159,7 +168,8 @@ class VLMTranslator(nn.Module):
         for s in samples:
             layout = s["layout"] if isinstance(s["layout"], VideoLayout) else VideoLayout.from_dict(dict(s["layout"]))
             layouts.append(layout)
-            p = self._ids(self.prompt_text(layout, s.get("sign_language")))
+            own = {"system": s["system"]} if "system" in s else {}
+            p = self._ids(self.prompt_text(layout, s.get("sign_language"), s.get("prompt"), **own))
             prompts.append(p)
             text = s.get("text")
             t = self.target_ids(text) if text is not None else []
