@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +74,18 @@ def read_answers(uri: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def torn_end(path: str) -> None:
+    """End the file on a newline: a killed run may have left half a record as its last line, and the next
+    record appended must not be glued to it."""
+    import os
+
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 # ------------------------------------------------------------------------------------------------ answering
 
 
@@ -88,6 +101,7 @@ class FrameLoader:
         self.decode = DecodeConfig.model_validate(dict(decode))
         self.sampling = Sampling("all", max_frames=max_frames)
         self.decoder = Decoder(timeout_s=self.decode.timeout_s, isolated=self.decode.isolate)
+        self.lock = threading.Lock()  # one decoding child process, one request at a time (endpoint threads share it)
 
     def close(self) -> None:
         self.decoder.close()
@@ -97,8 +111,9 @@ class FrameLoader:
         from ray_slt.vlmbench.frames import perturb, select
 
         row = dict(video)
-        clip, _, _ = decode_sample(row, row["video_uri"], self.sampling, self.decode,
-                                   lambda req: (self.decoder.decode(req), None))  # fmt: skip
+        with self.lock:
+            clip, _, _ = decode_sample(row, row["video_uri"], self.sampling, self.decode,
+                                       lambda req: (self.decoder.decode(req), None))  # fmt: skip
         span_len = clip.span[1] - clip.span[0]
         fps = clip.fps or self.decode.default_fps
         # frames decoded at uniformly spaced positions when the span was longer than max_frames
@@ -222,6 +237,7 @@ def run_answers(cfg: BenchConfig, *, echo: bool = True) -> dict[str, Any]:
             num_gpus=cfg.gpus_per_worker,
         )  # fmt: skip
         storage.makedirs(cfg.out)
+        torn_end(path)
         with (
             open(path, "a", encoding="utf-8") as f,
             tqdm(total=len(pending), desc="answers", unit="q", disable=not echo, file=sys.stderr) as bar,

@@ -171,7 +171,7 @@ def test_wlasl300_official_test_split():
     assert [q["qid"] for q in q1] != [q["qid"] for q in open_questions(rows, seed=1)]
     every, _, _ = wlasl_rows(str(shared("wlasl")), 300, ("train", "dev", "test"), require_video=False)
     kept, _, missing = wlasl_rows(str(shared("wlasl")), 300, ("train", "dev", "test"))
-    assert 0 < len(kept) and len(kept) + missing == len(every)  # videos absent here are counted, not lost silently
+    assert len(kept) > 0 and len(kept) + missing == len(every)  # videos absent here are counted, not lost silently
     assert all(r["video_uri"].endswith(".mp4") for r in kept)
 
 
@@ -271,7 +271,9 @@ def test_lexsign_distractors_harder_than_random(wlasl_all, asl_lex, tmp_path):
         if q["level"] == "gloss":
             assert set(q["distractors"]) <= set(confused[q["gold"]])
             mass.append(sum(matrix[q["gold"]][d] for d in q["distractors"]))
-            rand_mass.append(sum(matrix[q["gold"]].get(g, 0) for g in rng.sample([x for x in pool if x != q["gold"]], 3)))
+            rand_mass.append(
+                sum(matrix[q["gold"]].get(g, 0) for g in rng.sample([x for x in pool if x != q["gold"]], 3))
+            )
     assert np.mean(mass) >= 15 > np.mean(rand_mass)  # the three most confused (9+5+2, or 9+5+1 on a tie)
 
 
@@ -282,7 +284,7 @@ def test_question_file_errors(tmp_path):
         write_questions(str(tmp_path / "q.jsonl"), {"benchmark": "x", "protocol": "open"},
                         [{"qid": "a"}, {"qid": "a"}])  # fmt: skip
     (tmp_path / "bad.jsonl").write_text('{"format": "something else"}\n')
-    with pytest.raises(DataError, match="not a ray_slt.vlmbench question file"):
+    with pytest.raises(DataError, match=r"not a ray_slt\.vlmbench question file"):
         read_questions(str(tmp_path / "bad.jsonl"))
     (tmp_path / "torn.jsonl").write_text('{"format": "ray_slt.vlmbench", "version": 1}\n{"qid": \n')
     with pytest.raises(DataError, match=r"torn.jsonl:2"):
