@@ -24,9 +24,11 @@ def all_configs():
 
 def test_conf_has_configs_grouped_by_family():
     assert all_configs(), "conf/ holds no YAML configs"
-    assert not list(CONF.glob("*.yaml")), "configs live in conf/<family>/ (prepare, extract, train, tune, serve)"
+    assert not list(CONF.glob("*.yaml")), (
+        "configs live in conf/<family>/ (prepare, extract, train, tune, serve, vlmbench)"
+    )
     families = {p.relative_to(CONF).parts[0] for p in all_configs()}
-    assert families == {"prepare", "extract", "train", "tune", "serve"}
+    assert families == {"prepare", "extract", "train", "tune", "serve", "vlmbench"}
 
 
 def test_every_base_file_is_extended_and_says_so():

@@ -115,6 +115,103 @@ def _render_run(r: dict[str, Any]) -> str:
     return storage.read_text(r["summary_file"]) + "\n" + "\n".join(f"{k}: {v}" for k, v in r["files"].items())
 
 
+def _configure_describe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True, help="a manifest (.parquet) or a WLASL directory")
+    p.add_argument("--out", required=True, help="the question file to write (.jsonl)")
+    p.add_argument("--per-gloss", type=int, default=1, help="videos described per gloss (default 1; paper: 1-3)")
+    p.add_argument("--splits", default="train", help="splits whose videos are described (default train: the "
+                   "quality protocol describes the training classes only)")  # fmt: skip
+    p.add_argument("--examples", help="a reference lexicon: three of its entries become in-context examples")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _rows(corpus: str, splits: list[str]) -> tuple[list[dict], list[str]]:
+    if corpus.endswith(".parquet"):
+        from ray_slt.data.manifest import read_manifest
+
+        rows = [r for r in read_manifest(corpus).to_pylist() if not splits or r.get("split") in splits]
+        return rows, []
+    from ray_slt.vlmbench.wlasl import wlasl_rows
+
+    rows, vocab, _ = wlasl_rows(corpus, 2000, splits)
+    return rows, vocab
+
+
+def _run_describe(args: argparse.Namespace) -> dict[str, Any]:
+    from ray_slt.vlmbench.agp import describe_questions, example_entries
+    from ray_slt.vlmbench.questions import write_questions
+
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    rows, _ = _rows(args.corpus, splits)
+    questions = describe_questions(rows, args.per_gloss, args.seed)
+    examples = example_entries(_lexicon(args.examples), seed=args.seed) if args.examples else []
+    header = {"benchmark": "agp-describe", "protocol": "describe", "seed": args.seed, "examples": examples,
+              "params": {"per_gloss": args.per_gloss, "splits": splits}}  # fmt: skip
+    head = write_questions(args.out, header, questions)
+    return {"out": args.out, **{k: head[k] for k in ("benchmark", "questions", "content_hash")}}
+
+
+def _configure_summarise(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="the kind: vlmbench config whose describe run to summarise (its model summarises)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
+    p.add_argument("--out", required=True, help="the generated lexicon (.csv or .parquet)")
+    p.add_argument("--reference", help="a reference lexicon: also write the quality protocol's training lexicon")
+    p.add_argument("--quality-out", help="where that lexicon goes (default: OUT with .quality before the suffix)")
+    p.add_argument("--language", default="ase", help="sign language of the entries (default ase)")
+
+
+def _run_summarise(args: argparse.Namespace) -> dict[str, Any]:
+    from ray_slt import storage
+    from ray_slt.config import config_dict, load_config
+    from ray_slt.data.lexicon import write_lexicon
+    from ray_slt.errors import ConfigError
+    from ray_slt.vlmbench.agp import clean_description, generated_lexicon, quality_lexicon, summarise
+    from ray_slt.vlmbench.questions import read_questions
+    from ray_slt.vlmbench.runner import build_tasks, read_answers
+
+    cfg = load_config(args.config, args.overrides)
+    header, questions = read_questions(cfg.questions)
+    if header["protocol"] != "describe":
+        raise ConfigError(f"{cfg.questions}: a {header['protocol']} question file; summarise needs a describe run")
+    answers = read_answers(storage.join(cfg.out, "answers.jsonl"))
+    gold = {q["qid"]: q["gold"] for q in questions}
+    per_gloss: dict[str, list[str]] = {}
+    for t in build_tasks(cfg, header, questions):
+        a = answers.get(t["key"])
+        if a and a.get("error") is None and t["condition"] == "video":
+            per_gloss.setdefault(gold[t["qid"]], []).append(clean_description(a.get("reply") or ""))
+    if not any(per_gloss.values()):
+        raise ConfigError(f"{cfg.out}: no descriptions yet (run `ray-slt vlmbench {args.config}` first)")
+    if cfg.model.endpoint is not None:
+        from ray_slt.vlmbench.endpoint import EndpointClient
+
+        client = EndpointClient(config_dict(cfg.model.endpoint))
+
+        def ask(system: str, prompt: str) -> str:
+            return client.ask(system, prompt, None)[0]
+    else:
+        from ray_slt.models.vlm.chat import VLMChat
+
+        chat = VLMChat.load(checkpoint=cfg.model.checkpoint, vlm=cfg.model.vlm)
+
+        def ask(system: str, prompt: str) -> str:
+            q = {"system": system, "prompt": prompt, "frames": None}
+            return chat.reply([q], max_new_tokens=max(cfg.max_new_tokens, 96))[0]
+
+    merged = summarise(per_gloss, ask)
+    entries = generated_lexicon(merged, cfg.model.name(), args.language)
+    write_lexicon(entries, args.out)
+    out: dict[str, Any] = {"out": args.out, "glosses": len(entries),
+                           "summarised": sum(len([d for d in v if d]) > 1 for v in per_gloss.values())}  # fmt: skip
+    if args.reference:
+        stem, dot, ext = args.out.rpartition(".")
+        qpath = args.quality_out or (f"{stem}.quality.{ext}" if dot else args.out + ".quality.csv")
+        combined, counts = quality_lexicon(entries, _lexicon(args.reference))
+        write_lexicon(combined, qpath)
+        out.update({"quality_lexicon": qpath, **counts})
+    return out
+
+
 def _configure_serve(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a trained VLM checkpoint of this project (ray-slt train, stage vlm)")
@@ -158,6 +255,16 @@ cli.register("vlmbench", "answer a question file with a VLM or an endpoint and s
              description="Run a benchmark config (kind: vlmbench): every question x prompt variant x condition "
              "(video, blind, perturb:P) answered on Ray Data by a local VLM or an OpenAI-compatible endpoint, "
              "resumable from answers.jsonl; writes metrics.json, summary.md and scores.png.")  # fmt: skip
+cli.register("vlmbench-describe", "write an AGP describe question file (one question per video to describe)",
+             _configure_describe, _run_describe, _render_built,
+             description="AGP's perceive step (paper 4): a question file asking a VLM for a dictionary-style "
+             "description of each video (at most --per-gloss per gloss, the training split by default); answer it "
+             "with `ray-slt vlmbench CONFIG`, then merge with `ray-slt vlmbench-summarise`.")  # fmt: skip
+cli.register("vlmbench-summarise", "merge a describe run's descriptions into a lexicon (AGP's summarise step)",
+             _configure_summarise, _run_summarise, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()),
+             description="AGP's summarise step: the run's model (text only) or endpoint merges each gloss's "
+             "descriptions into one entry; writes a lexicon (source vlm:MODEL) and, with --reference, the quality "
+             "protocol's training lexicon (generated for the described classes, reference for the rest).")  # fmt: skip
 cli.register("vlmbench-serve", "serve a VLM behind an OpenAI-compatible chat-completions API",
              _configure_serve, _run_serve, lambda r: f"stopped serving {r['served']}",
              description="Serve a trained VLM checkpoint or a base VLM at /v1/chat/completions (the OpenAI request "

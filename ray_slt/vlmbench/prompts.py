@@ -1,5 +1,7 @@
 """The prompts of the VLM benchmarks, by protocol and variant.
 
+AGP's ``describe`` (paper 4's perceive step, one variant ``dictionary``) lives in :mod:`.agp`.
+
 Zero-shot recognition (paper 3, SPEC A.1): one system instruction for the open-set task (an expert gloss
 annotator who answers with one English gloss and nothing else) and three user-prompt levels that narrow the
 answer space step by step: ``open`` (nothing more), ``dataset`` (the glosses come from WLASL300) and
@@ -83,7 +85,7 @@ MCQ_PROMPTS = {
 }
 MCQ_VARIANTS = ("original", "simple", "complex")
 
-VARIANTS = {"open": OPEN_LEVELS, "binary": BINARY_VARIANTS, "mcq": MCQ_VARIANTS}
+VARIANTS = {"open": OPEN_LEVELS, "binary": BINARY_VARIANTS, "mcq": MCQ_VARIANTS, "describe": ("dictionary",)}
 
 
 def check_variants(protocol: str, variants: Sequence[str]) -> list[str]:
@@ -100,10 +102,17 @@ def letter_options(options: Sequence[str]) -> str:
     return "\n".join(f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(options))
 
 
-def render(question: Mapping[str, Any], variant: str, candidates: Sequence[str] = ()) -> tuple[str | None, str]:
-    """``(system, user prompt)`` of a question (``protocol`` open / binary / mcq) in a prompt variant."""
+def render(
+    question: Mapping[str, Any], variant: str, candidates: Sequence[str] = (), examples: Sequence[Mapping] = ()
+) -> tuple[str | None, str]:
+    """``(system, user prompt)`` of a question (``protocol`` open / binary / mcq / describe) in a prompt variant;
+    ``candidates`` for the open set's candidate level, ``examples`` (gloss, description) for AGP's describe."""
     protocol = question["protocol"]
     check_variants(protocol, [variant])
+    if protocol == "describe":
+        from ray_slt.vlmbench.agp import DESCRIBE_SYSTEM, describe_prompt
+
+        return DESCRIBE_SYSTEM, describe_prompt(examples)
     if protocol == "open":
         user = OPEN_USER
         if variant == "dataset":
@@ -132,6 +141,10 @@ def prompt_hash(protocol: str, variants: Sequence[str]) -> str:
             h.update((OPEN_SYSTEM + OPEN_USER + v).encode())
         elif protocol == "binary":
             h.update(BINARY_SYSTEM[v].encode())
+        elif protocol == "describe":
+            from ray_slt.vlmbench.agp import DESCRIBE_SYSTEM
+
+            h.update(DESCRIBE_SYSTEM.encode())
         else:
             h.update((MCQ_PROMPTS[("subunit", v)] + MCQ_PROMPTS[("gloss", v)]).encode())
     return h.hexdigest()[:12]

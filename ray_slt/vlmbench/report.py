@@ -64,6 +64,14 @@ def _binary(rows: list[tuple[dict, dict | None]]) -> dict[str, Any]:
     return out
 
 
+def _describe(rows: list[tuple[dict, dict | None]]) -> dict[str, Any]:
+    good = [(q, a) for q, a in rows if a is not None and a.get("error") is None and (a.get("reply") or "").strip()]
+    words = [len(a["reply"].split()) for _, a in good]
+    errors = sum(a is None or a.get("error") is not None for _, a in rows)
+    return {"n": len(rows), "described": len(good), "errors": errors, "glosses": len({q["gold"] for q, _ in good}),
+            "mean_words": round(float(np.mean(words)), 1) if words else 0.0}  # fmt: skip
+
+
 def _mcq_avg(groups: Mapping[tuple[str, str], np.ndarray]) -> dict[str, float]:
     levels = {}
     for level in ("subunit", "gloss"):
@@ -132,6 +140,8 @@ def score_run(cfg: BenchConfig) -> dict[str, Any]:
             res = _open(rows, synonyms, cfg.seed)
         elif protocol == "binary":
             res = _binary(rows)
+        elif protocol == "describe":
+            res = _describe(rows)
         else:
             res = _mcq(rows, cfg.bootstrap, cfg.seed)
         results[f"{variant}|{condition}"] = res
@@ -172,6 +182,16 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
             v, c = k.split("|")
             nums = " | ".join(f"{r[m]:.2f}" for m in ("accuracy", "precision", "recall", "f1"))
             lines.append(f"| {v} | {c} | {nums} | {r['always_yes']['f1']:.2f} | {r['refusals']} | {r['errors']} |")
+    elif p == "describe":
+        lines += [
+            "| variant | condition | videos described | glosses | mean words | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k, r in metrics["results"].items():
+            v, c = k.split("|")
+            lines.append(
+                f"| {v} | {c} | {r['described']}/{r['n']} | {r['glosses']} | {r['mean_words']} | {r['errors']} |"
+            )
     else:
         cols = [f"{s}:{t}" for s in "SG" for t in ICONICITY_TYPES]
         lines += ["| variant | condition | AVG | AVG(S) | AVG(G) | " + " | ".join(cols) + " | refusals | errors |",
@@ -199,6 +219,9 @@ def plot(metrics: Mapping[str, Any]) -> bytes:
     for k, r in metrics["results"].items():
         if metrics["protocol"] == "open":
             v, ci = r["synonym"]["accuracy"], r["synonym"]["ci95"]
+        elif metrics["protocol"] == "describe":
+            v = 100.0 * r["described"] / max(1, r["n"])
+            ci = [v, v]
         elif metrics["protocol"] == "binary":
             v, ci = r["f1"], [r["f1"], r["f1"]]
         else:
@@ -213,7 +236,9 @@ def plot(metrics: Mapping[str, Any]) -> bytes:
         ax.axhline(25, ls="--", c="gray", lw=1, label="chance (25%)")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(len(vals)), labels, fontsize=8)
-    headline = {"open": "synonym top-1 (%)", "binary": "F1 (%)", "mcq": "AVG (%)"}[metrics["protocol"]]
+    headline = {"open": "synonym top-1 (%)", "binary": "F1 (%)", "mcq": "AVG (%)", "describe": "described (%)"}[
+        metrics["protocol"]
+    ]
     ax.set_ylabel(headline)
     ax.set_ylim(0, 100)
     ax.set_title(f"{metrics['benchmark']}: {metrics['model']}", fontsize=9)
@@ -235,5 +260,6 @@ def write_report(cfg: BenchConfig, metrics: Mapping[str, Any]) -> dict[str, str]
 
 def headline(metrics: Mapping[str, Any]) -> dict[str, float]:
     """One number per variant|condition: synonym top-1, F1 or AVG."""
-    key = {"open": lambda r: r["synonym"]["accuracy"], "binary": lambda r: r["f1"], "mcq": lambda r: r["AVG"]}
+    key = {"open": lambda r: r["synonym"]["accuracy"], "binary": lambda r: r["f1"], "mcq": lambda r: r["AVG"],
+           "describe": lambda r: r["described"]}  # fmt: skip
     return {k: key[metrics["protocol"]](r) for k, r in metrics["results"].items()}

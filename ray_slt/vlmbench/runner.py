@@ -49,7 +49,7 @@ def build_tasks(cfg: BenchConfig, header: Mapping[str, Any], questions: Sequence
     tasks = []
     for q in questions[: cfg.limit] if cfg.limit else questions:
         for variant in variants:
-            system, prompt = render(q, variant, header.get("candidates") or ())
+            system, prompt = render(q, variant, header.get("candidates") or (), header.get("examples") or ())
             for condition in cfg.conditions:
                 tasks.append({
                     "key": task_key(q["qid"], model, variant, condition, cfg.frames, cfg.answer_by),
@@ -229,7 +229,11 @@ def run_answers(cfg: BenchConfig, *, echo: bool = True) -> dict[str, Any]:
     if pending:
         prepare_local_model(cfg, pending)
         if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            import os
+
+            # a Ray job (RAY_ADDRESS set) joins its cluster; otherwise a local Ray without a dashboard
+            local = {} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}
+            ray.init(ignore_reinit_error=True, log_to_driver=False, **local)
         ray.data.DataContext.get_current().enable_progress_bars = False
         ds = rows_dataset(pending).map_batches(
             Answerer, fn_constructor_kwargs={"config": config_dict(cfg)}, batch_size=cfg.batch_size,

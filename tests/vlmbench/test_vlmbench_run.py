@@ -215,3 +215,46 @@ def test_server_answers_bad_requests_readably(server):
     assert status == 413 and "exceeds" in body["error"]["message"]
     with urllib.request.urlopen(server["url"] + "/models", timeout=10) as r:
         assert json.loads(r.read())["data"][0]["id"] == "tiny-smolvlm"
+
+
+def test_agp_describe_then_summarise_into_a_lexicon(files, ray_local, tmp_path):
+    """AGP end to end through the CLI: describe two videos per gloss, merge, write the lexicon and the quality
+    protocol's training lexicon."""
+    import yaml
+
+    from ray_slt.cli import main as cli
+    from ray_slt.data.lexicon import read_lexicon
+
+    lexfile = str(shared("asl_lex", "signdata-11-5-20.csv"))
+    q = str(tmp_path / "describe.jsonl")
+    assert cli(["vlmbench-describe", "--corpus", str(shared("wlasl")), "--out", q, "--per-gloss", "2",
+                "--splits", "train,dev,test", "--examples", lexfile]) == 0  # fmt: skip
+    from ray_slt.vlmbench.questions import read_questions
+
+    header, questions = read_questions(q)
+    assert len(header["examples"]) == 3 and header["protocol"] == "describe"
+    per_gloss: dict[str, int] = {}
+    for x in questions:
+        per_gloss[x["gold"]] = per_gloss.get(x["gold"], 0) + 1
+    assert max(per_gloss.values()) == 2 and len(per_gloss) == 14  # the 14 glosses with local clips
+    conf = tmp_path / "describe.yaml"
+    conf.write_text(yaml.safe_dump({
+        "kind": "vlmbench", "questions": q, "out": str(tmp_path / "run"),
+        "model": {"vlm": {"model": "tiny:smolvlm", "tiny": {"path": files["tiny"]}, "dtype": "float32"}},
+        "frames": "uniform:4", "decode": {"max_side": 128}, "max_new_tokens": 12,
+    }))  # fmt: skip
+    assert cli(["vlmbench", str(conf), "--json"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    r = metrics["results"]["dictionary|video"]
+    assert r["n"] == len(questions) and r["errors"] == 0
+    out = str(tmp_path / "agp.csv")
+    assert cli(["vlmbench-summarise", str(conf), "--out", out, "--reference", lexfile]) == 0
+    generated, bad = read_lexicon(out)
+    assert not bad and {e.source for e in generated} == {"vlm:tiny:smolvlm@seed0"}
+    described = {g for g, n in per_gloss.items()}
+    assert {e.gloss for e in generated} <= described and len(generated) == r["glosses"]
+    quality, _ = read_lexicon(str(tmp_path / "agp.quality.csv"))
+    by_gloss = {e.gloss.casefold(): e for e in quality}
+    for e in generated:  # the described (training) classes carry the generated descriptions
+        assert by_gloss[e.gloss.casefold()].source.startswith("vlm:")
+    assert sum(e.source == "asl-lex-2.0" for e in quality) > 2500  # every other class its reference description
