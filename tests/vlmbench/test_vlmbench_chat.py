@@ -8,7 +8,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module", params=["smolvlm", "qwen2_5_vl"])
+@pytest.fixture(scope="module", params=["smolvlm", "qwen2_5_vl", "internvl"])
 def chat(request, tmp_path_factory):
     from ray_slt.models.vlm.chat import VLMChat
 
