@@ -148,3 +148,47 @@ def test_serve_runs_until_ctrl_c_and_then_stops_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["extract", "/nowhere/m.parquet", "--out", "{tmp}/f"], "/nowhere/m.parquet: no such file"),
+        (["extract", "s3://no-such-bucket-here/m.parquet", "--out", "{tmp}/f"], "no credentials for s3://"),
+        (["prepare", "conf/prepare/wlasl100.yaml", "root=s3://no-such-bucket-here/w", "out={tmp}/m.parquet"],
+         "no credentials for s3://"),
+        (["tune", "conf/tune/synthetic_tiny.yaml", "overrides.data.features=/nowhere/f"],
+         "/nowhere/f: not a feature store"),
+        (["tune", "conf/tune/synthetic_tiny.yaml", "storage=s3://no-such-bucket-here/t",
+          "overrides.data.features={store}"], "no credentials for s3://"),
+        (["tune", "conf/tune/synthetic_tiny.yaml", "search.num_samples=abc"], "valid integer"),
+        (["serve", "conf/serve/default.yaml", "models.translate.checkpoint=/nowhere/ckpt"], "not a run directory"),
+        (["serve", "conf/serve/default.yaml", "models.translate.checkpoint=s3://no-such-bucket-here/c"],
+         "no credentials for s3://"),
+        (["vlmbench", "conf/vlmbench/wlasl_tiny.yaml", "questions=/nowhere/q.jsonl"], "/nowhere/q.jsonl: no such file"),
+        (["vlmbench", "conf/vlmbench/wlasl_tiny.yaml", "questions=s3://no-such-bucket-here/q.jsonl"],
+         "no credentials for s3://"),
+        (["vlmbench", "conf/vlmbench/wlasl_tiny.yaml", "workers=abc"], "workers: Input should be a valid integer"),
+        (["vlmbench", "conf/vlmbench/wlasl_tiny.yaml", "bogus=1"], "unknown key 'bogus'"),
+    ],
+)  # fmt: skip
+def test_bad_configs_of_every_kind_fail_in_one_line_before_ray_starts(argv, message, tmp_path, monkeypatch, capsys):
+    """Wrong types, unknown keys, paths to nowhere and s3:// without credentials, for every config-driven command
+    but training (above): exit 2, one line on stderr, and no Ray started."""
+    import ray
+
+    for k in [k for k in os.environ if k.startswith(("AWS_", "RAY_ADDRESS"))]:
+        monkeypatch.delenv(k)
+    for k, v in {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                 "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "index.parquet").write_bytes(b"")
+    monkeypatch.chdir(REPO)
+    if ray.is_initialized():
+        ray.shutdown()
+    argv = [a.format(tmp=tmp_path, store=tmp_path / "store") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ray-slt: error: ") and err.count("\n") == 1 and message in err, err
+    assert not ray.is_initialized()

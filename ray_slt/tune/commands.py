@@ -33,10 +33,11 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> Any:
     from ray_slt.training.commands import init_ray
     from ray_slt.tune.config import load_sweep, resolve_sweep
-    from ray_slt.tune.sweep import run_sweep
+    from ray_slt.tune.sweep import preflight_sweep, run_sweep
 
     cfg = load_sweep(args.config, args.overrides)
-    resolve_sweep(cfg)  # bad paths/values/metrics fail before Ray starts
+    resolved, base = resolve_sweep(cfg)  # bad paths/values/metrics fail before Ray starts
+    preflight_sweep(resolved, base)  # and so do missing data and storage without credentials
     init_ray(args.address)
     return run_sweep(cfg)
 

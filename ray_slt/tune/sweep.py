@@ -143,6 +143,17 @@ def _trial_dirname(trial) -> str:
     return f"tune_{trial.trial_id}"
 
 
+def preflight_sweep(cfg: SweepConfig, base: dict[str, Any]) -> None:
+    """What can fail before Ray starts, in one line: the trials' training inputs (data, DeepSpeed file: the training
+    preflight of the base config) and the sweep storage (reachable, credentials for s3://)."""
+    from ray_slt.config import build_config
+    from ray_slt.training.run import preflight
+
+    preflight(build_config(base, source="the train config"))
+    if not storage.is_local(cfg.storage):
+        storage.exists(cfg.storage)  # a missing prefix is fine; missing credentials are not
+
+
 def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     """Run (or resume) the sweep on the connected Ray cluster (or a local one) and return its summary."""
     import ray
@@ -154,6 +165,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     cfg, base = resolve_sweep(cfg)
     space = param_space(cfg)
     sdir = sweep_dir(cfg)
+    preflight_sweep(cfg, base)
     if not ray.is_initialized():
         ray.init()
     # Relative paths of the training config mean the driver's working directory: keep every trial (and its Ray

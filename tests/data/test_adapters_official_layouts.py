@@ -432,11 +432,13 @@ def test_isign_malformed_rows(tmp_path):
     with pytest.raises(DataError, match="empty 'uid'") as e:
         read("isign", tmp_path)
     assert e.value.line == 3
-    # an unterminated quote cannot be resynchronised: it stops the file, naming the line, even with skip_bad
+    # a quote never closed takes the rest of the file: one bad row naming its lines; the rows before it are kept
     table.write_text('uid,text\n1782bea75c7d-1,Page 111\nx-1,"open\n')
-    with pytest.raises(DataError, match=r"malformed|unexpected end") as e:
-        read("isign", tmp_path, skip_bad=True)
-    assert e.value.source == str(table)
+    with pytest.raises(DataError, match=r"never closed") as e:
+        read("isign", tmp_path)
+    assert (e.value.source, e.value.line) == (str(table), 3)
+    rows, report = read("isign", tmp_path, skip_bad=True)
+    assert [r["text"] for r in rows] == ["Page 111"] and len(report.records) == 1
 
 
 def test_isign_non_utf8_names_the_line(tmp_path):

@@ -86,7 +86,7 @@ class Autsl(Adapter):
         if unknown:
             raise DataError(f"labels: unknown splits {unknown} (train, dev, test)", root)
         classes = read_classes(storage.join(root, options.class_list))
-        rows = []
+        rows = report.rows()
         for split in splits:
             if split not in options.labels:
                 continue

@@ -42,7 +42,7 @@ class CslDaily(Adapter):
     Options = CslDailyOptions
 
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
-        rows = []
+        rows = report.rows()
         for split in splits:
             table = find_file(
                 root,

@@ -60,14 +60,16 @@ class How2Sign(Adapter):
         template = options.video_template or (
             "videos/{sentence_name}.mp4" if options.clips else "videos/{video_name}.mp4"
         )
-        rows = []
+        rows = report.rows()
         for split in splits:
             native = NATIVE_SPLITS[split]
             found = storage.glob(storage.join(root, f"how2sign_realigned_{native}*.csv"))
             if not found:
                 raise DataError(f"How2Sign {native} table not found (how2sign_realigned_{native}.csv)", root)
             table = found[0]
-            delimiter = "\t" if "\t" in storage.read_text(table).split("\n", 1)[0] else ","
+            # the header line alone decides (a bad byte further down is that row's problem, not the file's)
+            head = storage.read_bytes(table).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+            delimiter = "\t" if "\t" in head else ","
             for line, cols, fields in read_table(table, delimiter, COLUMNS, quoting=csv.QUOTE_MINIMAL):
                 with report.guard(table, line):
                     rec = record(cols, fields)

@@ -101,7 +101,7 @@ class ISign(Adapter):
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
         table = find_file(root, [options.table] if options.table else list(TABLE_CANDIDATES), "iSign table")
         wanted = set(splits)
-        rows = []
+        rows = report.rows()
         for line, cols, fields in read_table(table, ",", COLUMNS, quoting=csv.QUOTE_MINIMAL):
             with report.guard(table, line):
                 rec = record(cols, fields)

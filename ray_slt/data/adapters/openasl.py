@@ -84,7 +84,7 @@ class OpenAsl(Adapter):
         template = options.video_template or ("video-clip/{clip}.mp4" if options.clips else "raw-video/{yid}.mp4")
         bboxes = self._bboxes(storage.join(storage.parent(table), BBOX_FILE))
         wanted = set(splits)
-        rows = []
+        rows = report.rows()
         for line, cols, fields in read_table(table, "\t", COLUMNS, quoting=csv.QUOTE_MINIMAL):
             with report.guard(table, line):
                 rec = record(cols, fields)

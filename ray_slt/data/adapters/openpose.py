@@ -181,7 +181,7 @@ class OpenPoseFrames(Adapter):
     Options = OpenPoseOptions
 
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
-        rows = []
+        rows = report.rows()
         for source, line, split, entry, text, extra in self._entries(root, options, report, splits):
             with report.guard(source, line):
                 rows.append(self._row(root, options, split, entry, text, extra))

@@ -50,7 +50,7 @@ class Phoenix14T(Adapter):
     Options = PhoenixOptions
 
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
-        rows = []
+        rows = report.rows()
         for split in splits:
             corpus = find_file(
                 root,

@@ -44,7 +44,7 @@ class Wlasl(Adapter):
         if not isinstance(entries, list):
             raise DataError("expected a JSON list of glosses", src)
         wanted = set(splits)
-        rows = []
+        rows = report.rows()
         for class_id, entry in enumerate(entries[: options.subset]):
             gloss = entry.get("gloss") if isinstance(entry, dict) else None
             if not isinstance(gloss, str) or not gloss.strip():
