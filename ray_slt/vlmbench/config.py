@@ -60,16 +60,19 @@ class ModelSpec(Schema):
         return self.endpoint is None
 
     def name(self) -> str:
-        """The model's id in answer keys: what answers, not where it is."""
+        """The model's id in answer keys: the endpoint's model name, the checkpoint's full path, or the base
+        model (with its revision; a tiny model with its seed)."""
         if self.endpoint is not None:
             return f"endpoint:{self.endpoint.model}"
         if self.checkpoint is not None:
-            return f"checkpoint:{self.checkpoint.rstrip('/').split('/')[-1]}"
+            from ray_slt import storage
+
+            return f"checkpoint:{storage.normalize(self.checkpoint)}"  # the full path: two runs' "best" differ
         vlm = self.vlm or {}
-        tiny = vlm.get("tiny") or {}
-        return f"{vlm.get('model')}" + (
-            f"@seed{tiny.get('seed', 0)}" if str(vlm.get("model")).startswith("tiny:") else ""
-        )
+        name = str(vlm.get("model"))
+        if name.startswith("tiny:"):
+            return f"{name}@seed{(vlm.get('tiny') or {}).get('seed', 0)}"
+        return name + (f"@{vlm['revision']}" if vlm.get("revision") else "")
 
 
 class BenchConfig(Schema):

@@ -227,6 +227,10 @@ def run_answers(cfg: BenchConfig, *, echo: bool = True) -> dict[str, Any]:
         f"{len(tasks) - len(pending)} answered before, {len(pending)} to ask {cfg.model.name()}")  # fmt: skip
     errors = 0
     if pending:
+        if cfg.model.endpoint is not None:
+            from ray_slt.vlmbench.endpoint import EndpointClient
+
+            EndpointClient(config_dict(cfg.model.endpoint))  # a missing API key fails here, before Ray starts
         prepare_local_model(cfg, pending)
         if not ray.is_initialized():
             import os

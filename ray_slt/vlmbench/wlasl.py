@@ -33,6 +33,7 @@ def wlasl_rows(root: str, subset: int = 300, splits: Sequence[str] = ("test",), 
     from ray_slt.data.adapters.wlasl import Wlasl, WlaslOptions
     from ray_slt.data.lexicon import corpus_glosses
 
+    root = storage.normalize(root)  # absolute: the questions' video paths must not depend on the working directory
     adapter = Wlasl()
     rows = adapter.read(root, WlaslOptions(subset=subset), ErrorReport(skip_bad=False), splits=tuple(splits))
     candidates = corpus_glosses(find_file(root, ["WLASL_v0.3.json", "start_kit/WLASL_v0.3.json"], "WLASL_v0.3.json"))

@@ -289,3 +289,27 @@ def test_question_file_errors(tmp_path):
     (tmp_path / "torn.jsonl").write_text('{"format": "ray_slt.vlmbench", "version": 1}\n{"qid": \n')
     with pytest.raises(DataError, match=r"torn.jsonl:2"):
         read_questions(str(tmp_path / "torn.jsonl"))
+
+
+def test_endpoint_without_its_api_key_fails_before_ray_starts(tmp_path, monkeypatch):
+    import ray
+
+    from ray_slt.vlmbench.config import BenchConfig
+    from ray_slt.vlmbench.questions import write_questions
+    from ray_slt.vlmbench.runner import run_answers
+
+    q = str(tmp_path / "q.jsonl")
+    write_questions(q, {"benchmark": "t", "protocol": "open"},
+                    [{"qid": "open/a", "protocol": "open", "sample_id": "a", "gold": "book",
+                      "video": {"video_uri": str(tmp_path / "a.mp4")}}])  # fmt: skip
+    monkeypatch.delenv("RAY_SLT_TEST_KEY", raising=False)
+    cfg = BenchConfig.model_validate({"questions": q, "out": str(tmp_path / "run"), "variants": ["open"],
+        "model": {"endpoint": {"base_url": "https://api.example.com/v1", "model": "m",
+                               "api_key_env": "RAY_SLT_TEST_KEY"}}})  # fmt: skip
+    with pytest.raises(ConfigError, match="RAY_SLT_TEST_KEY"):
+        run_answers(cfg, echo=False)
+    assert not ray.is_initialized()
+    # and the checkpoint model names in answer keys are full paths (two runs' "best" never share answers)
+    a = BenchConfig.model_validate({"questions": q, "out": "o", "model": {"checkpoint": "runs/a/best"}})
+    b = BenchConfig.model_validate({"questions": q, "out": "o", "model": {"checkpoint": "runs/b/best"}})
+    assert a.model.name() != b.model.name()
