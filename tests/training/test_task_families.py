@@ -25,14 +25,8 @@ TOY = {
 
 @pytest.fixture(scope="module", autouse=True)
 def registered():
-    from ray_slt.eval.protocols import PROTOCOLS
-    from ray_slt.models.registry import MODEL_KINDS
-    from ray_slt.training.task import STAGES
-
-    toy_family.register()
-    yield
-    for registry, name in ((STAGES, "toy"), (PROTOCOLS, "toy_mae"), (MODEL_KINDS, "toy")):
-        registry._targets.pop(name, None)
+    with toy_family.registered():
+        yield
 
 
 def _jsonl(path) -> list[dict]:

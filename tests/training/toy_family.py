@@ -12,6 +12,7 @@ the driver's working directory), so registrations made in a test module reach th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -176,3 +177,19 @@ def register() -> None:
     STAGES.register("toy", f"{TARGET}:ToyTask")
     PROTOCOLS.register("toy_mae", f"{TARGET}:ToyProtocol")
     MODEL_KINDS.register("toy", f"{TARGET}:ToyPredictor")
+
+
+@contextlib.contextmanager
+def registered():
+    """The toy family registered for the duration of the block (a module fixture of the tests that train it),
+    and forgotten again after, so other modules see the registries as shipped."""
+    from ray_slt.eval.protocols import PROTOCOLS
+    from ray_slt.models.registry import MODEL_KINDS
+    from ray_slt.training.task import STAGES
+
+    register()
+    try:
+        yield
+    finally:
+        for registry, name in ((STAGES, "toy"), (PROTOCOLS, "toy_mae"), (MODEL_KINDS, "toy")):
+            registry._targets.pop(name, None)
