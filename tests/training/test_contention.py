@@ -68,3 +68,21 @@ def test_training_and_extraction_complete_with_every_core_busy(ray_local, busy, 
     assert main(["extract", manifest, "--out", features, "--no-progress", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["samples"], report["ok"], report["errors"]) == (6, 6, 0)
+
+
+@pytest.mark.contention
+def test_a_sweep_completes_with_every_core_busy(ray_local, busy, tmp_path):
+    """Two toy trials, two at a time, each a 1-worker Ray Train run, with a busy-loop process on every core: every
+    trial runs all its epochs and reports every dev evaluation (no trial or worker lost to a false 'dead' verdict)."""
+    from ray_slt.tune.config import SweepConfig
+    from ray_slt.tune.sweep import run_sweep
+
+    train = {k: v for k, v in TOY.items() if k != "kind"}
+    train["trainer"] = {**train["trainer"], "num_workers": 1}
+    sweep = SweepConfig.model_validate({
+        "train": train, "overrides": {"optim": {"epochs": 2}}, "space": {"toy.lr": {"grid": [0.05, 0.01]}},
+        "search": {"algorithm": "grid", "max_concurrent_trials": 2}, "scheduler": {"type": "fifo"},
+        "storage": str(tmp_path), "name": "toy_sweep_busy",
+    })  # fmt: skip
+    summary = run_sweep(sweep)
+    assert len(summary["trials"]) == 2 and all(t["epochs"] == 2 for t in summary["trials"]), summary["trials"]
