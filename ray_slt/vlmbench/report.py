@@ -61,6 +61,7 @@ def _binary(rows: list[tuple[dict, dict | None]]) -> dict[str, Any]:
     verdicts = [parse_yes_no(a.get("reply")) if a and a.get("error") is None else None for _, a in rows]
     out = binary_scores(verdicts, [bool(q["label"]) for q, _ in rows])
     out["errors"] = sum(a is None or a.get("error") is not None for _, a in rows)
+    out["refusals"] -= out["errors"]  # unparsable replies only; an error has no reply to parse
     return out
 
 
@@ -176,12 +177,13 @@ def summary_table(metrics: Mapping[str, Any]) -> str:
             lines.append(f"| {v} | {c} | {cells} | {r['exact']['answered']}/{r['exact']['n']} | {r['errors']} |")
         lines += ["", "Accuracy (%) over all questions [bootstrap 95% CI] / over answered questions."]
     elif p == "binary":
-        lines += ["| variant | condition | accuracy | precision | recall | F1 | always-YES F1 | refusals | errors |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["| variant | condition | accuracy | precision | recall | F1 | accuracy (answered) | always-YES F1 | "
+                  "refusals | errors |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for k, r in metrics["results"].items():
             v, c = k.split("|")
             nums = " | ".join(f"{r[m]:.2f}" for m in ("accuracy", "precision", "recall", "f1"))
-            lines.append(f"| {v} | {c} | {nums} | {r['always_yes']['f1']:.2f} | {r['refusals']} | {r['errors']} |")
+            lines.append(f"| {v} | {c} | {nums} | {r['accuracy_answered']:.2f} | {r['always_yes']['f1']:.2f} | "
+                         f"{r['refusals']} | {r['errors']} |")  # fmt: skip
     elif p == "describe":
         lines += [
             "| variant | condition | videos described | glosses | mean words | errors |",

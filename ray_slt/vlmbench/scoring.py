@@ -141,7 +141,8 @@ def accuracy_block(correct: Sequence[bool], answered: Sequence[bool], seed: int 
 
 def binary_scores(verdicts: Sequence[str | None], labels: Sequence[bool]) -> dict[str, Any]:
     """TP/FP/FN/TN, accuracy, precision, recall and F1 (%) of YES/NO verdicts (None = refusal, counted as
-    neither YES nor NO: wrong for accuracy, a missed positive for recall) and of the always-YES baseline."""
+    neither YES nor NO: wrong for accuracy, a missed positive for recall), the accuracy over the answered ones
+    alone, and the always-YES baseline."""
     tp = sum(v == "YES" and y for v, y in zip(verdicts, labels))
     fp = sum(v == "YES" and not y for v, y in zip(verdicts, labels))
     fn = sum(v != "YES" and y for v, y in zip(verdicts, labels))
@@ -157,9 +158,11 @@ def binary_scores(verdicts: Sequence[str | None], labels: Sequence[bool]) -> dic
     n = len(labels)
     pos = sum(bool(y) for y in labels)
     refused = sum(v is None for v in verdicts)
+    answered = n - refused
     return {
         "n": n, "positives": pos, "refusals": refused, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
         **block(tp, fp, fn, tn, n),
+        "accuracy_answered": round(100 * (tp + tn) / answered, 2) if answered else math.nan,
         "always_yes": block(pos, n - pos, 0, 0, n),
     }  # fmt: skip
 

@@ -105,6 +105,7 @@ def test_binary_scores_by_hand():
     assert s["accuracy"] == pytest.approx(100 * 3 / 6, abs=0.01)
     assert s["precision"] == pytest.approx(50.0) and s["recall"] == pytest.approx(100 / 3, abs=0.01)
     assert s["f1"] == pytest.approx(100 * 2 / (2 + 1 + 2), abs=0.01)
+    assert s["accuracy_answered"] == pytest.approx(100 * 3 / 5, abs=0.01)  # the refusal left out
     # balanced 1:1: always YES has precision 50, recall 100, F1 66.67 (SPEC A.2)
     assert s["always_yes"] == {"accuracy": 50.0, "precision": 50.0, "recall": 100.0, "f1": 66.67}
 
