@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "ray_slt.features.commands",
     "ray_slt.training.commands",
     "ray_slt.eval.commands",
+    "ray_slt.models.commands",
     "ray_slt.tune.commands",
     "ray_slt.serve.commands",
     "ray_slt.vlmbench.commands",

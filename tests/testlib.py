@@ -58,6 +58,41 @@ def tiny_checkpoint(uri: str, seed: int = 0, **overrides) -> str:
     return uri
 
 
+PAIRS = [("the man eats an apple", "MAN APPLE EAT"), ("my sister reads a book", "MY SISTER BOOK READ"),
+         ("tomorrow it rains", "TOMORROW RAIN")]  # fmt: skip
+
+
+def tiny_text2gloss(uri: str, tag: str = "ASL", seed: int = 0) -> str:
+    """An (untrained) tiny text -> gloss model with English templates and ``tag`` tags, saved at ``uri``."""
+    from ray_slt.models.checkpoint import save_translator
+    from ray_slt.models.config import Text2GlossConfig
+    from ray_slt.models.sft import build_translator
+    from ray_slt.models.text2gloss import vocabulary_texts
+
+    cfg = Text2GlossConfig.model_validate({
+        "tiny": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1, "intermediate": 64},
+        "encoder": {"type": "gloss", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1}, "projector": {"hidden": 32},
+        "templates": "en", "tag": tag, "max_new_tokens": 6, "num_beams": 1,
+    })  # fmt: skip
+    rows = [{"sample_id": str(i), "text": t, "gloss": g} for i, (t, g) in enumerate(PAIRS)]
+    targets, inputs = vocabulary_texts(cfg, rows)
+    save_translator(build_translator(cfg, texts=targets, glosses=inputs, seed=seed), uri, kind="text2gloss")
+    return uri
+
+
+def tiny_producer(uri: str, input: str = "gloss", seed: int = 0) -> str:
+    """An (untrained) tiny producer reading glosses (or sentences), saved at ``uri``."""
+    from ray_slt.models.producer import build_producer, save_producer
+    from ray_slt.models.producer_config import ProducerConfig
+
+    cfg = ProducerConfig.model_validate({"size": "custom", "hidden": 32, "layers": 1, "heads": 2, "ffn": 64,
+                                         "max_frames": 12, "frame_step": 2, "stop_at": 0.97,
+                                         "input": input})  # fmt: skip
+    texts = [g if input == "gloss" else t for t, g in PAIRS]
+    save_producer(build_producer(cfg, texts, seed=seed), uri)
+    return uri
+
+
 def request(
     url: str,
     data: bytes | None = None,

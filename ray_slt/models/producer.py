@@ -295,6 +295,13 @@ def build_producer(cfg, texts: Sequence[str], seed: int = 0) -> Producer:
     return Producer(cfg, tokenizer, net)
 
 
+def producer_input(uri: str) -> str:
+    """What the saved producer at ``uri`` reads (``gloss`` or ``text``), from its JSON only."""
+    from ray_slt import storage
+
+    return str(json.loads(storage.read_text(storage.join(uri, META)))["config"].get("input", "gloss"))
+
+
 def save_producer(model: Producer, uri: str) -> None:
     """``producer.json`` (format, config), ``modules.safetensors``, ``tokenizer/``, then the manifest (kind
     ``producer``)."""
@@ -353,10 +360,7 @@ class ProducerPredictor(Predictor):
 
     @classmethod
     def requirements(cls, ref) -> dict[str, Any]:
-        from ray_slt import storage
-
-        cfg = json.loads(storage.read_text(storage.join(ref.model, META)))["config"]
-        return {"inputs": cfg.get("input", "gloss"), "needs_visual": False}
+        return {"inputs": producer_input(ref.model), "needs_visual": False}
 
     def settings(self) -> dict[str, Any]:
         c = self.model.cfg

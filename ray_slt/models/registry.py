@@ -40,6 +40,7 @@ MODEL_KINDS = Registry(
         "vlm": "ray_slt.models.vlm.predictor:VLMPredictor",
         "recognizer": "ray_slt.models.recognition:RecognizerPredictor",
         "producer": "ray_slt.models.producer:ProducerPredictor",
+        "producer_set": "ray_slt.models.producer_set:ProducerSetPredictor",
     },
 )
 
@@ -134,3 +135,13 @@ def load_predictor(uri: str | ModelRef, device: str = "cpu", **options: Any):
     predictor's own (decoding settings, caches; see its class)."""
     ref = uri if isinstance(uri, ModelRef) else resolve(uri)
     return predictor_class(ref.kind)(ref, device=device, **options)
+
+
+def copy_model(src: str, dst: str) -> None:
+    """Copy a model directory file by file (each copy atomic), its MANIFEST.json last."""
+    files = read_manifest(src)["files"]
+    storage.remove(storage.join(dst, MANIFEST))
+    for f in files:
+        parts = f["path"].split("/")
+        storage.copy(storage.join(src, *parts), storage.join(dst, *parts))
+    storage.copy(storage.join(src, MANIFEST), storage.join(dst, MANIFEST))

@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
-from ray_slt.errors import ConfigError
+from ray_slt.errors import ConfigError, DataError
 from ray_slt.serve.config import ServeConfig
 from ray_slt.serve.inputs import RequestError, parse_request, parse_text_request, read_body
 
@@ -253,6 +253,21 @@ class Ingress:
             sample = {**sample, "candidates": clip.candidates}
         return sample, extracted
 
+    async def _language(self, route: str, sample: dict[str, Any]) -> dict[str, Any]:
+        """A route whose model produces several sign languages (a producer set): the request's sign language
+        chosen (the only one when the set has one), 400 for one it does not have or a spoken language its chain
+        does not read, before the request joins a batch."""
+        from ray_slt.models.producer_set import choose_language
+
+        languages = (await self._route_info(route)).get("languages")
+        if not languages:
+            return sample
+        try:
+            code = choose_language(languages, sample.get("sign_language"), sample.get("spoken_language"))
+        except DataError as e:
+            raise RequestError(400, e.reason) from None
+        return {**sample, "sign_language": code}
+
     # ------------------------------------------------------------------------------------------ endpoints
 
     @api.post("/{route}", openapi_extra=UPLOAD_BODY, summary="Run a served model (POST /translate, ...)")
@@ -269,6 +284,8 @@ class Ingress:
                                    int(limits.drain_mb * 1e6), limits.body_timeout_s)  # fmt: skip
             t_read = time.perf_counter()
             sample, extracted = await self._sample(route, request, body, include_pose, deadline)
+            if extracted is None:
+                sample = await self._language(route, sample)
             t_features = time.perf_counter()
             out = await self._call(self.routes[route]["handle"], "predict", sample, deadline)
             t_done = time.perf_counter()

@@ -51,9 +51,25 @@ class DataSection(Schema):
         return self
 
 
+class PrioritySection(Schema):
+    """``optim.priority``: SignLLM's Priority Learning Channel (:mod:`ray_slt.training.priority`), used when
+    ``optim.sampling`` is ``priority``: ``eta`` (the exponent of P(i) = p_i^eta / sum p_j^eta; 0 is uniform),
+    ``kind`` (``inverse``: the lowest-loss samples first, the paper's "most rewarding"; ``loss``: the hardest
+    first, prioritised experience replay's)."""
+
+    eta: float = Field(0.6, ge=0)
+    kind: Literal["inverse", "loss"] = "inverse"
+
+
 class OptimSection(Schema):
     """AdamW with a warm-up then cosine/constant schedule. The SFT learning rates (per parameter group) are in
-    the ``sft`` section (``lr_llm``, ``lr_projector``, ``lr_encoder``); ``lr`` is for tasks without their own."""
+    the ``sft`` section (``lr_llm``, ``lr_projector``, ``lr_encoder``); ``lr`` is for tasks without their own.
+
+    ``sampling``: ``shuffle`` (each epoch streams the training split once, shuffled locally, split among the
+    workers) or ``priority`` (every step draws its batch with replacement by the per-sample priorities of
+    ``priority``, refreshed from the losses of the samples just trained on; each worker holds the whole split;
+    only for stages whose loss gives per-sample losses, e.g. ``produce``). An epoch is as many steps either way.
+    """
 
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -69,6 +85,8 @@ class OptimSection(Schema):
     eps: float = Field(1e-8, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     seed: int = 0
+    sampling: Literal["shuffle", "priority"] = "shuffle"
+    priority: PrioritySection = Field(default_factory=PrioritySection)
 
 
 class TrainerSection(Schema):

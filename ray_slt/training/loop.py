@@ -160,6 +160,13 @@ def all_sum(values: list[float], device) -> list[float]:
 
 def gather_json(obj: Any, device) -> list[Any] | None:
     """Every rank's ``obj`` (JSON values) on rank 0 (None elsewhere), without pickling."""
+    everyone = all_gather_json(obj, device)
+    dist = _dist()
+    return everyone if dist is None or dist.get_rank() == 0 else None
+
+
+def all_gather_json(obj: Any, device) -> list[Any]:
+    """Every rank's ``obj`` (JSON values) on every rank, in rank order, without pickling."""
     import torch
 
     dist = _dist()
@@ -174,8 +181,6 @@ def gather_json(obj: Any, device) -> list[Any] | None:
     padded[: data.numel()] = data
     parts = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
-    if dist.get_rank() != 0:
-        return None
     return [json.loads(bytes(p[: int(s.item())].cpu().tolist()).decode()) for p, s in zip(parts, sizes)]
 
 
@@ -217,6 +222,8 @@ class _Trainer:
         self.train_samples_timed = 0
         self.last_dev: dict[str, float] = {}
         self.last_loss = float("nan")
+        self.sampler = None  # the priority sampler (optim.sampling: priority)
+        self.train_rows: list[dict[str, Any]] = []
 
     # -- setup -------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -266,15 +273,36 @@ class _Trainer:
             self.wrapped = ray.train.torch.prepare_model(model, parallel_strategy="ddp" if self.world > 1 else None)
             self.module = model
         self.collate = self.task.collator(self.module)
+        if cfg.optim.sampling == "priority":
+            self._setup_priority()
         if self.resume_state is not None:
             self._restore(resume_dir)
         self._resume_ctx.close()
         self.curves = Curves(self.run_dir, self.step if self.resume_state else None, enabled=self.rank == 0)
 
+    def _setup_priority(self) -> None:
+        """Every rank reads the whole training split (in sample-id order, so an index means the same sample on
+        every rank) and holds the same priority sampler."""
+        import ray.train
+
+        from ray_slt.training.priority import PrioritySampler
+
+        shard = ray.train.get_dataset_shard("train")
+        rows = sorted(shard.iter_rows(), key=lambda r: str(r["sample_id"]))
+        if not rows:
+            raise RaySltError("priority sampling: the training split is empty")
+        self.train_rows = rows
+        p = self.cfg.optim.priority
+        self.sampler = PrioritySampler(len(rows), eta=p.eta, kind=p.kind, seed=self.cfg.optim.seed)
+
     def _restore(self, resume_dir: str) -> None:
         from ray_slt.training.state import load_tree, set_rng_state
 
         st = self.resume_state
+        if self.sampler is not None:
+            if "priority" not in st:
+                raise RaySltError(f"{resume_dir} was saved without priority sampling; it cannot resume with it")
+            self.sampler.load_state(st["priority"])
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.samples = st["samples"]
         self.best = st.get("best")
@@ -325,19 +353,29 @@ class _Trainer:
             lrs.append(group["lr"])
         return lrs
 
-    def train_step(self, micro_batches: list[dict]) -> dict[str, float]:
+    def _loss(self, batch: dict, indices: Any) -> tuple[Any, dict[str, float], list[float]]:
+        if indices is None:
+            return (*self.task.loss(self.wrapped, batch), [])
+        loss, logs, per_sample = self.task.sample_losses(self.wrapped, batch)
+        return loss, logs, per_sample.float().cpu().tolist()
+
+    def train_step(self, micro_batches: list, indices: list | None = None) -> dict[str, float]:
+        """One optimizer step over ``micro_batches`` (rows each); ``indices`` (priority sampling): each
+        micro-batch's row indices, whose per-sample losses refresh the sampler's priorities on every rank."""
         import torch
 
         lrs = self._set_lr()
         ga = len(micro_batches)
         loss_sum, logs_sum, n = 0.0, {}, 0
+        seen: list[tuple[list[int], list[float]]] = []
         for i, rows in enumerate(micro_batches):
             batch = self._to_device(self.collate(rows))
             n += len(batch.get("sample_ids") or batch.get("texts") or [])
             last = i == ga - 1
+            idx = None if indices is None else indices[i]
             if self.deepspeed:
                 with self._autocast():
-                    loss, logs = self.task.loss(self.wrapped, batch)
+                    loss, logs, per_sample = self._loss(batch, idx)
                 self.engine.backward(loss)
                 self.engine.step()
             else:
@@ -345,8 +383,10 @@ class _Trainer:
                 ctx = contextlib.nullcontext() if sync else self.wrapped.no_sync()
                 with ctx:
                     with self._autocast():
-                        loss, logs = self.task.loss(self.wrapped, batch)
+                        loss, logs, per_sample = self._loss(batch, idx)
                     (loss / ga).backward()
+            if idx is not None:
+                seen.append(([int(j) for j in idx], per_sample))
             loss_sum += float(loss.detach())
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
@@ -361,6 +401,10 @@ class _Trainer:
                 grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+        if self.sampler is not None:  # every rank applies every rank's losses, in rank order
+            for part in all_gather_json(seen, self.device):
+                for idx, losses in part:
+                    self.sampler.update(idx, losses)
         keys = sorted(logs_sum)
         means = all_mean([loss_sum / ga, *[logs_sum[k] / ga for k in keys]], self.device)
         total_n = int(all_sum([float(n)], self.device)[0])
@@ -479,6 +523,8 @@ class _Trainer:
                     "param_checksums": checksums,
                     "config": config_dict(self.cfg),
                 }
+                if self.sampler is not None:
+                    train_state["priority"] = self.sampler.state()
                 with open(os.path.join(d, STATE_FILE), "w", encoding="utf-8") as f:
                     json.dump(train_state, f, indent=1, ensure_ascii=False)
                 if preds:
@@ -514,6 +560,9 @@ class _Trainer:
         import ray.train
 
         o = self.cfg.optim
+        if self.sampler is not None:
+            yield from self._priority_batches()
+            return
         shard = ray.train.get_dataset_shard("train")
         it = shard.iter_batches(
             batch_size=o.batch_size,
@@ -527,6 +576,15 @@ class _Trainer:
             if len(group) == o.grad_accum:
                 yield group
                 group = []
+
+    def _priority_batches(self) -> Iterator[tuple[list, list]]:
+        """(micro-batches of rows, their indices) of the coming steps, each step's draw seeded by the step (a
+        resume draws what the uninterrupted run would have) and made with the priorities of that moment."""
+        o = self.cfg.optim
+        while True:
+            drawn = self.sampler.draw(self.step, o.batch_size * o.grad_accum, self.rank, self.world)
+            parts = [drawn[i * o.batch_size : (i + 1) * o.batch_size] for i in range(o.grad_accum)]
+            yield [[self.train_rows[j] for j in part] for part in parts], parts
 
     def _evaluate_and_log(self) -> tuple[dict[str, Any], list[dict]]:
         t0 = time.perf_counter()
@@ -550,7 +608,7 @@ class _Trainer:
         log_every = cfg.trainer.log_every
         t_log = time.perf_counter()
         while not done and self.epoch < cfg.optim.epochs:
-            skip = self.step_in_epoch
+            skip = 0 if self.sampler is not None else self.step_in_epoch  # priority draws go by the step
             for group in self._epoch_batches(self.epoch):
                 if skip:
                     skip -= 1
@@ -558,7 +616,7 @@ class _Trainer:
                 if self.step_in_epoch >= self.steps_per_epoch:
                     break  # keep every rank at the same number of steps
                 t0 = time.perf_counter()
-                logs = self.train_step(group)
+                logs = self.train_step(*group) if self.sampler is not None else self.train_step(group)
                 dt = time.perf_counter() - t0
                 self.step += 1
                 self.step_in_epoch += 1
@@ -651,6 +709,9 @@ class SupervisedRecipe(Recipe):
     def check(self) -> None:
         if not isinstance(self.task, SupervisedTask):
             raise ConfigError(f"stage {self.cfg.stage!r} is not a supervised task")
+        if self.cfg.optim.sampling == "priority" and not self.task.gives_sample_losses:
+            raise ConfigError(f"optim.sampling: priority needs per-sample losses, which stage {self.cfg.stage!r} "
+                              "does not give; use optim.sampling: shuffle")  # fmt: skip
 
     def train_func(self):
         return train_func
@@ -708,4 +769,6 @@ class SupervisedRecipe(Recipe):
         from ray.data import ExecutionOptions
 
         options = ExecutionOptions(preserve_order=True)  # a deterministic order (for exact resumes)
-        return ray.train.DataConfig(datasets_to_split=["train"], execution_options=options)
+        # priority sampling draws from the whole split on every worker
+        split = [] if self.cfg.optim.sampling == "priority" else ["train"]
+        return ray.train.DataConfig(datasets_to_split=split, execution_options=options)

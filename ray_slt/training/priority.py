@@ -40,6 +40,7 @@ class PrioritySampler:
         self.n, self.eta, self.kind, self.eps, self.seed = n, eta, kind, eps, seed
         self.priority = np.ones(n)
         self.seen = np.zeros(n, bool)
+        self.count = np.zeros(n, np.int64)  # how often each sample was trained on (updates received)
 
     def probabilities(self) -> np.ndarray:
         p = self.priority.copy()
@@ -70,6 +71,7 @@ class PrioritySampler:
             raise ValueError("losses must be finite and non-negative")
         self.priority[idx] = 1.0 / (loss + self.eps) if self.kind == "inverse" else loss + self.eps
         self.seen[idx] = True
+        np.add.at(self.count, idx, 1)
 
     def weights(self, indices: Sequence[int], beta: float) -> np.ndarray:
         """Importance-sampling weights (N P(i))^-beta, divided by the largest over the dataset."""
@@ -79,10 +81,11 @@ class PrioritySampler:
 
     def state(self) -> dict:
         """What a checkpoint keeps (JSON-able)."""
-        return {"priority": self.priority.tolist(), "seen": self.seen.tolist()}
+        return {"priority": self.priority.tolist(), "seen": self.seen.tolist(), "count": self.count.tolist()}
 
     def load_state(self, state: dict) -> None:
         priority, seen = np.asarray(state["priority"], float), np.asarray(state["seen"], bool)
-        if priority.shape != (self.n,) or seen.shape != (self.n,):
+        count = np.asarray(state["count"], np.int64)
+        if priority.shape != (self.n,) or seen.shape != (self.n,) or count.shape != (self.n,):
             raise ValueError(f"the saved priorities are for {len(priority)} samples, not {self.n}")
-        self.priority, self.seen = priority, seen
+        self.priority, self.seen, self.count = priority, seen, count

@@ -20,7 +20,7 @@ from typing import Any
 from ray_slt import storage
 from ray_slt.config import config_hash, dump_yaml
 from ray_slt.errors import ConfigError, RaySltError, last_line
-from ray_slt.models.registry import MODEL_DIR, RUN_FILE
+from ray_slt.models.registry import MODEL_DIR, RUN_FILE, copy_model
 from ray_slt.training.config import TrainConfig
 from ray_slt.training.recipe import Recipe, loop_config, recipe_for
 from ray_slt.training.task import task_for
@@ -263,15 +263,3 @@ def check_resumable(cfg: TrainConfig, rdir: str) -> None:
             f"{rdir} holds checkpoints of a different model ({shown}); a re-run would resume from them and keep "
             "their model: give this run another trainer.name, or remove that run directory"
         )
-
-
-def copy_model(src: str, dst: str) -> None:
-    """Copy a model directory file by file (each copy atomic), its MANIFEST.json last."""
-    from ray_slt.models.registry import MANIFEST, read_manifest
-
-    files = read_manifest(src)["files"]
-    storage.remove(storage.join(dst, MANIFEST))
-    for f in files:
-        parts = f["path"].split("/")
-        storage.copy(storage.join(src, *parts), storage.join(dst, *parts))
-    storage.copy(storage.join(src, MANIFEST), storage.join(dst, MANIFEST))

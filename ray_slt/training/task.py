@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ray_slt import storage
 from ray_slt.config import Schema, config_hash
+from ray_slt.errors import ConfigError
 from ray_slt.registry import Registry
 
 if TYPE_CHECKING:
@@ -194,6 +195,14 @@ class SupervisedTask(Task):
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss of a batch through ``model`` (possibly DDP/DeepSpeed-wrapped) and float logs."""
+
+    #: whether :meth:`sample_losses` is implemented (``optim.sampling: priority`` needs it)
+    gives_sample_losses: ClassVar[bool] = False
+
+    def sample_losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """:meth:`loss` with each sample's own loss beside it (``[B]``, detached), from the same forward pass;
+        priority sampling refreshes the samples' priorities from them."""
+        raise ConfigError(f"stage {self.stage!r} gives no per-sample losses: use optim.sampling: shuffle")
 
     @abstractmethod
     def predict(self, model: nn.Module, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:

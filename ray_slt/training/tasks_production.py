@@ -2,9 +2,9 @@
 SignLLM's MLSF channel with one language) trained on a feature store's poses, lifted to Prompt2Sign's 3D frames,
 with the ``mse`` or ``rl`` loss; dev evaluation is the ``production`` protocol (DTW, lower is better).
 
-Not yet here: the priority learning channel inside the loop (its sampler, :mod:`ray_slt.training.priority`, is
-built and tested; the loop iterates Ray Data shards in order), the Prompt2LangGloss route (text -> gloss model,
-then gloss -> pose) and back-translation scoring. Saved producers are served by their kind (``producer``).
+SignLLM's priority learning channel is ``optim.sampling: priority`` (the generic loop draws each step's batch by
+:class:`~ray_slt.training.priority.PrioritySampler`, refreshed from :meth:`ProduceTask.sample_losses`).
+Saved producers are served by their kind (``producer``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,14 @@ class ProduceTask(SourcedTask):
         model.net.fit_noise_scale(batch["frames"], batch["frame_mask"])  # the noise's scale: real frames
         return model
 
+    gives_sample_losses: ClassVar[bool] = True
+
     def loss(self, model, batch: Batch):
         return model(batch).loss, {}
+
+    def sample_losses(self, model, batch: Batch):
+        out = model(batch)
+        return out.loss, {}, out.per_sample
 
     def predict(self, model, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
         produced = model.produce(batch)

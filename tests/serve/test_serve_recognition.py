@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from cdp import Chromium, chromium_path
-from testlib import free_port, request, tiny_checkpoint
+from testlib import free_port, request, tiny_checkpoint, tiny_producer, tiny_text2gloss
 
 from ray_slt.data import synthetic
 
@@ -47,40 +47,29 @@ def recognizer(corpus, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def text2gloss(tmp_path_factory) -> str:
     """An (untrained) tiny text -> gloss model with English templates and ASL_ tags: the serving path."""
-    from ray_slt.models.checkpoint import save_translator
-    from ray_slt.models.config import Text2GlossConfig
-    from ray_slt.models.sft import build_translator
-    from ray_slt.models.text2gloss import vocabulary_texts
-
-    pairs = [("the man eats an apple", "MAN APPLE EAT"), ("my sister reads a book", "MY SISTER BOOK READ"),
-             ("tomorrow it rains", "TOMORROW RAIN")]  # fmt: skip
-    cfg = Text2GlossConfig.model_validate({
-        "tiny": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1, "intermediate": 64},
-        "encoder": {"type": "gloss", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1}, "projector": {"hidden": 32},
-        "templates": "en", "tag": "ASL", "max_new_tokens": 6, "num_beams": 1,
-    })  # fmt: skip
-    rows = [{"sample_id": str(i), "text": t, "gloss": g} for i, (t, g) in enumerate(pairs)]
-    targets, inputs = vocabulary_texts(cfg, rows)
-    uri = str(tmp_path_factory.mktemp("t2g") / "text2gloss")
-    save_translator(build_translator(cfg, texts=targets, glosses=inputs, seed=0), uri, kind="text2gloss")
-    return uri
+    return tiny_text2gloss(str(tmp_path_factory.mktemp("t2g") / "text2gloss"))
 
 
 @pytest.fixture(scope="module")
 def producer(tmp_path_factory) -> str:
     """An (untrained) tiny gloss -> pose producer: the serving path."""
-    from ray_slt.models.producer import build_producer, save_producer
-    from ray_slt.models.producer_config import ProducerConfig
+    return tiny_producer(str(tmp_path_factory.mktemp("prod") / "producer"))
 
-    cfg = ProducerConfig.model_validate({"size": "custom", "hidden": 32, "layers": 1, "heads": 2, "ffn": 64,
-                                         "max_frames": 12, "frame_step": 2, "stop_at": 0.97})  # fmt: skip
-    uri = str(tmp_path_factory.mktemp("prod") / "producer")
-    save_producer(build_producer(cfg, ["MAN APPLE EAT", "MY SISTER BOOK READ", "TOMORROW RAIN"], seed=0), uri)
+
+@pytest.fixture(scope="module")
+def producer_set(text2gloss, producer, tmp_path_factory) -> str:
+    """SignLLM as served: two sign languages, ase (text -> gloss -> pose) and bfi (a sentence-reading producer)."""
+    from ray_slt.models.producer_set import add_language
+
+    uri = str(tmp_path_factory.mktemp("set") / "signllm")
+    add_language(uri, "ase", producer, text2gloss, spoken=["en"])
+    sentences = tiny_producer(str(tmp_path_factory.mktemp("prod_text") / "producer"), input="text", seed=1)
+    add_language(uri, "bfi", sentences, spoken=["en"])
     return uri
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, recognizer, text2gloss, producer, tmp_path_factory):
+def server(ray_local, recognizer, text2gloss, producer, producer_set, tmp_path_factory):
     from ray import serve
 
     from ray_slt.config import build_config
@@ -93,12 +82,15 @@ def server(ray_local, recognizer, text2gloss, producer, tmp_path_factory):
         "models": {"translate": {"checkpoint": translator, "deployment": small},
                    "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}},
                    "text2gloss": {"checkpoint": text2gloss, "deployment": small},
-                   "produce": {"checkpoint": producer, "deployment": small}},
+                   "produce": {"checkpoint": producer, "deployment": small},
+                   "signllm": {"checkpoint": producer_set, "deployment": small}},
         "features": {"deployment": small}, "ingress": {"num_cpus": 0}, "http": {"port": free_port()},
     })  # fmt: skip
     url = start(cfg)
     try:
-        yield SimpleNamespace(url=url, recognizer=recognizer, text2gloss=text2gloss, producer=producer)
+        yield SimpleNamespace(
+            url=url, recognizer=recognizer, text2gloss=text2gloss, producer=producer, producer_set=producer_set
+        )
     finally:
         serve.shutdown()
 
@@ -119,12 +111,12 @@ def _sample(path: Path) -> dict:
 
 def test_routes_come_from_the_configuration(server):
     status, health = request(server.url + "healthz")
-    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss", "produce"}
+    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss", "produce", "signllm"}
     rec = health["routes"]["recognize"]
     assert (rec["kind"], rec["predicts"], rec["inputs"], rec["protocol"]) == ("recognizer", "labels", "pose", "islr")
     assert rec["settings"]["top_k"] == 3 and rec["settings"]["zero_shot"] is True
     status, spec = request(server.url + "openapi.json")
-    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/produce", "/healthz"}
+    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/produce", "/signllm", "/healthz"}
 
 
 def test_text2gloss_answers_glosses_without_tags(server):
@@ -174,6 +166,38 @@ def test_produce_answers_a_pose_file_and_the_frames_the_model_gives_in_process(s
     assert status == 400 and "gloss" in bad["error"]
     status, bad = request(server.url + "produce", json.dumps({"gloss": "A " * 5000}).encode(), "application/json")
     assert status in (400, 413) and "characters" in bad["error"]
+
+
+def test_a_producer_set_produces_in_the_sign_language_asked_for(server):
+    """SignLLM served (MLSF + Prompt2LangGloss): a sentence and a sign language in; the ase chain writes glosses
+    (tags stripped) and produces them, the bfi chain produces the sentence itself, each as its models do in
+    process; a language the set lacks, a spoken language its chain does not read, or no language with two in
+    the set: 400 naming what it has."""
+    from ray_slt.models.registry import load_predictor
+
+    status, health = request(server.url + "healthz")
+    info = health["routes"]["signllm"]
+    assert (info["kind"], info["inputs"], info["predicts"]) == ("producer_set", "text", "pose")
+    assert info["languages"] == {"ase": {"spoken": ["en"], "text2gloss": True},
+                                 "bfi": {"spoken": ["en"], "text2gloss": False}}  # fmt: skip
+    sentence = "my sister eats an apple"
+    gloss = load_predictor(server.text2gloss).predict([{"text": sentence}])[0]["gloss"]
+    want = {
+        "ase": load_predictor(server.producer).predict([{"gloss": gloss}])[0],
+        "bfi": load_predictor(server.producer_set).predict([{"text": sentence, "sign_language": "bfi"}])[0],
+    }
+    for code in ("ase", "bfi"):
+        body = json.dumps({"text": sentence, "sign_language": code, "spoken_language": "en"}).encode()
+        status, out = request(server.url + "signllm", body, "application/json")
+        assert status == 200 and out["sign_language"] == code, out
+        assert out["gloss"] == (gloss if code == "ase" else None)
+        k = min(3, len(want[code]["frames"]), out["num_frames"])
+        assert np.allclose(out["frames"][:k], want[code]["frames"][:k], atol=1e-3)
+    for payload, says in [({"text": sentence, "sign_language": "gsg"}, "no producer for sign language 'gsg'"),
+                          ({"text": sentence, "sign_language": "ase", "spoken_language": "de"}, "reads en"),
+                          ({"text": sentence}, "one of ase, bfi")]:  # fmt: skip
+        status, bad = request(server.url + "signllm", json.dumps(payload).encode(), "application/json")
+        assert status == 400 and says in bad["error"], (payload, bad)
 
 
 def test_recognize_answers_what_the_model_gives_in_process(server, corpus):
@@ -264,8 +288,8 @@ def test_page_has_a_recognition_tab(server, corpus, tmp_path):
 
     out = asyncio.run(run())
     # /healthz order: by route name
-    assert out["tabs"] == ["Produce · /produce", "Recognize · /recognize", "Write glosses · /text2gloss",
-                           "Translate · /translate"]  # fmt: skip
+    assert out["tabs"] == ["Produce · /produce", "Recognize · /recognize", "Produce · /signllm",
+                           "Write glosses · /text2gloss", "Translate · /translate"]  # fmt: skip
     assert out["candidates_shown"] and out["label"] == "Recognize"
     assert out["state"] == "done", out["status"]
     assert sorted(out["result"]["ranked"]) == ["NEW-A", "NEW-B"]
@@ -326,7 +350,7 @@ def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path
                 "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=120
             )
             await page.wait_for("Number(document.getElementById('overlay').dataset.drawn) > 3", timeout=30)
-            return {
+            out = {
                 "help": help_text, "state": state,
                 "status": await page.eval("document.getElementById('text-status').textContent"),
                 "title": await page.eval("document.getElementById('result-title').textContent"),
@@ -336,7 +360,24 @@ def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path
                                             "document.getElementById('download').href.slice(0, 37)"),
                 "info": await page.eval("document.getElementById('frame-info').textContent"),
                 "result": await page.eval("window.lastResult || null"),
+                "language_row_hidden": await page.eval("document.getElementById('language-row').hidden"),
             }  # fmt: skip
+            # the producer set's tab: a sign language to choose, the sentence produced in it
+            await page.eval("document.getElementById('tab-signllm').click()")
+            await page.wait_for("document.getElementById('service').textContent.includes('/signllm')")
+            out["set_row_shown"] = await page.eval("!document.getElementById('language-row').hidden")
+            out["options"] = await page.eval(
+                "[...document.getElementById('sign-language').options].map(o => o.value + ' = ' + o.textContent)"
+            )
+            await page.eval("document.getElementById('sign-language').value = 'ase'")
+            await page.eval("document.getElementById('sentence').value = 'my sister eats an apple'")
+            await page.eval("document.body.dataset.state = 'working'; document.getElementById('send-text').click()")
+            out["set_state"] = await page.wait_for(
+                "['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state", timeout=120
+            )
+            out["set_shown"] = await page.eval("document.getElementById('translation').textContent")
+            out["set_result"] = await page.eval("window.lastResult || null")
+            return out
 
     out = asyncio.run(run())
     assert out["state"] == "done", out["status"]
@@ -344,3 +385,8 @@ def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path
     assert out["title"] == "2 · Produced signing" and out["viewer"] == "3 · Produced pose" and out["viewer_shown"]
     assert out["download"] == "data:application/octet-stream;base64,"
     assert out["info"].endswith(f"{out['result']['num_frames']} frames produced")
+    assert out["language_row_hidden"] and out["set_row_shown"]
+    assert out["options"] == ["ase = ase · text → glosses → pose (from en)", "bfi = bfi · text → pose (from en)"]
+    r = out["set_result"]
+    assert out["set_state"] == "done" and r["sign_language"] == "ase" and isinstance(r["frames"], list)
+    assert out["set_shown"] == f"{r['num_frames']} frames at {r['fps']:.1f} fps · ase glosses: {r['gloss'] or '(none)'}"

@@ -55,3 +55,29 @@ def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, tm
     preds = [json.loads(x) for x in storage.read_text(result["predictions"]).splitlines()]
     frames = np.asarray(preds[0]["frames"])
     assert frames.shape[1] == 151 and np.isfinite(frames).all()
+
+
+def test_priority_sampling_draws_by_the_losses_and_learns(store, tmp_path):
+    """SignLLM's priority learning channel in the loop (two DDP workers): every step's global batch is drawn by
+    the per-sample priorities, every drawn sample's loss comes back to the sampler (on every rank), and the
+    producer learns as with shuffled epochs."""
+    cfg = load_config(str(CONF), [f"data.features={store}", f"trainer.storage={tmp_path}", "eval.at_start=true",
+                                  "optim.epochs=3", "eval.every_epochs=3", "optim.sampling=priority",
+                                  "optim.priority.kind=loss", "optim.priority.eta=1.0"])  # fmt: skip
+    s = run_training(cfg)
+    dev = curve(s["curves"]["dev"])
+    start, best = dev[0], min(dev, key=lambda r: r["dev_dtw"])
+    print("dev DTW with priority sampling", [(r["step"], round(r["dev_dtw"], 3)) for r in dev])
+    assert best["dev_dtw"] <= 0.6 * start["dev_dtw"], [(r["step"], r["dev_dtw"]) for r in dev]
+    state = json.loads(storage.read_text(storage.join(s["latest"], "train_state.json")))
+    pri = state["priority"]
+    count, priority, seen = (np.asarray(pri[k]) for k in ("count", "priority", "seen"))
+    n_train = len(count)
+    assert n_train == s["num_train_samples"], (n_train, s["num_train_samples"])
+    # every draw of both ranks was trained on and reported back: steps x batch 16 x 2 workers
+    assert count.sum() == state["step"] * 16 * 2
+    assert seen.all() and (count[seen] >= 1).all()
+    # with replacement, by priority: not once per epoch each (what shuffled epochs do)
+    assert count.max() > 3 and count.min() < 3, np.bincount(count)
+    # kind "loss": a sample's priority is its latest loss (+ eps), so a finite positive number
+    assert np.isfinite(priority).all() and (priority > 0).all()

@@ -54,6 +54,16 @@ function selectRoute(name) {
   $("text-help").textContent = `The model of the tab chosen above reads ${m.inputs === "gloss" ? "glosses" : "text"} ` +
     `and writes ${WRITES[m.predicts] || "its answer"}.`;
   $("sentence").maxLength = limits.max_text_chars;
+  // a producer set: one chain per sign language, chosen here
+  const languages = Object.entries(m.languages || {});
+  $("language-row").hidden = languages.length === 0;
+  $("sign-language").replaceChildren(...languages.map(([code, l]) => {
+    const o = document.createElement("option");
+    o.value = code;
+    o.textContent = `${code} · ${l.text2gloss ? "text → glosses → pose" : "text → pose"}` +
+      (l.spoken.length ? ` (from ${l.spoken.join(", ")})` : "");
+    return o;
+  }));
   $("translate").textContent = VERB[m.predicts] || "Run";
   $("candidates-row").hidden = !(m.predicts === "labels" && m.settings.zero_shot);
   $("result-card").hidden = true;
@@ -178,7 +188,7 @@ $("send-text").addEventListener("click", async () => {
   try {
     const r = await fetch(route, {
       method: "POST",
-      body: JSON.stringify({ [m.inputs]: value }),
+      body: JSON.stringify({ [m.inputs]: value, ...(m.languages ? { sign_language: $("sign-language").value } : {}) }),
       headers: { ...headers(), "Content-Type": "application/json" },
     });
     const out = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
@@ -197,8 +207,8 @@ $("send-text").addEventListener("click", async () => {
 function showResult(out) {
   window.lastResult = out;
   const ranked = Array.isArray(out.ranked);
-  const glosses = typeof out.gloss === "string";
-  const produced = Array.isArray(out.frames);
+  const produced = Array.isArray(out.frames); // a producer set also says which glosses it produced
+  const glosses = !produced && typeof out.gloss === "string";
   $("result-title").textContent = ranked ? "2 · Recognised signs" : glosses ? "2 · Glosses"
     : produced ? "2 · Produced signing" : "2 · Translation";
   $("download").hidden = !out.pose_b64;
@@ -217,7 +227,8 @@ function showResult(out) {
       return li;
     }));
   } else {
-    $("translation").textContent = produced ? `${out.num_frames} frames at ${out.fps.toFixed(1)} fps`
+    $("translation").textContent = produced ? `${out.num_frames} frames at ${out.fps.toFixed(1)} fps` +
+        (typeof out.gloss === "string" ? ` · ${out.sign_language} glosses: ${out.gloss || "(none)"}` : "")
       : glosses ? (out.gloss || "(no glosses)") : (out.text || "(empty translation)");
   }
   const rows = [
