@@ -12,10 +12,14 @@ With no arguments, on a local Ray (every output under ``--out``, default ``demo_
    composed from handshape, orientation, location, movement and handedness, each with a dictionary-style
    description), extracts them, trains HALI (``conf/train/recognition/hali_synthetic_tiny.yaml``) on the seen
    signs and scores zero-shot top-1/top-5 on the test-unseen ones (``ray-slt eval --protocol zsl``);
-7. serves both models in one application (``ray-slt serve``, 127.0.0.1), translates a held-out test sample over
-   HTTP (its ``.pose`` uploaded to ``POST /translate``) and recognises an unseen sign (``POST /recognize`` with
-   the candidate signs' descriptions in the request);
-8. stops the server and Ray, and prints a summary.
+7. produces signing from text: a tiny text -> pose producer (``conf/train/production/synthetic_tiny.yaml`` with
+   ``produce.input=text``, SignLLM-style: Progressive-Transformers decoder, Gaussian noise, the counter that stops
+   it) trained on the same poses, its dev DTW-MJE against the untrained start, and the held-out test sentence
+   produced as a ``.pose`` file and an animated GIF (under ``{out}/production``);
+8. serves the three models in one application (``ray-slt serve``, 127.0.0.1), translates a held-out test sample
+   over HTTP (its ``.pose`` uploaded to ``POST /translate``), recognises an unseen sign (``POST /recognize`` with
+   the candidate signs' descriptions in the request) and produces the held-out sentence (``POST /produce``);
+9. stops the server and Ray, and prints a summary.
 
 ``--data DIR`` runs the same on a real corpus directory of videos with a ``labels.csv`` (columns ``file,text``
 and optionally ``split`` (train/dev/test), ``signer``, ``lang``; ``file`` relative to DIR). Without ``split`` every
@@ -39,6 +43,7 @@ from ray_slt.cli import register
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "synthetic_tiny.yaml"
 HALI_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "recognition" / "hali_synthetic_tiny.yaml"
+PRODUCE_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "train" / "production" / "synthetic_tiny.yaml"
 # the isolated signs of the recognition step: corpus options and the zero-shot class partition, per demo size
 ISOLATED = {
     "default": ({"classes": 60, "train": 6, "dev": 2, "test": 2}, {"seen": 36, "val_unseen": 8, "test_unseen": 16}),
@@ -247,8 +252,51 @@ def _held_out(manifest: str) -> dict:
     return min(rows, key=lambda r: r["sample_id"])
 
 
+def _production(out: str, features: str, sample: dict, overrides: list[str]) -> dict:
+    """A text -> pose producer trained on the corpus's poses; dev DTW trained vs untrained; the held-out test
+    sentence produced as a .pose file and an animated GIF."""
+    import base64
+
+    from ray_slt.config import load_config
+    from ray_slt.data.poses import parse_pose
+    from ray_slt.eval.run import evaluate
+    from ray_slt.features.prompt2sign import gif_bytes
+    from ray_slt.models.registry import load_predictor
+    from ray_slt.training.run import run_training
+
+    root = storage.join(out, "production")
+    run_dir = storage.join(root, "producer")
+    if storage.exists(run_dir):
+        storage.remove(run_dir, recursive=True)
+    cfg = load_config(str(PRODUCE_CONFIG), [f"data.features={features}", "produce.input=text", "optim.epochs=4",
+                                            "eval.every_epochs=4", f"trainer.storage={root}", "trainer.name=producer",
+                                            *overrides])  # fmt: skip
+    trained = run_training(cfg)
+    dev = {
+        "untrained": evaluate(_init_model(run_dir), split="dev", data=features)["dtw"],
+        "trained": evaluate(run_dir, split="dev", data=features)["dtw"],
+    }
+    predictor = load_predictor(run_dir)
+    (produced,) = predictor.predict([{"sample_id": sample["sample_id"], "text": sample["text"]}])
+    data = base64.b64decode(produced["pose_b64"])
+    pose_uri, gif_uri = (
+        storage.join(root, f"{sample['sample_id']}.pose"),
+        storage.join(root, f"{sample['sample_id']}.gif"),
+    )
+    storage.write_bytes(pose_uri, data)
+    storage.write_bytes(gif_uri, gif_bytes(parse_pose(data, pose_uri)))
+    return {"run_dir": run_dir, "steps": trained["steps"], "dev_dtw": {k: round(float(v), 3) for k, v in dev.items()},
+            "sample_id": sample["sample_id"], "text": sample["text"], "num_frames": produced["num_frames"],
+            "fps": produced["fps"], "pose": pose_uri, "gif": gif_uri, "model_id": predictor.model_id}  # fmt: skip
+
+
 def _serve_and_translate(
-    model: str, sample: dict, port: int | None, quiet: bool, recognizer: dict | None = None
+    model: str,
+    sample: dict,
+    port: int | None,
+    quiet: bool,
+    recognizer: dict | None = None,
+    producer: dict | None = None,
 ) -> dict:
     """Deploy the trained model (``model``: the run directory: its best checkpoint), and the recognizer when given,
     on the running local Ray, POST the held-out sample (and an unseen sign), return the answers."""
@@ -269,7 +317,9 @@ def _serve_and_translate(
             "app_name": "demo",
             "models": {"translate": {"checkpoint": model, "deployment": {"num_cpus": 0.5}}}
             | ({"recognize": {"checkpoint": recognizer["run_dir"], "deployment": {"num_cpus": 0.25}}}
-               if recognizer else {}),
+               if recognizer else {})
+            | ({"produce": {"checkpoint": producer["run_dir"], "deployment": {"num_cpus": 0.25}}}
+               if producer else {}),
             "features": {"deployment": {"num_cpus": 0.5}, "frames": {"sampling": "all", "max_frames": 128},
                          "decode": {"max_side": 640}},
             "http": {"host": "127.0.0.1", "port": port},
@@ -299,6 +349,16 @@ def _serve_and_translate(
             print(f"    POST {url}recognize with an unseen sign's .pose and the test-unseen signs' descriptions",
                   flush=True)  # fmt: skip
         out["recognize"] = _recognize_unseen(url, recognizer)
+    if producer:
+        if not quiet:
+            print(f"    POST {url}produce with the held-out sentence", flush=True)
+        body = json.dumps({"text": sample["text"]}).encode()
+        req = urllib.request.Request(url + "produce", data=body, headers={"Content-Type": "application/json"},
+                                     method="POST")  # fmt: skip
+        with urllib.request.urlopen(req, timeout=300) as r:
+            answer = json.loads(r.read())
+        out["produce"] = {"text": sample["text"], "num_frames": answer["num_frames"], "fps": answer["fps"],
+                          "model_id": answer["model_id"]}  # fmt: skip
     return out
 
 
@@ -394,6 +454,7 @@ def run_demo(
     port: int | None = None,
     cpus: int | None = None,
     recognition_overrides: list[str] | None = None,
+    produce_overrides: list[str] | None = None,
 ) -> dict:
     """Run the demo (see the module docstring); returns the summary (also written to ``{out}/summary.json``)."""
     import ray
@@ -404,7 +465,7 @@ def run_demo(
     started = time.time()
     out = storage.normalize(out)
     manifest_uri, features = storage.join(out, "manifest.parquet"), storage.join(out, "features")
-    narrator = Narrator(total=8, quiet=quiet)
+    narrator = Narrator(total=9, quiet=quiet)
     say = narrator.say
     say(f"ray_slt demo: everything is written under {out}")
     if data:
@@ -496,10 +557,21 @@ def run_demo(
             f"{rec['test']['top1']:.1f}% (chance {rec['chance_top1']}%), top-5 {rec['test']['top5']:.1f}%")  # fmt: skip
         summary["recognition"] = {k: rec[k] for k in ("run_dir", "partition", "steps", "test", "test_n", "chance_top1")}
         sample = _held_out(manifest_uri)
+        prod = narrator.step(
+            "Producing signing from text (a tiny SignLLM-style text -> pose producer on Ray Train)",
+            lambda: _production(out, features, sample, produce_overrides or []),
+        )
+        say(
+            f"    {prod['steps']} steps; dev DTW-MJE {prod['dev_dtw']['trained']:.3f} vs untrained "
+            f"{prod['dev_dtw']['untrained']:.3f} (shoulder widths, lower is better)"
+        )
+        say(f"    {prod['text']!r} -> {prod['num_frames']} frames: {prod['pose']} (animated: {prod['gif']})")
+        summary["production"] = {k: prod[k] for k in ("run_dir", "steps", "dev_dtw", "sample_id", "num_frames",
+                                                      "pose", "gif")}  # fmt: skip
         answer = narrator.step(
-            "Serving both models (Ray Serve on 127.0.0.1): translating a held-out test sample and recognising an "
-            "unseen sign over HTTP",
-            lambda: _serve_and_translate(run_dir, sample, port, quiet, rec),
+            "Serving the three models (Ray Serve on 127.0.0.1): translating a held-out test sample, recognising an "
+            "unseen sign and producing the held-out sentence over HTTP",
+            lambda: _serve_and_translate(run_dir, sample, port, quiet, rec, prod),
         )
         say(f"    sample     {answer['sample_id']}")
         say(f"    reference  {answer['reference']}")
@@ -558,6 +630,13 @@ def render_summary(s: dict) -> str:
             r = h["recognize"]
             lines.append(f"recognized    POST /recognize {r['sample_id']} (an unseen {r['gloss']}) -> "
                          f"{', '.join(r['ranked'][:3])}")  # fmt: skip
+        if "produce" in h:
+            p = h["produce"]
+            lines.append(f"produced      POST /produce {p['text']!r} -> {p['num_frames']} frames at {p['fps']:g} fps")
+    if "production" in s:
+        p = s["production"]
+        lines.append(f"production    dev DTW {p['dev_dtw']['trained']:.3f} vs untrained "
+                     f"{p['dev_dtw']['untrained']:.3f}; animation {p['gif']}")  # fmt: skip
     lines.append("steps         " + "; ".join(f"{x['step'].split(' (')[0]} {x['seconds']} s" for x in s["steps"]))
     if "total_s" in s:
         lines.append(f"total         {s['total_s']} s")
@@ -594,11 +673,19 @@ def _configure(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override of conf/train/recognition/hali_synthetic_tiny.yaml (e.g. optim.epochs=4); repeatable",
     )
+    p.add_argument(
+        "--produce",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override of conf/train/production/synthetic_tiny.yaml (default 4 epochs, text input); repeatable",
+    )
 
 
 def _run(args: argparse.Namespace) -> dict:
     return run_demo(args.out, args.size, quiet=args.json, data=args.data, train_overrides=args.train,
-                    port=args.port, cpus=args.cpus, recognition_overrides=args.recognition)  # fmt: skip
+                    port=args.port, cpus=args.cpus, recognition_overrides=args.recognition,
+                    produce_overrides=args.produce)  # fmt: skip
 
 
 register(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 from testlib import shared
@@ -26,8 +27,9 @@ def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
 
     out = tmp_path / "demo"
     summary = run_demo(str(out), size="tiny", quiet=True, train_overrides=["optim.epochs=1"], cpus=2,
-                       recognition_overrides=["optim.epochs=2"])  # fmt: skip
-    assert len(summary["steps"]) == 8
+                       recognition_overrides=["optim.epochs=2"], produce_overrides=["optim.epochs=2",
+                       "optim.batch_size=8", "eval.every_epochs=2"])  # fmt: skip
+    assert len(summary["steps"]) == 9
     assert summary["splits"] == {"train": 32, "dev": 8, "test": 8}
     assert summary["extract"]["ok"] == 48 and summary["extract"]["errors"] == 0
     for name in ("untrained", "trained"):
@@ -57,6 +59,21 @@ def test_demo_runs_every_step_and_serves_the_trained_model(tmp_path):
     unseen = set(read_meta(ref.model)["partition"]["test_unseen"])
     answer = http["recognize"]
     assert answer["gloss"] in unseen and answer["candidates"] == 4 and sorted(answer["ranked"]) == sorted(unseen)
+    # production: the held-out sentence produced (a .pose pose-format reads, a GIF of every frame) and served
+    from PIL import Image
+    from pose_format import Pose
+
+    prod = summary["production"]
+    assert prod["sample_id"] == http["sample_id"] and prod["steps"] > 0
+    assert prod["dev_dtw"]["trained"] > 0 and prod["dev_dtw"]["untrained"] > 0
+    pose = Pose.read(Path(prod["pose"]).read_bytes())
+    assert pose.body.data.shape[:3] == (prod["num_frames"], 1, 50)
+    assert Image.open(prod["gif"]).n_frames == prod["num_frames"]
+    want = load_predictor(prod["run_dir"]).predict([{"text": http["reference"]}])[0]
+    assert want["num_frames"] == prod["num_frames"]  # in process, as the demo produced it
+    # over HTTP (another process: float rounding may move the counter's stop by a frame or two)
+    assert 1 <= http["produce"]["num_frames"] <= 64
+    assert http["produce"]["model_id"] == load_predictor(prod["run_dir"]).model_id
 
 
 def _corpus(tmp_path, rows: list[str], clips: dict[str, str]):

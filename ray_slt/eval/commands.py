@@ -132,6 +132,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--semantic", action="store_true", help="also TSR and PGER (needs the embedder and HanTa)")
     p.add_argument("--embedder", help="sentence-transformers model id or directory for TSR")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--back-translator", metavar="RUN",
+                   help="producers: a translator (run, checkpoint or model directory) that reads the productions; "
+                        "adds back-translation BLEU/ROUGE against the sentences (bt_*)")  # fmt: skip
 
 
 def _grid(items: list[str]) -> dict[str, list]:
@@ -161,7 +164,7 @@ def _run_eval(args: argparse.Namespace) -> dict:
         if value is not None and value < 1:
             raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     protocol_options = {"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder,
-                        "lowercase": args.lowercase}  # fmt: skip
+                        "lowercase": args.lowercase, "back_translator": args.back_translator}  # fmt: skip
     if args.grid:
         if args.decoding_from_dev or args.out or args.protocol:
             raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")

@@ -84,6 +84,30 @@ def from_layout77(xy: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     return out, ok
 
 
+#: the 77-point layout's points that the 50 joints carry (all but the neck, which is derived): what a
+#: translator that back-translates productions reads (``encoder.points: p2s50``)
+LAYOUT77_POINTS: tuple[int, ...] = tuple(sorted(i for i in _FROM77 if i is not None))
+
+
+def to_layout77(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 77-point layout ``xy [T, 77, 2]`` and ``valid [T, 77]`` of 50 joints ``[T, 50, 2 or 3]`` (a production
+    or a lifted pose): each joint's x, y at its point (lifting keeps them, so a lifted pose maps back to the
+    points it came from); every other point (face, the rest of the body) missing. The inverse of
+    :func:`from_layout77` on the points both have."""
+    joints = np.asarray(joints, np.float64)
+    if joints.ndim != 3 or joints.shape[1] != NUM_JOINTS or joints.shape[2] not in (2, 3) or not len(joints):
+        raise DataError(f"expected 50 joints [T >= 1, 50, 2 or 3], got {joints.shape}")
+    if not np.isfinite(joints[..., :2]).all():
+        raise DataError("non-finite joint coordinates")
+    xy = np.zeros((len(joints), NUM_POINTS, 2), np.float32)
+    valid = np.zeros((len(joints), NUM_POINTS), bool)
+    for j, dst in enumerate(_FROM77):
+        if dst is not None:
+            xy[:, dst] = joints[:, j, :2]
+            valid[:, dst] = True
+    return xy, valid
+
+
 def fill_missing(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Missing points filled: linear interpolation over time between observed frames, the nearest observed value
     before the first / after the last, and a joint never observed takes its parent's (filled) position. A clip

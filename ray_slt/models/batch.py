@@ -78,6 +78,19 @@ def _rows(samples: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) ->
     return list(samples)
 
 
+def keep_points(points: str) -> np.ndarray | None:
+    """The 77-point mask of an encoder's ``points`` setting (None: all points)."""
+    if points == "all":
+        return None
+    if points == "p2s50":
+        from ray_slt.features.prompt2sign import LAYOUT77_POINTS
+
+        keep = np.zeros(77, bool)
+        keep[list(LAYOUT77_POINTS)] = True
+        return keep
+    raise DataError(f"unknown point set {points!r} (all or p2s50)")
+
+
 class Collator:
     """Pads a list of samples into a batch; tokenizes targets and glosses with the model's tokenizers."""
 
@@ -88,12 +101,14 @@ class Collator:
         max_frames: int = 300,
         max_target_tokens: int = 128,
         max_glosses: int = 128,
+        points: str = "all",
     ):
         self.tokenizer = tokenizer
         self.gloss_tokenizer = gloss_tokenizer
         self.max_frames = max_frames
         self.max_target_tokens = max_target_tokens
         self.max_glosses = max_glosses
+        self.keep = keep_points(points)
 
     def target_ids(self, text: str) -> list[int]:
         """Token ids of one target: ``" " + text`` truncated to ``max_target_tokens - 1``, then eos."""
@@ -132,6 +147,8 @@ class Collator:
             pmask = _array(pmask, bool)
             if pmask.shape != coords.shape[:2]:
                 raise DataError(f"point mask {pmask.shape} does not match coords {coords.shape}", where)
+            if self.keep is not None:
+                pmask = pmask & self.keep
             coords = np.where(pmask[..., None], coords, np.float32(0))  # missing points: zero, never read
             if not np.isfinite(coords).all():
                 raise DataError("non-finite coordinates at points marked present", where)

@@ -121,3 +121,66 @@ rendered as an animated GIF.
 examples:
   ray-slt produce models/signllm "the weather is nice" --sign-language qsl --out hello.pose --gif hello.gif
   ray-slt produce runs/produce_synthetic_tiny "SIGN1 SIGN2" --out two_signs.pose""")  # fmt: skip
+
+
+def _configure_lexicon(p: argparse.ArgumentParser) -> None:
+    p.add_argument("lexicon", help="a lexicon directory (spoken-to-signed's index.csv + .pose files), "
+                                   "'spoken-to-signed' (the package's fingerspelling lexicon), or a synthetic corpus "
+                                   "root (its signs are written out as a lexicon first)")  # fmt: skip
+    p.add_argument("--signed-language", required=True, metavar="CODE", help="whose entries (ase, gsg, qsl, ...)")
+    p.add_argument("--spoken-language", metavar="LANG", help="only entries of this spoken language")
+    p.add_argument("--out", required=True, help="the model directory to write (local or s3://)")
+    p.add_argument("--fps", type=float, default=25.0, help="the producer's pose rate before --frame-step (25)")
+    p.add_argument("--frame-step", type=int, default=1, help="keep every N-th frame, as a producer's frame_step (1)")
+    p.add_argument("--max-frames", type=int, default=300, help="the longest production (300)")
+    p.add_argument("--blend", type=int, default=4, help="interpolated frames between two signs (4)")
+    p.add_argument("--trim-margin", type=int, default=5, help="frames kept around the raised-hand span (5)")
+
+
+def _run_lexicon(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    from ray_slt.models.lexicon_producer import build_lexicon_producer
+
+    lexicon = args.lexicon
+    if lexicon == "spoken-to-signed":
+        try:
+            import spoken_to_signed
+        except ImportError:
+            raise ConfigError("the spoken-to-signed package is not installed (pip install spoken-to-signed)") from None
+        lexicon = os.path.join(os.path.dirname(spoken_to_signed.__file__), "assets", "fingerspelling_lexicon")
+    elif storage.exists(storage.join(lexicon, "synthetic.json")) and not storage.exists(
+        storage.join(lexicon, "index.csv")
+    ):
+        from ray_slt.data.synthetic import write_sign_lexicon
+
+        corpus, lexicon = lexicon, storage.normalize(args.out).rstrip("/") + "-lexicon"
+        write_sign_lexicon(corpus, lexicon)
+    for name in ("frame_step", "max_frames"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    return build_lexicon_producer(lexicon, args.out, args.signed_language, args.spoken_language, pose_fps=args.fps,
+                                  frame_step=args.frame_step, max_frames=args.max_frames, blend=args.blend,
+                                  trim_margin=args.trim_margin, progress=not args.json)  # fmt: skip
+
+
+def _render_lexicon(r: dict[str, Any]) -> str:
+    lines = [f"lexicon producer {r['out']}: {r['entries']} {r['signed_language']} signs from {r['source']}"]
+    if r["skipped"]:
+        lines.append(f"skipped {len(r['skipped'])} unreadable entries, e.g. line {r['skipped'][0]['line']}: "
+                     f"{r['skipped'][0]['reason']}")  # fmt: skip
+    lines.append(f"evaluate it: ray-slt eval {r['out']} --split test --data FEATURES")
+    return "\n".join(lines)
+
+
+register("lexicon-producer", "build the lexicon-concatenation production baseline (spoken-to-signed's)",
+         _configure_lexicon, _run_lexicon, _render_lexicon, description="""\
+Build a lexicon producer: glosses in, the lexicon's isolated signs concatenated out (spoken-to-signed's baseline:
+look up, trim to the raised-hand span, join with short transitions), in the same Prompt2Sign frames as a trained
+producer, so `ray-slt eval` scores it the same way (DTW, --back-translator) and `ray-slt serve` serves it.
+
+examples:
+  ray-slt lexicon-producer runs/synthetic/corpus --signed-language qsl --out runs/lexicon_qsl --frame-step 3 \\
+      --max-frames 64
+  ray-slt eval runs/lexicon_qsl --split test --data runs/synthetic/features
+  ray-slt lexicon-producer spoken-to-signed --signed-language ase --out runs/fingerspelling_ase""")  # fmt: skip

@@ -39,6 +39,9 @@ class SkeletonEncoderConfig(Schema):
     heads: int = Field(8, gt=0)
     ffn: int = Field(2048, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    # which of the 77 points it reads: all, or only the 49 a Prompt2Sign production carries (body 0-7 and both
+    # hands; ray_slt.features.prompt2sign.LAYOUT77_POINTS): a translator trained so back-translates productions
+    points: Literal["all", "p2s50"] = "all"
 
     @model_validator(mode="after")
     def _check(self) -> SkeletonEncoderConfig:

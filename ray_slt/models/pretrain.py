@@ -166,7 +166,8 @@ class PretrainModel(nn.Module):
     def collator(self):
         from ray_slt.models.batch import Collator
 
-        return Collator(self.tokenizer, max_frames=self.cfg.max_frames, max_target_tokens=self.cfg.text.max_length)
+        return Collator(self.tokenizer, max_frames=self.cfg.max_frames, max_target_tokens=self.cfg.text.max_length,
+                        points=self.cfg.skeleton.points)  # fmt: skip
 
     def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.text.get_encoder()(input_ids=ids, attention_mask=mask.long()).last_hidden_state

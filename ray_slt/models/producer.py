@@ -271,6 +271,8 @@ class ProducerCollator:
             "id_mask": torch.tensor([[True] * len(i) + [False] * (width - len(i)) for i in ids]),
             "sample_ids": [str(s.get("sample_id", k)) for k, s in enumerate(samples)],
         }
+        if all(isinstance(s.get("text"), str) for s in samples):  # what back-translation is scored against
+            out["texts"] = [s["text"] for s in samples]
         if all(s.get("keypoints") is not None for s in samples):
             c = self.cfg
             frames = [model_frames(reference_frames(s, c.percentile), c.frame_step, c.max_frames) for s in samples]
@@ -384,18 +386,24 @@ class ProducerPredictor(Predictor):
         return [self._output(f) for f in self.model.produce(batch)]
 
     def _output(self, frames: np.ndarray) -> dict[str, Any]:
-        import base64
+        return production_output(frames, self.model.cfg.pose_fps / self.model.cfg.frame_step)
 
-        from ray_slt.data.poses import pose_bytes
-        from ray_slt.features import prompt2sign as p2s
 
-        fps = self.model.cfg.pose_fps / self.model.cfg.frame_step
-        joints = frames[:, :150].reshape(len(frames), p2s.NUM_JOINTS, 3)
-        pose = p2s.to_pose(joints, fps=fps)
-        canvas = np.asarray(pose.body.data)[:, 0, :, :2]
-        drawable = {"width": 512, "height": 512, "fps": fps, "frames": list(range(len(frames))),
-                    "points": canvas.round(1).reshape(len(frames), -1).tolist(), "edges": [list(b) for b in p2s.BONES],
-                    "parts": [[0, p2s.LEFT_HAND0, "#f2c14e"], [p2s.LEFT_HAND0, p2s.RIGHT_HAND0, "#4ea8de"],
-                              [p2s.RIGHT_HAND0, p2s.NUM_JOINTS, "#f25f5c"]], "produced": True}  # fmt: skip
-        return {"frames": frames.round(5).tolist(), "num_frames": len(frames), "fps": fps,
-                "pose_b64": base64.b64encode(pose_bytes(pose)).decode("ascii"), "pose": drawable}  # fmt: skip
+def production_output(frames: np.ndarray, fps: float) -> dict[str, Any]:
+    """What a producer answers for frames ``[T, 151]`` at ``fps``: ``frames``, ``num_frames``, ``fps``,
+    ``pose_b64`` (the production as a base64 ``.pose`` file, :func:`ray_slt.features.prompt2sign.to_pose`) and
+    ``pose`` (what the web page draws: 2D points on the ``.pose`` canvas, its limbs and part colours)."""
+    import base64
+
+    from ray_slt.data.poses import pose_bytes
+    from ray_slt.features import prompt2sign as p2s
+
+    joints = frames[:, :150].reshape(len(frames), p2s.NUM_JOINTS, 3)
+    pose = p2s.to_pose(joints, fps=fps)
+    canvas = np.asarray(pose.body.data)[:, 0, :, :2]
+    drawable = {"width": 512, "height": 512, "fps": fps, "frames": list(range(len(frames))),
+                "points": canvas.round(1).reshape(len(frames), -1).tolist(), "edges": [list(b) for b in p2s.BONES],
+                "parts": [[0, p2s.LEFT_HAND0, "#f2c14e"], [p2s.LEFT_HAND0, p2s.RIGHT_HAND0, "#4ea8de"],
+                          [p2s.RIGHT_HAND0, p2s.NUM_JOINTS, "#f25f5c"]], "produced": True}  # fmt: skip
+    return {"frames": frames.round(5).tolist(), "num_frames": len(frames), "fps": fps,
+            "pose_b64": base64.b64encode(pose_bytes(pose)).decode("ascii"), "pose": drawable}  # fmt: skip

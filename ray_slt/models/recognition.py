@@ -192,7 +192,7 @@ class SignRecognizer(nn.Module):
 
     # -- batches ---------------------------------------------------------------------------------------------
     def collator(self):
-        base = Collator(max_frames=self.cfg.max_frames)
+        base = Collator(max_frames=self.cfg.max_frames, points=self.cfg.encoder.points)
 
         def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             rows = [dict(s) for s in samples]

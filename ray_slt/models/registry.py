@@ -41,6 +41,7 @@ MODEL_KINDS = Registry(
         "recognizer": "ray_slt.models.recognition:RecognizerPredictor",
         "producer": "ray_slt.models.producer:ProducerPredictor",
         "producer_set": "ray_slt.models.producer_set:ProducerSetPredictor",
+        "lexicon_producer": "ray_slt.models.lexicon_producer:LexiconProducerPredictor",
     },
 )
 

@@ -115,6 +115,7 @@ class SignTranslator(nn.Module):
             max_frames=self.cfg.max_frames,
             max_target_tokens=self.cfg.max_target_tokens,
             max_glosses=max_glosses,
+            points=getattr(self.cfg.encoder, "points", "all"),
         )
 
     # -- the sign prefix ---------------------------------------------------------------------------------

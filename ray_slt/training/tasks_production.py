@@ -59,8 +59,10 @@ class ProduceTask(SourcedTask):
         produced = model.produce(batch)
         refs = batch["frames"].cpu().numpy()
         lengths = batch["frame_mask"].sum(1).tolist()
-        return [{"sample_id": sid, "frames": p.round(5).tolist(), "reference": r[: int(n)].round(5).tolist()}
-                for sid, p, r, n in zip(batch["sample_ids"], produced, refs, lengths)]  # fmt: skip
+        texts = batch.get("texts") or [None] * len(produced)
+        rows = zip(batch["sample_ids"], produced, refs, lengths, texts)
+        return [{"sample_id": sid, "frames": p.round(5).tolist(), "reference": r[: int(n)].round(5).tolist(),
+                 "text": t} for sid, p, r, n, t in rows]  # fmt: skip
 
     def param_groups(self, model) -> list[dict[str, Any]]:
         c = self.model_cfg
