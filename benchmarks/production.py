@@ -11,17 +11,23 @@ What it does, in one run:
 
 1. the synthetic corpus (``ray-slt prepare conf/prepare/synthetic.yaml``: 600 train / 60 dev / 60 test sentences)
    and its feature store (``ray-slt extract``); the producer config ``conf/train/production/synthetic_tiny.yaml``;
-2. ablation (the rows of the paper's Table 7 that this project has; each one change from Base, over
+2. the back-translator: the synthetic translator (``conf/train/synthetic_tiny.yaml``) trained on the 49 points a
+   production carries (``sft.encoder.points=p2s50``), 12 epochs; it reads every production below (and the
+   references: the ceiling);
+3. ablation (the rows of the paper's Table 7 that this project has; each one change from Base, over
    ``--seeds``): Base (MSE, next frame only, no noise), + future prediction (3 frames), + Gaussian noise (0.2),
    FP & GN, RL loss, RL loss & PLC (``optim.sampling: priority``, the paper's "most rewarding" reading). Each is
    trained ``--epochs`` epochs on 2 Ray Train workers with a dev evaluation every epoch: best dev DTW-MJE
-   (shoulder widths), test DTW of the dev-chosen checkpoint (``ray-slt eval``), length ratio, training time;
-3. the 72.9% claim's mechanics (SPEC C, reading 3): the "late stage" is the dev DTW Base reaches at its last
+   (shoulder widths), then on test with the dev-chosen checkpoint (``ray-slt eval --back-translator``): DTW,
+   length ratio, back-translation BLEU-4 / ROUGE-L; training time. Beside them: Base's untrained start and the
+   lexicon-concatenation baseline (``ray-slt lexicon-producer`` on the corpus's dictionary of its signs, signed
+   alone by one of its signers), scored the same way;
+4. the 72.9% claim's mechanics (SPEC C, reading 3): the "late stage" is the dev DTW Base reaches at its last
    epoch; for each setting, the training time (summed step times, evaluations excluded) until its first dev
    evaluation at or below it, as a ratio to Base's;
-4. throughput: Base for a fixed number of steps with 1 and 2 workers (DDP, 1 CPU each, the same per-worker
+5. throughput: Base for a fixed number of steps with 1 and 2 workers (DDP, 1 CPU each, the same per-worker
    batch): training samples/s and their ratio;
-5. DGS smoke run: the 32 DGS Corpus sentences of ../shared/data/dgs_corpus (MediaPipe Holistic poses, glosses
+6. DGS smoke run: the 32 DGS Corpus sentences of ../shared/data/dgs_corpus (MediaPipe Holistic poses, glosses
    with timings), lifted to Prompt2Sign's 3D frames; a tiny producer trained in process on 26 of them, DTW of
    its productions of the other 6 against the untrained producer's, and against a lexicon-concatenation
    baseline whose lexicon is cut from the training sentences' gloss timings (the gloss's first occurrence;
@@ -45,6 +51,7 @@ SHARED = (REPO / ".." / "shared" / "data").resolve()
 CONF = REPO / "conf" / "train" / "production" / "synthetic_tiny.yaml"
 RESULTS = REPO / "benchmarks" / "results"
 BASE = ["produce.future=1", "produce.noise=0", "produce.loss=mse", "optim.sampling=shuffle"]
+BT_KEYS = ("bt_bleu4", "bt_rouge_l", "bt_bleu1", "bt_ref_bleu4", "bt_ref_rouge_l")
 ABLATION = {  # the paper's Table 7 rows, each one change from Base
     "Base (MSE)": [],
     "Future prediction": ["produce.future=3"],
@@ -96,8 +103,45 @@ def step_seconds(train_curve: list[dict]) -> dict[int, float]:
     return out
 
 
-def ablation(data: dict, out: str, epochs: int, seeds: list[int]) -> dict:
+def back_translator(data: dict, out: str) -> dict:
+    from ray_slt.config import load_config
     from ray_slt.eval.run import evaluate
+    from ray_slt.training.run import run_training
+
+    cfg = load_config(str(REPO / "conf" / "train" / "synthetic_tiny.yaml"), [
+        f"data.features={data['features']}", f"trainer.storage={out}/runs", "trainer.name=back_translator",
+        "sft.encoder.points=p2s50"])  # fmt: skip
+    s = run_training(cfg)
+    test = evaluate(s["run_dir"], split="test", data=data["features"], protocol_options={"lang": "en"})
+    print(f"back-translator: test BLEU-4 {test['bleu4']:.2f} on real poses (49 points)", flush=True)
+    return {"run_dir": s["run_dir"], "test_bleu4": test["bleu4"], "test_rouge_l": test["rouge_l"],
+            "train_s": s["train_time_s"]}  # fmt: skip
+
+
+def scored(run: str, data: dict, bt: str | None) -> dict:
+    from ray_slt.eval.run import evaluate
+
+    options = {"back_translator": bt, "lang": "en"} if bt else {}
+    return evaluate(run, split="test", data=data["features"], protocol_options=options)
+
+
+def baselines(data: dict, out: str, bt: str | None, base_run: str) -> dict:
+    """Base's untrained start and the lexicon-concatenation baseline, scored on test as the producers are."""
+    from ray_slt.cli import main
+
+    start = next(p for p in Path(base_run).iterdir() if p.name.startswith("init-"))
+    lexicon = f"{out}/lexicon_qsl"
+    corpus = str(Path(data["manifest"]).parent / "corpus")
+    if main(["lexicon-producer", corpus, "--signed-language", "qsl", "--out", lexicon, "--frame-step", "3",
+             "--max-frames", "64", "--json"]) != 0:  # fmt: skip
+        raise SystemExit("lexicon-producer failed")
+    return {
+        "Untrained (Base's start)": scored(str(start), data, bt),
+        "Lexicon concatenation": scored(lexicon, data, bt),
+    }
+
+
+def ablation(data: dict, out: str, epochs: int, seeds: list[int], bt: str | None) -> dict:
 
     rows: dict[str, dict] = {}
     for label, changes in ABLATION.items():
@@ -111,12 +155,13 @@ def ablation(data: dict, out: str, epochs: int, seeds: list[int]) -> dict:
             wall = time.perf_counter() - t0
             dev = jsonl(s["curves"]["dev"])
             secs = step_seconds(jsonl(s["curves"]["train"]))
-            test = evaluate(s["run_dir"], split="test")
+            test = scored(s["run_dir"], data, bt)
             per_seed.append({
                 "seed": seed, "best_dev_dtw": min(r["dev_dtw"] for r in dev), "start_dev_dtw": dev[0]["dev_dtw"],
                 "test_dtw": test["dtw"], "test_length_ratio": test["length_ratio"], "wall_s": wall,
-                "train_s": s["train_time_s"], "dtw_signature": test["dtw_signature"],
+                "train_s": s["train_time_s"], "dtw_signature": test["dtw_signature"], "run_dir": s["run_dir"],
                 "curve": [(r["step"], secs.get(r["step"], 0.0), r["dev_dtw"]) for r in dev],
+                **{k: test[k] for k in BT_KEYS if k in test},
             })  # fmt: skip
             print(f"{label} seed {seed}: dev {per_seed[-1]['best_dev_dtw']:.3f} test {test['dtw']:.3f} "
                   f"({wall:.0f} s)", flush=True)  # fmt: skip
@@ -126,6 +171,7 @@ def ablation(data: dict, out: str, epochs: int, seeds: list[int]) -> dict:
             "test_dtw": mean_sd([r["test_dtw"] for r in per_seed]),
             "test_length_ratio": mean_sd([r["test_length_ratio"] for r in per_seed]),
             "train_s": mean_sd([r["train_s"] for r in per_seed]),
+            **{k: mean_sd([r[k] for r in per_seed]) for k in BT_KEYS if k in per_seed[0]},
             "seeds": per_seed,
         }
     # time to the late stage: the DTW Base reaches at its last evaluation, per seed
@@ -245,10 +291,16 @@ def markdown(report: dict) -> str:
              f"`conf/train/production/synthetic_tiny.yaml` (1+1 layers, 64 wide), {report.get('epochs')} epochs on 2 "
              "Ray Train workers; DTW-MJE in shoulder widths (lower is better), the test checkpoint chosen on dev.",
              ""]  # fmt: skip
+    if "back_translator" in report:
+        b = report["back_translator"]
+        lines += [f"Back-translator: the synthetic translator trained on the 49 points productions carry "
+                  f"(`sft.encoder.points=p2s50`, {b['train_s']:.0f} s): test BLEU-4 {b['test_bleu4']:.2f} on the "
+                  "corpus's own poses.", ""]  # fmt: skip
     if "ablation" in report:
-        lines += ["## Ablation (the paper's Table 7 rows; mean ± sd over seeds)", "",
-                  "| setting | best dev DTW | test DTW | test length ratio | train s | time to Base's late-stage DTW |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        bt = lambda r, k: f"{r[k]['mean']:.2f}" if k in r else "-"  # noqa: E731
+        lines += ["## Ablation (the paper's Table 7 rows; mean ± sd over seeds) and the baselines", "",
+                  "| setting | best dev DTW | test DTW | test length ratio | test BT BLEU-4 | test BT ROUGE-L "
+                  "| train s | time to Base's late-stage DTW |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for label, r in report["ablation"].items():
             late = r["late_stage"]
             ratio = late["time_ratio"]
@@ -257,7 +309,17 @@ def markdown(report: dict) -> str:
                 reach += f" ({sum(late['reached'])}/{len(late['reached'])} seeds)"
             lines.append(f"| {label} | {r['best_dev_dtw']['mean']:.3f} ± {r['best_dev_dtw']['sd']:.3f} | "
                          f"{r['test_dtw']['mean']:.3f} ± {r['test_dtw']['sd']:.3f} | "
-                         f"{r['test_length_ratio']['mean']:.2f} | {r['train_s']['mean']:.0f} | {reach} |")  # fmt: skip
+                         f"{r['test_length_ratio']['mean']:.2f} | {bt(r, 'bt_bleu4')} | {bt(r, 'bt_rouge_l')} | "
+                         f"{r['train_s']['mean']:.0f} | {reach} |")  # fmt: skip
+        for label, r in report.get("baselines", {}).items():
+            lines.append(
+                f"| {label} | - | {r['dtw']:.3f} | {r['length_ratio']:.2f} | "
+                f"{r.get('bt_bleu4', float('nan')):.2f} | {r.get('bt_rouge_l', float('nan')):.2f} | - | - |"
+            )
+        first = next(iter(report["baselines"].values()), {}) if report.get("baselines") else {}
+        if "bt_ref_bleu4" in first:
+            lines += ["", f"The back-translator reading the test references themselves (the ceiling): BLEU-4 "
+                      f"{first['bt_ref_bleu4']:.2f}, ROUGE-L {first['bt_ref_rouge_l']:.2f}."]  # fmt: skip
         sig = next(iter(report["ablation"].values()))["seeds"][0]["dtw_signature"]
         lines += ["", f"DTW signature: `{sig}`. Paper (Fig. 5): RL loss & PLC reaches Base's late stage in 72.9% of "
                   "Base's time (ASL, SignLLM-40M-Base; not comparable, the mechanics only).", ""]  # fmt: skip
@@ -287,6 +349,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=40, help="steps of the throughput runs")
     ap.add_argument("--cpus", type=int, default=os.cpu_count())
     ap.add_argument("--out", default="runs/bench_production")
+    ap.add_argument("--no-back-translation", action="store_true", help="skip the back-translator (DTW only)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -297,7 +360,14 @@ def main() -> int:
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         data = corpus(args.out)
         if "ablation" in parts:
-            report["ablation"] = ablation(data, args.out, args.epochs, seeds)
+            bt = None
+            if not args.no_back_translation:
+                report["back_translator"] = back_translator(data, args.out)
+                bt = report["back_translator"]["run_dir"]
+            report["ablation"] = ablation(data, args.out, args.epochs, seeds, bt)
+            base_run = report["ablation"]["Base (MSE)"]["seeds"][0]["run_dir"]
+            report["baselines"] = {k: {m: v[m] for m in ("dtw", "length_ratio", *BT_KEYS) if m in v}
+                                   for k, v in baselines(data, args.out, bt, base_run).items()}  # fmt: skip
         if "workers" in parts:
             report["workers"] = {str(k): v for k, v in workers(data, args.out, args.steps).items()}
     if "dgs" in parts:

@@ -135,6 +135,8 @@ def _configure_lexicon(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=300, help="the longest production (300)")
     p.add_argument("--blend", type=int, default=4, help="interpolated frames between two signs (4)")
     p.add_argument("--trim-margin", type=int, default=5, help="frames kept around the raised-hand span (5)")
+    p.add_argument("--max-sign-seconds", type=float, default=0.8,
+                   help="longer signs are sped up to this (0.8 s, spoken-to-signed's; 0: never)")  # fmt: skip
 
 
 def _run_lexicon(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,7 +163,8 @@ def _run_lexicon(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     return build_lexicon_producer(lexicon, args.out, args.signed_language, args.spoken_language, pose_fps=args.fps,
                                   frame_step=args.frame_step, max_frames=args.max_frames, blend=args.blend,
-                                  trim_margin=args.trim_margin, progress=not args.json)  # fmt: skip
+                                  trim_margin=args.trim_margin, max_sign_seconds=args.max_sign_seconds or None,
+                                  progress=not args.json)  # fmt: skip
 
 
 def _render_lexicon(r: dict[str, Any]) -> str:

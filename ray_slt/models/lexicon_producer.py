@@ -18,6 +18,8 @@ project's 77-point layout and Algorithm 1's lifting, :mod:`ray_slt.features.prom
   (``missing``); spoken-to-signed's fall-backs (another language's lexicon, fingerspelling) are not built.
 - **trim** (spoken-to-signed's elbow heuristic): the frames where either wrist is above its elbow (image y
   grows downwards), widened by ``trim_margin`` frames each side; the whole sign when that never happens.
+- **speed-up**: a trimmed sign longer than ``max_sign_seconds`` (0.8 s, the package's default: citation forms are
+  much slower than fluent signing) is resampled to that duration; None keeps every sign's own pace.
 - **join**: ``blend`` frames linearly interpolated from one sign's last frame to the next one's first (the
   package smooths joins with a spline; a linear ramp is the simplest reading).
 - time: every entry is resampled to the producer's rate (``pose_fps / frame_step``) when it is built; a
@@ -69,7 +71,11 @@ def resample(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     """Frames ``[T, D]`` at ``src_fps`` linearly interpolated to ``dst_fps`` (the first and last kept)."""
     if abs(src_fps - dst_fps) < 1e-9 or len(frames) < 2:
         return frames
-    n = max(2, round((len(frames) - 1) * dst_fps / src_fps) + 1)
+    return to_length(frames, max(2, round((len(frames) - 1) * dst_fps / src_fps) + 1))
+
+
+def to_length(frames: np.ndarray, n: int) -> np.ndarray:
+    """Frames ``[T >= 2, D]`` linearly interpolated to ``n`` frames spanning the same motion (first and last kept)."""
     t = np.linspace(0, len(frames) - 1, n)
     lo = np.floor(t).astype(int).clip(0, len(frames) - 2)
     w = (t - lo)[:, None]
@@ -110,6 +116,7 @@ def build_lexicon_producer(
     percentile: float = 90.0,
     trim_margin: int = 5,
     blend: int = 4,
+    max_sign_seconds: float | None = 0.8,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Build a lexicon producer (kind ``lexicon_producer``) at ``out`` from the ``signed_language`` entries (and
@@ -151,7 +158,10 @@ def build_lexicon_producer(
             skipped.append({"line": int(row["_line"]), "path": rel, "reason": str(e)})
             continue
         a, b = active_span(joints, trim_margin)
-        frames = resample(joints[a:b].reshape(b - a, -1), fps, rate).astype(np.float32)
+        frames = resample(joints[a:b].reshape(b - a, -1), fps, rate)
+        if max_sign_seconds is not None and len(frames) > max(2, round(max_sign_seconds * rate)):
+            frames = to_length(frames, max(2, round(max_sign_seconds * rate)))  # sped up
+        frames = frames.astype(np.float32)
         key = f"e{k}"
         tensors[key] = frames
         entries.append({"key": key, "glosses": row["glosses"], "words": row["words"],
@@ -161,7 +171,8 @@ def build_lexicon_producer(
     meta = {"format": FORMAT, "version": VERSION, "signed_language": signed_language,
             "spoken_language": spoken_language, "source": storage.normalize(lexicon),
             "config": {"pose_fps": pose_fps, "frame_step": frame_step, "max_frames": max_frames,
-                       "percentile": percentile, "trim_margin": trim_margin, "blend": blend},
+                       "percentile": percentile, "trim_margin": trim_margin, "blend": blend,
+                       "max_sign_seconds": max_sign_seconds},
             "entries": entries, "skipped": skipped}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ray_slt_lexicon_") as d:
         save_file(tensors, os.path.join(d, ENTRIES))

@@ -108,3 +108,46 @@ def test_bad_lexicons_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"index.csv:1: missing column\(s\) spoken_language"):
         read_index(str(tmp_path))
     assert main(["lexicon-producer", str(tmp_path), "--signed-language", "ase", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_our_concatenation_agrees_with_the_packages_own(tmp_path, capsys):
+    """spoken-to-signed's own ``concatenate_poses`` (Holistic reduction, normalisation, elbow trimming, sign
+    speed-up, smoothing) on the same fingerspelling lexicon entries: our production of a word is nearer (DTW-MJE)
+    to the package's production of that word than to its production of another word."""
+    pytest.importorskip("spoken_to_signed")
+    from spoken_to_signed.gloss_to_pose.concatenate import concatenate_poses
+
+    from ray_slt.data.poses import read_pose
+    from ray_slt.eval.dtw import DTWSettings, dtw_mje
+    from ray_slt.features import prompt2sign as p2s
+    from ray_slt.features.layouts import layout77
+
+    out = tmp_path / "fs_ase"
+    assert main(["lexicon-producer", "spoken-to-signed", "--signed-language", "ase", "--out", str(out), "--json"]) == 0
+    source = Path(json.loads(capsys.readouterr().out)["source"])
+    rows = {r["glosses"]: r for r in read_index(str(source)) if r["signed_language"] == "ase"}
+    predictor = load_predictor(str(out))
+
+    def theirs(word: str) -> np.ndarray:
+        pose = concatenate_poses([read_pose(str(source / rows[c]["path"])) for c in word])
+        lay = layout77(pose)
+        return p2s.lift(*p2s.from_layout77(lay.coords, lay.valid))
+
+    def handshapes(joints: np.ndarray) -> np.ndarray:
+        """Fingerspelling is in the handshapes: each hand's joints relative to its wrist (the package moves and
+        rescales whole poses, which the positions would measure instead)."""
+        return np.concatenate([joints[:, 8:29] - joints[:, 8:9], joints[:, 29:50] - joints[:, 29:30]], 1)
+
+    words = ("HELLO", "WORLD", "SIGN", "BY")
+    ours = {w: np.asarray(predictor.predict([{"gloss": " ".join(w)}])[0]["frames"])[:, :150].reshape(-1, 50, 3)
+            for w in words}  # fmt: skip
+    packaged = {w: theirs(w) for w in words}
+    capsys.readouterr()  # the package prints its progress
+    settings = DTWSettings(fill="skip", trim=False, norm="none", label="handshapes")
+    d = np.array([[dtw_mje(handshapes(ours[a]), handshapes(packaged[b]), settings) for b in words] for a in words])
+    print("DTW ours (rows) vs the package's (columns)", words, d.round(3).tolist())
+    # measured: 0.04-0.06 on the diagonal, 0.07-0.11 off it
+    assert (d.argmin(1) == np.arange(len(words))).all(), d
+    # both speed long signs up to 0.8 s: the productions' lengths agree within a factor of 1.5
+    assert all(0.67 < len(ours[w]) / len(packaged[w]) < 1.5 for w in words), {w: (len(ours[w]), len(packaged[w]))
+                                                                             for w in words}  # fmt: skip
