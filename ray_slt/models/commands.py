@@ -68,17 +68,31 @@ examples:
 
 
 def _configure_produce(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a producer set, or a producer (a run, checkpoint or model directory)")
-    p.add_argument("text", help="the sentence (a producer set, a sentence-reading producer) or gloss sequence")
+    p.add_argument("model", help="a producer set, a producer or a lexicon producer (run, checkpoint or model dir)")
+    p.add_argument("text", nargs="?", help="the sentence (a producer set, a sentence-reading producer) or glosses")
+    p.add_argument("--sentences", metavar="FILE",
+                   help="produce every line of FILE instead (or a TSV with text/gloss, id, sign_language columns) on "
+                        "Ray Data; --out is then a directory")  # fmt: skip
     p.add_argument("--sign-language", metavar="CODE", help="which of a set's sign languages (default: its only one)")
     p.add_argument("--spoken-language", metavar="LANG", help="the sentence's language (checked against the set)")
-    p.add_argument("--out", required=True, metavar="FILE.pose", help="where to write the production (.pose)")
+    p.add_argument("--out", required=True, metavar="FILE.pose|DIR", help="where to write the production (.pose)")
     p.add_argument("--gif", metavar="FILE.gif", help="also render it as an animated GIF (pose-format's viewer)")
+    p.add_argument("--workers", type=int, default=1, help="--sentences: Ray Data actors, one model each (1)")
 
 
 def _run_produce(args: argparse.Namespace) -> dict[str, Any]:
     from ray_slt.models.registry import load_predictor
 
+    if (args.text is None) == (args.sentences is None):
+        raise ConfigError("give either a sentence or --sentences FILE")
+    if args.sentences is not None:
+        from ray_slt.models.produce_batch import produce_batch
+
+        if args.gif or args.sign_language or args.spoken_language:
+            raise ConfigError("--sentences takes the languages from its table's columns and renders no GIF")
+        if args.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        return produce_batch(args.model, args.sentences, args.out, workers=args.workers, progress=not args.json)
     if not args.out.endswith(".pose"):
         raise ConfigError(f"--out {args.out}: name a .pose file")
     if args.gif and not args.gif.endswith(".gif"):
@@ -104,6 +118,9 @@ def _run_produce(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _render_produce(r: dict[str, Any]) -> str:
+    if "items" in r:
+        return (f"{r['produced']} produced, {r['errors']} errors, {r['skipped']} already done of {r['items']}: "
+                f"{r['index']}")  # fmt: skip
     lines = [f"{r['pose']}: {r['num_frames']} frames at {r['fps']:g} fps ({r['model_id']})"]
     if r.get("gloss") is not None:
         lines.append(f"glosses ({r['sign_language']}): {r['gloss']}")
@@ -120,7 +137,8 @@ rendered as an animated GIF.
 
 examples:
   ray-slt produce models/signllm "the weather is nice" --sign-language qsl --out hello.pose --gif hello.gif
-  ray-slt produce runs/produce_synthetic_tiny "SIGN1 SIGN2" --out two_signs.pose""")  # fmt: skip
+  ray-slt produce runs/produce_synthetic_tiny "SIGN1 SIGN2" --out two_signs.pose
+  ray-slt produce models/signllm --sentences sentences.txt --out runs/produced --workers 2""")  # fmt: skip
 
 
 def _configure_lexicon(p: argparse.ArgumentParser) -> None:

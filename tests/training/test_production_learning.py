@@ -74,8 +74,14 @@ def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, ba
     trained = evaluate(s["run_dir"], split="test", protocol_options=options, out=str(tmp_path / "bt_trained"))
     untrained = evaluate(start_model, split="test", data=store, protocol_options=options,
                          out=str(tmp_path / "bt_untrained"))  # fmt: skip
-    print("back-translation BLEU-1/4, ROUGE-L: trained", [round(trained[k], 2) for k in BT], "untrained",
-          [round(untrained[k], 2) for k in BT], "references", [round(trained[f"bt_ref_{k[3:]}"], 2) for k in BT])
+    print(
+        "back-translation BLEU-1/4, ROUGE-L: trained",
+        [round(trained[k], 2) for k in BT],
+        "untrained",
+        [round(untrained[k], 2) for k in BT],
+        "references",
+        [round(trained[f"bt_ref_{k[3:]}"], 2) for k in BT],
+    )
     assert trained["bt_bleu1"] >= untrained["bt_bleu1"] + BT_MARGIN, (trained["bt_bleu1"], untrained["bt_bleu1"])
     assert trained["protocol"]["back_translator"] == back_translator
 
