@@ -77,6 +77,7 @@ def _configure_produce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spoken-language", metavar="LANG", help="the sentence's language (checked against the set)")
     p.add_argument("--out", required=True, metavar="FILE.pose|DIR", help="where to write the production (.pose)")
     p.add_argument("--gif", metavar="FILE.gif", help="also render it as an animated GIF (pose-format's viewer)")
+    p.add_argument("--video", metavar="FILE.mp4", help="also render it as an H.264 MP4 (pose-format's drawing)")
     p.add_argument("--workers", type=int, default=1, help="--sentences: Ray Data actors, one model each (1)")
 
 
@@ -88,8 +89,8 @@ def _run_produce(args: argparse.Namespace) -> dict[str, Any]:
     if args.sentences is not None:
         from ray_slt.models.produce_batch import produce_batch
 
-        if args.gif or args.sign_language or args.spoken_language:
-            raise ConfigError("--sentences takes the languages from its table's columns and renders no GIF")
+        if args.gif or args.video or args.sign_language or args.spoken_language:
+            raise ConfigError("--sentences takes the languages from its table's columns and renders no GIF or video")
         if args.workers < 1:
             raise ConfigError("--workers must be at least 1")
         return produce_batch(args.model, args.sentences, args.out, workers=args.workers, progress=not args.json)
@@ -97,6 +98,8 @@ def _run_produce(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--out {args.out}: name a .pose file")
     if args.gif and not args.gif.endswith(".gif"):
         raise ConfigError(f"--gif {args.gif}: name a .gif file")
+    if args.video and not args.video.endswith(".mp4"):
+        raise ConfigError(f"--video {args.video}: name a .mp4 file")
     if not args.text.strip():
         raise ConfigError("the text to produce is empty")
     predictor = load_predictor(args.model)
@@ -114,6 +117,12 @@ def _run_produce(args: argparse.Namespace) -> dict[str, Any]:
 
         storage.write_bytes(args.gif, gif_bytes(parse_pose(data, args.out)))
         result["gif"] = storage.normalize(args.gif)
+    if args.video:
+        from ray_slt.data.poses import parse_pose
+        from ray_slt.features.prompt2sign import mp4_bytes
+
+        storage.write_bytes(args.video, mp4_bytes(parse_pose(data, args.out)))
+        result["video"] = storage.normalize(args.video)
     return result
 
 
@@ -126,6 +135,8 @@ def _render_produce(r: dict[str, Any]) -> str:
         lines.append(f"glosses ({r['sign_language']}): {r['gloss']}")
     if r.get("gif"):
         lines.append(f"animation: {r['gif']}")
+    if r.get("video"):
+        lines.append(f"video: {r['video']}")
     return "\n".join(lines)
 
 

@@ -113,7 +113,8 @@ def test_choose_language_takes_the_only_language_when_none_is_given():
     assert choose_language(two, "bfi", "en") == "bfi"
 
 
-def test_cli_assembles_a_set_and_produces_a_pose_file_and_a_gif(parts, tmp_path, capsys):
+def test_cli_assembles_a_set_and_produces_a_pose_file_a_gif_and_a_video(parts, tmp_path, capsys):
+    import av
     from PIL import Image
     from pose_format import Pose
 
@@ -124,9 +125,9 @@ def test_cli_assembles_a_set_and_produces_a_pose_file_and_a_gif(parts, tmp_path,
     assert "ase: text -> gloss -> pose (spoken: en" in shown and "ray-slt serve" in shown
     assert main(["producer-set", "add", s, "--sign-language", "bfi", "--producer", parts["gloss"]]) == 2
     assert "reads glosses" in capsys.readouterr().err
-    pose_file, gif_file = tmp_path / "out.pose", tmp_path / "out.gif"
+    pose_file, gif_file, mp4_file = tmp_path / "out.pose", tmp_path / "out.gif", tmp_path / "out.mp4"
     assert main(["produce", s, "my sister eats an apple", "--out", str(pose_file), "--gif", str(gif_file),
-                 "--json"]) == 0  # fmt: skip
+                 "--video", str(mp4_file), "--json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     want = load_predictor(s).predict([{"text": "my sister eats an apple"}])[0]
     assert result["num_frames"] == want["num_frames"] and result["gloss"] == want["gloss"]
@@ -135,5 +136,10 @@ def test_cli_assembles_a_set_and_produces_a_pose_file_and_a_gif(parts, tmp_path,
     assert pose.body.data.shape[:3] == (want["num_frames"], 1, 50)
     gif = Image.open(io.BytesIO(gif_file.read_bytes()))
     assert gif.n_frames == want["num_frames"]
+    with av.open(str(mp4_file)) as container:  # an H.264 video of every frame, at the production's rate
+        stream = container.streams.video[0]
+        decoded = sum(1 for _ in container.decode(stream))
+        assert stream.codec_context.name == "h264" and decoded == want["num_frames"]
+        assert float(stream.average_rate) == pytest.approx(want["fps"], rel=0.01)
     assert main(["produce", s, "x", "--out", str(tmp_path / "out.mp4")]) == 2
     assert "name a .pose file" in capsys.readouterr().err
