@@ -8,8 +8,10 @@ A prediction: ``sample_id``, ``frames`` (produced, ``[T, 151]``: 150 coordinates
 them in time as the producer's training frames were: ``frame_step``, ``max_frames``).
 
 **Back-translation** (``back_translator``: any translator checkpoint the translation stages write, loaded through
-the registry): the translator reads each production as a pose (its 50 joints' x, y put back at their points of the
-77-point layout, every other point missing: :func:`ray_slt.features.prompt2sign.to_layout77`) and its output is
+the registry): the translator reads each production as a pose (brought back to the poses' own frame rate by linear
+interpolation, ``frame_step`` x as many frames, since translators learn at that rate; its 50 joints' x, y put back
+at their points of the 77-point layout, every other point missing: :func:`ray_slt.features.prompt2sign.to_layout77`)
+and its output is
 scored against the sample's sentence with the shared metrics (``bt_bleu1``..``bt_bleu4``, ``bt_rouge_l``,
 ``bt_chrf``, the BLEU signature). The translator should have been trained on what productions carry
 (``encoder.points: p2s50``: the same 49 points); it also reads the references through the same view
@@ -84,7 +86,7 @@ class ProductionProtocol(Protocol):
         """``bt_*``: the back-translator's reading of the productions scored against the sentences; ``bt_ref_*``:
         its reading of the references (see the module docstring)."""
         from ray_slt.eval.metrics import corpus_scores
-        from ray_slt.features.prompt2sign import to_layout77
+        from ray_slt.features.prompt2sign import to_layout77, to_length
         from ray_slt.models.registry import load_predictor
 
         texts = [p.get("text") for p in predictions]
@@ -99,6 +101,8 @@ class ProductionProtocol(Protocol):
                 for i in range(0, len(poses), self.batch_size):
                     batch = []
                     for k, joints in enumerate(poses[i : i + self.batch_size]):
+                        # back at the poses' own rate, which translators are trained at (frame_step x)
+                        joints = to_length(joints, (len(joints) - 1) * self.frame_step + 1)
                         xy, valid = to_layout77(joints)
                         batch.append({"sample_id": str(i + k), "keypoints": xy, "keypoints_valid": valid,
                                       "num_frames": len(xy)})  # fmt: skip

@@ -108,6 +108,20 @@ def to_layout77(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xy, valid
 
 
+def to_length(frames: np.ndarray, n: int) -> np.ndarray:
+    """Frames ``[T >= 1, ...]`` linearly interpolated in time to ``n >= 1`` frames spanning the same motion (the
+    first and last kept; a single frame repeated)."""
+    frames = np.asarray(frames, np.float64)
+    if n < 1 or not len(frames):
+        raise DataError(f"cannot stretch {len(frames)} frames to {n}")
+    if len(frames) == 1:
+        return np.repeat(frames, n, axis=0)
+    t = np.linspace(0, len(frames) - 1, n)
+    lo = np.floor(t).astype(int).clip(0, len(frames) - 2)
+    w = (t - lo).reshape(-1, *([1] * (frames.ndim - 1)))
+    return frames[lo] * (1 - w) + frames[lo + 1] * w
+
+
 def fill_missing(points: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Missing points filled: linear interpolation over time between observed frames, the nearest observed value
     before the first / after the last, and a joint never observed takes its parent's (filled) position. A clip

@@ -40,6 +40,7 @@ import numpy as np
 
 from ray_slt import storage
 from ray_slt.errors import ConfigError, DataError, StorageError
+from ray_slt.features.prompt2sign import to_length
 from ray_slt.models.predictor import Predictor
 from ray_slt.models.registry import ModelRef
 
@@ -72,14 +73,6 @@ def resample(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     if abs(src_fps - dst_fps) < 1e-9 or len(frames) < 2:
         return frames
     return to_length(frames, max(2, round((len(frames) - 1) * dst_fps / src_fps) + 1))
-
-
-def to_length(frames: np.ndarray, n: int) -> np.ndarray:
-    """Frames ``[T >= 2, D]`` linearly interpolated to ``n`` frames spanning the same motion (first and last kept)."""
-    t = np.linspace(0, len(frames) - 1, n)
-    lo = np.floor(t).astype(int).clip(0, len(frames) - 2)
-    w = (t - lo)[:, None]
-    return frames[lo] * (1 - w) + frames[lo + 1] * w
 
 
 def active_span(joints: np.ndarray, margin: int) -> tuple[int, int]:

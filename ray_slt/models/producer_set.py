@@ -116,6 +116,7 @@ def add_language(
         raise ConfigError(f"the producer {p_ref.checkpoint} reads glosses: give the text -> gloss model that writes "
                           "them (Prompt2LangGloss's first stage)")  # fmt: skip
     base = f"languages/{code}"
+    storage.remove(storage.join(uri, MANIFEST))  # the set is incomplete until _write ends
     if code in index["languages"]:
         storage.remove(storage.join(uri, *base.split("/")), recursive=True)
     copy_model(p_ref.model, storage.join(uri, *base.split("/"), "producer"))
@@ -138,6 +139,7 @@ def remove_language(uri: str, code: str) -> dict[str, Any]:
     if code not in index["languages"]:
         raise ConfigError(f"{uri} has no {code} (it has: {', '.join(sorted(index['languages'])) or 'none'})")
     del index["languages"][code]
+    storage.remove(storage.join(uri, MANIFEST))  # the set is incomplete until _write ends
     storage.remove(storage.join(uri, "languages", code), recursive=True)
     _write(uri, index)
     return index
