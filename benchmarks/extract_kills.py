@@ -104,14 +104,18 @@ def config(manifest: str, out: str):
 
 
 def worker_pids() -> list[int]:
-    """Ray worker processes of the extraction (pose actors, shard writers, Data tasks), not the driver's."""
+    """Ray worker processes of this run's extraction (pose actors, shard writers, Data tasks): descendants of this
+    process (the local Ray it started), never another Ray's on the same machine, never the driver."""
     import psutil
 
     out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
         if cmd.startswith("ray::") and any(k in cmd for k in ("MapWorker", "PoseStage", "ShardWriter", "MapBatches")):
-            out.append(p.info["pid"])
+            out.append(p.pid)
     return out
 
 
