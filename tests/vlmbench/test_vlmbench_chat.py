@@ -22,7 +22,7 @@ def _direct_logprob(chat, question: dict, answer: str) -> float:
     m = chat.model
     sample = chat._sample(question)
     if question["frames"] is None:
-        prompt = m._ids(m.prompt_text(None, None, question["prompt"], system=question["system"]))
+        prompt = m.text_ids(m.prompt_text(None, None, question["prompt"], system=question["system"]))
     else:
         prompt = m.collate([sample])["prompt_ids"][0].tolist()
     target = m.target_ids(answer)[:-1]  # the end-of-turn token is not part of the answer's score
@@ -34,7 +34,7 @@ def _direct_logprob(chat, question: dict, answer: str) -> float:
         else:
             batch = m.collate([sample])
             batch["input_ids"] = ids
-            logits = m.hf(input_ids=ids, use_cache=False, **m._mm(batch, ids)).logits
+            logits = m.hf(input_ids=ids, use_cache=False, **m.mm_inputs(batch, ids)).logits
         total += float(torch.log_softmax(logits[0, -1].double(), -1)[tok])
     return total
 

@@ -63,7 +63,7 @@ class VLMChat:
 
     def _text_only_batch(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         m = self.model
-        prompts = [m._ids(m.prompt_text(None, None, s["prompt"], system=s["system"])) for s in samples]
+        prompts = [m.text_ids(m.prompt_text(None, None, s["prompt"], system=s["system"])) for s in samples]
         targets = [m.target_ids(s["text"]) if s["text"] is not None else [] for s in samples]
         pw = max(len(p) for p in prompts)
         prompt_ids = torch.full((len(prompts), pw), m.pad_id, dtype=torch.long)
@@ -124,7 +124,7 @@ class VLMChat:
             batch = m.collate(samples)
             ids = batch["input_ids"].to(m.device)
             logits = m.hf(input_ids=ids, attention_mask=batch["attention_mask"].to(m.device), use_cache=False,
-                          **m._mm(batch, ids)).logits  # fmt: skip
+                          **m.mm_inputs(batch, ids)).logits  # fmt: skip
         labels = batch["labels"].to(logits.device)
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         tgt = labels[:, 1:]

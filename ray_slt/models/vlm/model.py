@@ -146,11 +146,12 @@ class VLMTranslator(nn.Module):
         video = self.family.video_text(self.config, layout) if layout is not None else ""
         return self.family.prefix(video, prompt if prompt is not None else self.cfg.prompt_for(sign_language), sys_text)
 
-    def _ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens (a prompt or a target)."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def target_ids(self, text: str) -> list[int]:
-        ids = self._ids(self.family.target(text))[: self.cfg.max_target_tokens - 1]
+        ids = self.text_ids(self.family.target(text))[: self.cfg.max_target_tokens - 1]
         return [*ids, self.end_id]
 
     # -- batches ----------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class VLMTranslator(nn.Module):
             layout = s["layout"] if isinstance(s["layout"], VideoLayout) else VideoLayout.from_dict(dict(s["layout"]))
             layouts.append(layout)
             own = {"system": s["system"]} if "system" in s else {}
-            p = self._ids(self.prompt_text(layout, s.get("sign_language"), s.get("prompt"), **own))
+            p = self.text_ids(self.prompt_text(layout, s.get("sign_language"), s.get("prompt"), **own))
             prompts.append(p)
             text = s.get("text")
             t = self.target_ids(text) if text is not None else []
@@ -214,7 +215,9 @@ class VLMTranslator(nn.Module):
             out.append(self.video_embeddings(vision, layout))
         return out
 
-    def _mm(self, batch: Mapping[str, Any], input_ids: torch.Tensor) -> dict[str, Any]:
+    def mm_inputs(self, batch: Mapping[str, Any], input_ids: torch.Tensor) -> dict[str, Any]:
+        """The LM's multimodal keyword inputs for ``input_ids`` (the batch's frames embedded where its video
+        placeholders are), in the family's own form."""
         embeds = self._embeds(batch)
         return self.family.mm_inputs(embeds, list(batch["layouts"]), input_ids, self.tokenizer)
 
@@ -227,7 +230,7 @@ class VLMTranslator(nn.Module):
             attention_mask=batch["attention_mask"].to(self.device),
             labels=batch["labels"].to(self.device),
             use_cache=False,
-            **self._mm(batch, ids),
+            **self.mm_inputs(batch, ids),
         )
 
     @torch.no_grad()
@@ -254,7 +257,7 @@ class VLMTranslator(nn.Module):
             attention_mask=batch["prompt_mask"].to(self.device),
             generation_config=gen,
             synced_gpus=synced_gpus,
-            **self._mm(batch, ids),
+            **self.mm_inputs(batch, ids),
         )
         return out[:, ids.shape[1] :]
 
