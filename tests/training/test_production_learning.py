@@ -1,7 +1,8 @@
 """Production learns, through the real path (`ray-slt train` on Ray Train with two DDP workers, `ray-slt eval`):
 on the synthetic corpus (its extracted poses lifted to Prompt2Sign's 3D frames) a gloss -> pose producer ends with
-a dev DTW-MJE far below its untrained start (measured: 1.04 -> 0.43 shoulder widths in 3 epochs), and its saved
-model produces the test split through the registry's predictor, scored the same way."""
+a dev DTW-MJE far below its untrained start (measured: 1.04 -> 0.43 shoulder widths in 3 epochs), its saved
+model produces the test split through the registry's predictor, scored the same way, and a translator trained on
+the points productions carry reads its productions better than the untrained producer's (back-translation)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ray_slt.training.run import run_training
 
 CONF = REPO / "conf" / "train" / "production" / "synthetic_tiny.yaml"
 BT = ("bt_bleu1", "bt_bleu4", "bt_rouge_l")
-BT_MARGIN = 5.0  # BLEU-1 points
+BT_MARGIN = 5.0  # ROUGE-L points
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def curve(uri: str) -> list[dict]:
 
 def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, back_translator, tmp_path):
     cfg = load_config(str(CONF), [f"data.features={store}", f"trainer.storage={tmp_path}", "eval.at_start=true",
-                                  "optim.epochs=3", "eval.every_epochs=3"])  # fmt: skip
+                                  "optim.epochs=8", "eval.every_epochs=4", "produce.loss=rl"])  # fmt: skip
     s = run_training(cfg)
     assert s["protocol"] == "production" and s["selection"] == {"metric": "dev_dtw", "mode": "min"}
     dev = curve(s["curves"]["dev"])
@@ -68,7 +69,10 @@ def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, ba
     frames = np.asarray(preds[0]["frames"])
     assert frames.shape[1] == 151 and np.isfinite(frames).all()
 
-    # back-translation: the translator reads the trained producer's productions better than the untrained one's
+    # back-translation: the translator reads the trained producer's productions better than the untrained one's.
+    # Measured (benchmarks/production.py, 8 epochs): BT ROUGE-L 41.3 (RL loss) / 34.5 (MSE) vs 5.6 untrained, BLEU-4
+    # 8.0 / 7.2 vs 0.4; the translator reads the references themselves at BLEU-4 69. What the untrained producer's
+    # near-constant frames are read as depends on the translator (ROUGE-L 5.6 to 30.9 over two trainings of it)
     start_model = next(p for p in storage.listdir(s["run_dir"]) if storage.basename(p).startswith("init-"))
     options = {"back_translator": back_translator, "lang": "en"}
     trained = evaluate(s["run_dir"], split="test", protocol_options=options, out=str(tmp_path / "bt_trained"))
@@ -82,7 +86,12 @@ def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, ba
         "references",
         [round(trained[f"bt_ref_{k[3:]}"], 2) for k in BT],
     )
-    assert trained["bt_bleu1"] >= untrained["bt_bleu1"] + BT_MARGIN, (trained["bt_bleu1"], untrained["bt_bleu1"])
+    assert trained["bt_rouge_l"] >= untrained["bt_rouge_l"] + BT_MARGIN, (
+        trained["bt_rouge_l"],
+        untrained["bt_rouge_l"],
+    )
+    assert trained["bt_bleu4"] > untrained["bt_bleu4"], (trained["bt_bleu4"], untrained["bt_bleu4"])
+    assert trained["bt_ref_bleu4"] > 40  # the back-translator itself reads real poses (measured 57-69)
     assert trained["protocol"]["back_translator"] == back_translator
 
 
