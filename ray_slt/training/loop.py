@@ -7,7 +7,10 @@
              DDP (ray.train.torch.prepare_model) or DeepSpeed (deepspeed.initialize with the ZeRO config);
              optimizer/RNG/step state restored from ray.train.get_checkpoint() when resuming
     train    for each epoch: shard = ray.train.get_dataset_shard("train"); iter_batches -> task.collator ->
-             task.loss; gradient accumulation; warm-up + cosine/constant LR; clipping; bf16 autocast on GPUs
+             task.loss; gradient accumulation; warm-up + cosine/constant LR; clipping; bf16 autocast on GPUs.
+             With optim.sampling: priority (SignLLM's PLC), every rank holds the whole split and each step's
+             batch is drawn by the shared priority sampler; task.sample_losses' per-sample losses, all-gathered,
+             refresh it on every rank alike
     save     every trainer.checkpoint_every steps and at every epoch end: every rank writes its part of a
              checkpoint directory (rank 0: the consolidated model + train_state.json; each rank: its optimizer
              shard and RNG state) and calls ray.train.report(metrics, checkpoint=...) (Ray merges them)
@@ -24,9 +27,10 @@ Checkpoint directory (one per report)::
     state/rank-{r}.json|.safetensors   optimizer state (every rank under DeepSpeed, rank 0 under DDP) + RNG
     dev_predictions.jsonl   the evaluation's predictions, when the checkpoint was evaluated
 
-Resume restores the model, optimizer, step/epoch counters and RNG, and skips the batches of the interrupted
-epoch that were already consumed. With one worker the data order is deterministic, so a resumed run ends
-in the same state as an uninterrupted one; with several workers Ray Data's split of the stream may differ.
+Resume restores the model, optimizer, step/epoch counters and RNG (and the priority sampler's state: its draws go
+by the global step), and skips the batches of the interrupted epoch that were already consumed. With one worker
+the data order is deterministic, so a resumed run ends in the same state as an uninterrupted one; with several
+workers Ray Data's split of the stream may differ.
 DeepSpeed optimizer state is per rank: resuming it needs the same number of workers (otherwise the model is
 restored and the optimizer starts afresh, with a warning).
 """
