@@ -11,9 +11,8 @@ them in time as the producer's training frames were: ``frame_step``, ``max_frame
 the registry): the translator reads each production as a pose (brought back to the poses' own frame rate by linear
 interpolation, ``frame_step`` x as many frames, since translators learn at that rate; its 50 joints' x, y put back
 at their points of the 77-point layout, every other point missing: :func:`ray_slt.features.prompt2sign.to_layout77`)
-and its output is
-scored against the sample's sentence with the shared metrics (``bt_bleu1``..``bt_bleu4``, ``bt_rouge_l``,
-``bt_chrf``, the BLEU signature). The translator should have been trained on what productions carry
+and its output is scored against the sample's sentence with the shared metrics (``bt_bleu1``..``bt_bleu4``,
+``bt_rouge_l``, ``bt_chrf``, the BLEU signature). The translator should have been trained on what productions carry
 (``encoder.points: p2s50``: the same 49 points); it also reads the references through the same view
 (``bt_ref_*``: what a perfect production would score, the ceiling of this translator). The paper reads its
 productions back with a translator too, whose details it does not give.

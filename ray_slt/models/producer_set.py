@@ -163,6 +163,12 @@ def choose_language(languages: Mapping[str, Mapping[str, Any]], sign: str | None
     return sign
 
 
+def _part(ref: ModelRef, rel: str) -> ModelRef:
+    """The model directory ``rel`` inside the set ``ref``."""
+    model = storage.join(ref.model, *rel.split("/"))
+    return ModelRef(model=model, kind="", checkpoint=model)
+
+
 class ProducerSetPredictor(Predictor):
     """A producer set (model kind ``producer_set``): samples with ``text`` (and ``sign_language``,
     ``spoken_language``) in; per sample the producer's output (``frames``, ``pose_b64``, ...) plus the
@@ -186,15 +192,10 @@ class ProducerSetPredictor(Predictor):
             raise StorageError(f"{ref.model}: the producer set has no language")
         self.chains: dict[str, tuple[Any, Any]] = {}
         for code, entry in sorted(self.index["languages"].items()):
-
-            def sub(rel: str) -> ModelRef:
-                model = storage.join(ref.model, *rel.split("/"))
-                return ModelRef(model=model, kind="", checkpoint=model)
-
             front = None
             if entry.get("text2gloss"):
-                front = Text2GlossPredictor(sub(entry["text2gloss"]), device, num_beams=num_beams)
-            self.chains[code] = (front, ProducerPredictor(sub(entry["producer"]), device))
+                front = Text2GlossPredictor(_part(ref, entry["text2gloss"]), device, num_beams=num_beams)
+            self.chains[code] = (front, ProducerPredictor(_part(ref, entry["producer"]), device))
 
     @classmethod
     def requirements(cls, ref: ModelRef) -> dict[str, Any]:
