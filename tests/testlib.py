@@ -62,8 +62,9 @@ PAIRS = [("the man eats an apple", "MAN APPLE EAT"), ("my sister reads a book", 
          ("tomorrow it rains", "TOMORROW RAIN")]  # fmt: skip
 
 
-def tiny_text2gloss(uri: str, tag: str = "ASL", seed: int = 0) -> str:
-    """An (untrained) tiny text -> gloss model with English templates and ``tag`` tags, saved at ``uri``."""
+def tiny_text2gloss(uri: str, tag: str = "ASL", seed: int = 0, languages: tuple[str, ...] = ()) -> str:
+    """An (untrained) tiny text -> gloss model with English templates and ``tag`` tags, saved at ``uri``;
+    ``tag="auto"``: a multilingual one writing ``languages``."""
     from ray_slt.models.checkpoint import save_translator
     from ray_slt.models.config import Text2GlossConfig
     from ray_slt.models.sft import build_translator
@@ -72,23 +73,27 @@ def tiny_text2gloss(uri: str, tag: str = "ASL", seed: int = 0) -> str:
     cfg = Text2GlossConfig.model_validate({
         "tiny": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 1, "intermediate": 64},
         "encoder": {"type": "gloss", "hidden": 32, "heads": 2, "ffn": 64, "layers": 1}, "projector": {"hidden": 32},
-        "templates": "en", "tag": tag, "max_new_tokens": 6, "num_beams": 1,
+        "templates": "en", "tag": tag, "max_new_tokens": 6, "num_beams": 1, "languages": list(languages),
     })  # fmt: skip
-    rows = [{"sample_id": str(i), "text": t, "gloss": g} for i, (t, g) in enumerate(PAIRS)]
+    rows = [{"sample_id": f"{lang}{i}", "text": t, "gloss": g, "sign_language": lang}
+            for lang in (languages or ("ase",)) for i, (t, g) in enumerate(PAIRS)]  # fmt: skip
     targets, inputs = vocabulary_texts(cfg, rows)
     save_translator(build_translator(cfg, texts=targets, glosses=inputs, seed=seed), uri, kind="text2gloss")
     return uri
 
 
-def tiny_producer(uri: str, input: str = "gloss", seed: int = 0) -> str:
-    """An (untrained) tiny producer reading glosses (or sentences), saved at ``uri``."""
-    from ray_slt.models.producer import build_producer, save_producer
+def tiny_producer(uri: str, input: str = "gloss", seed: int = 0, languages: tuple[str, ...] = ()) -> str:
+    """An (untrained) tiny producer reading glosses (or sentences), saved at ``uri``; with ``languages``, the
+    shared multilingual one (``tag: auto``) for them."""
+    from ray_slt.models.producer import build_producer, producer_words, save_producer
     from ray_slt.models.producer_config import ProducerConfig
 
+    multi = {"tag": "auto", "languages": list(languages)} if languages else {}
     cfg = ProducerConfig.model_validate({"size": "custom", "hidden": 32, "layers": 1, "heads": 2, "ffn": 64,
                                          "max_frames": 12, "frame_step": 2, "stop_at": 0.97,
-                                         "input": input})  # fmt: skip
-    texts = [g if input == "gloss" else t for t, g in PAIRS]
+                                         "input": input, **multi})  # fmt: skip
+    texts = [producer_words({"text": t, "gloss": g, "sign_language": lang}, cfg)
+             for lang in (languages or (None,)) for t, g in PAIRS]  # fmt: skip
     save_producer(build_producer(cfg, texts, seed=seed), uri)
     return uri
 

@@ -92,6 +92,8 @@ def evaluate(
     implied = predictor.protocol_defaults() if name == (ref.protocol or cls.protocol) else {}
     if any(k not in given for k in implied):
         evaluator = make_protocol({**implied, **given})
+    if predictor.inputs == "video" and len(source.manifests) > 1:
+        raise ConfigError("a video model is evaluated on one manifest at a time (give --data)")
     manifest_dir = storage.parent(source.manifest) if source.manifest else None
     preds: list[dict[str, Any]] = []
     try:

@@ -49,36 +49,44 @@ def decode_rows(rows: Any) -> list[dict[str, Any]]:
 
 class SampleSource:
     """Exactly one of ``features`` (a feature store) or ``manifest`` (a manifest Parquet: text/gloss inputs, or
-    media the model decodes itself). ``columns``: the feature-store columns to read (None: all);
-    ``limits``: ``{split: N}`` keeps only the first N samples of a split (by sample_id)."""
+    media the model decodes itself); either may be a list, read as one source (several corpora in one run,
+    e.g. one multilingual model over several sign languages): a split is every source's samples of it, in
+    sample_id order, and a sample id found in two sources is an error. ``columns``: the feature-store columns
+    to read (None: all); ``limits``: ``{split: N}`` keeps only the first N samples of a split (by sample_id,
+    over all sources)."""
 
     def __init__(
         self,
-        features: str | None = None,
-        manifest: str | None = None,
+        features: str | Sequence[str] | None = None,
+        manifest: str | Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
         limits: Mapping[str, int | None] | None = None,
     ):
         if (features is None) == (manifest is None):
             raise ConfigError("give exactly one of a feature store and a manifest")
-        self.features = features
-        self.manifest = manifest
+        self.stores = _listed(features, "feature stores")
+        self.manifests = _listed(manifest, "manifests")
+        self.features = features if features is None or isinstance(features, str) else self.stores[0]
+        self.manifest = manifest if manifest is None or isinstance(manifest, str) else self.manifests[0]
         self.columns = list(columns) if columns is not None else None
         self.limits = dict(limits or {})
 
     @property
     def uri(self) -> str:
-        return self.features or self.manifest  # type: ignore[return-value]
+        return ", ".join(self.stores or self.manifests)
 
     def _limit(self, split: str) -> int | None:
         return self.limits.get(split)
 
     def manifest_table(self, split: str) -> pa.Table:
-        """The manifest rows of a split, sorted by sample_id, limited."""
+        """The manifest rows of a split (of every manifest), sorted by sample_id, limited."""
         from ray_slt.data.manifest import read_manifest
 
-        table = read_manifest(self.manifest)
-        table = table.filter(pc.equal(table.column("split"), split)).sort_by("sample_id")
+        parts = [read_manifest(m) for m in self.manifests]
+        parts = [t.filter(pc.equal(t.column("split"), split)) for t in parts]
+        _check_unique([t.column("sample_id").to_pylist() for t in parts], self.manifests)
+        table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
+        table = table.sort_by("sample_id")
         limit = self._limit(split)
         if limit is not None:
             table = table.slice(0, limit)
@@ -92,7 +100,9 @@ class SampleSource:
             return self.manifest_table(split).column("sample_id").to_pylist()
         from ray_slt.features.store import read_index
 
-        ids = sorted(read_index(self.features, split).column("sample_id").to_pylist())
+        per_store = [read_index(f, split).column("sample_id").to_pylist() for f in self.stores]
+        _check_unique(per_store, self.stores)
+        ids = sorted(i for ids in per_store for i in ids)
         limit = self._limit(split)
         ids = ids[:limit] if limit is not None else ids
         if not ids:
@@ -111,7 +121,7 @@ class SampleSource:
         from ray_slt.features.store import iter_samples
 
         wanted = self.ids(split)
-        rows = {r["sample_id"]: r for r in iter_samples(self.features, split=split, columns=self.columns)}
+        rows = {r["sample_id"]: r for f in self.stores for r in iter_samples(f, split=split, columns=self.columns)}
         for sid in wanted:
             yield rows[sid]
 
@@ -124,7 +134,10 @@ class SampleSource:
             return ray.data.from_arrow(table.select([c for c in MANIFEST_COLUMNS if c in table.column_names]))
         from ray_slt.features.store import load_features
 
-        ds = load_features(self.features, split=split, columns=self.columns)
+        parts = [load_features(f, split=split, columns=self.columns) for f in self.stores]
+        ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:
+            self.ids(split)  # a sample id in two stores is an error
         if self._limit(split) is not None:
             wanted = set(self.ids(split))
             ds = ds.filter(lambda row: row["sample_id"] in wanted)
@@ -142,9 +155,33 @@ class SampleSource:
             wanted = set(self.ids(split))
             found = {
                 r["sample_id"]: (r.get("text"), r.get("gloss"))
-                for r in iter_samples(self.features, split=split, columns=["text", "gloss"])
+                for f in self.stores
+                for r in iter_samples(f, split=split, columns=["text", "gloss"])
                 if r["sample_id"] in wanted
             }
             texts = [found[i][0] for i in sorted(found)]
             glosses = [found[i][1] for i in sorted(found)]
         return [t for t in texts if t], [g for g in glosses if g]
+
+
+def _listed(uris: str | Sequence[str] | None, what: str) -> list[str]:
+    """``uris`` as a list (one URI, several, or none)."""
+    if uris is None:
+        return []
+    out = [uris] if isinstance(uris, str) else list(uris)
+    if not out:
+        raise ConfigError(f"an empty list of {what}")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"a {what[:-1]} listed twice: {', '.join(sorted({u for u in out if out.count(u) > 1}))}")
+    return out
+
+
+def _check_unique(ids: Sequence[Sequence[str]], uris: Sequence[str]) -> None:
+    """DataError when a sample id is in two of the sources (rows would be trained on twice, scored twice)."""
+    seen: dict[str, str] = {}
+    for part, uri in zip(ids, uris):
+        for sid in part:
+            if sid in seen:
+                raise DataError(f"sample {sid!r} is in both {seen[sid]} and {uri}: several sources need distinct "
+                                "sample ids (e.g. synthetic corpora with distinct sign_language options)")  # fmt: skip
+            seen[sid] = uri

@@ -45,6 +45,8 @@ def _render_set(r: dict[str, Any]) -> str:
     lines = [f"producer set {r['set']}: {len(r['languages'])} sign language(s)"]
     for code, e in sorted(r["languages"].items()):
         chain = "text -> gloss -> pose" if e.get("text2gloss") else "text -> pose"
+        if e["producer"].startswith("shared/"):
+            chain += ", shared model"
         spoken = ", ".join(e["spoken"]) or "any"
         lines.append(f"  {code}: {chain} (spoken: {spoken}; from {e['from']['producer']})")
     if r["languages"]:
@@ -57,12 +59,17 @@ register("producer-set", "assemble producers of several sign languages into one 
 A producer set is one model directory with a text -> pose chain per sign language: an optional text -> gloss
 model (stage text2gloss: Prompt2LangGloss's first stage) in front of a producer (stage produce). Each language's
 models are copied into the set; adding or removing one leaves the others' files untouched (MLSF: no retraining).
+Prompt2LangGloss's single shared model: add each language with the same multilingual models (trained with
+text2gloss.tag=auto and produce.tag=auto on several corpora); the set keeps one shared copy of them and passes
+each request's sign language to both (a shared model must know the language it is added for).
 `ray-slt serve` serves it on POST /produce ({"text", "sign_language", "spoken_language"}); `ray-slt eval` scores
 it like a producer (from the sentences of a split); `ray-slt produce` runs it on one sentence.
 
 examples:
   ray-slt producer-set add models/signllm --sign-language qsl --spoken en \\
       --producer runs/produce_synthetic_tiny --text2gloss runs/text2gloss_synthetic_tiny
+  ray-slt producer-set add models/signllm --sign-language qsb --spoken en \
+      --producer runs/produce_synthetic_multi_tiny --text2gloss runs/text2gloss_synthetic_multi_tiny
   ray-slt producer-set show models/signllm
   ray-slt producer-set remove models/signllm --sign-language qsl""")  # fmt: skip
 

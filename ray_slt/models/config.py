@@ -275,7 +275,12 @@ class Text2GlossConfig(SFTConfig):
       :data:`ray_slt.models.text2gloss.TEMPLATES`) or a list of your own. Each sample is paired with one
       template by a hash of its id (a fixed random pairing, as the paper pairs prompts with transcripts).
     - ``tag``: a language tag written before every gloss of the targets (``GSL`` -> ``GSL_WETTER``), stripped
-      from the model's output before it is scored or served; None: plain glosses.
+      from the model's output before it is scored or served; None: plain glosses; ``auto``: the one shared
+      multilingual model, each sample's glosses tagged with its own sign language's tag (``tags`` overrides
+      :data:`ray_slt.models.langgloss.TAGS`) and its input led by that language's target token (``<2GSL>``).
+    - ``languages``: the sign languages (ISO 639-3) a ``tag: auto`` model writes; empty: those of its training
+      rows (recorded in the saved config).
+    - ``templates: auto``: each sentence wrapped in a built-in template of its own spoken language.
     - ``lowercase``: lower-case the input sentence (the reference glosses are never changed).
     """
 
@@ -284,8 +289,10 @@ class Text2GlossConfig(SFTConfig):
     tokenizer: TokenizerConfig = Field(default_factory=lambda: TokenizerConfig(kind="word"))
     instruction: str = "Write the sign language glosses of the sentence."
     prompt_template: str = "{instruction}\nGlosses:"
-    templates: Literal["none", "de", "en"] | list[str] = "none"
+    templates: Literal["none", "de", "en", "auto"] | list[str] = "none"
     tag: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
     lowercase: bool = True
     max_target_tokens: int = Field(64, gt=0)
     max_new_tokens: int = Field(60, gt=0)
@@ -310,8 +317,20 @@ class Text2GlossConfig(SFTConfig):
             raise ValueError(f"tag {v!r} must be one word without '_' (e.g. GSL, ASL)")
         return v
 
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for code, tag in v.items():
+            if not tag or any(c.isspace() for c in tag) or "_" in tag or tag == "auto":
+                raise ValueError(f"tags.{code}: {tag!r} must be one word without '_' (e.g. GSL, ASL)")
+        if len(set(v.values())) != len(v):
+            raise ValueError("tags: two languages share a tag (their glosses could not be told apart)")
+        return v
+
     @model_validator(mode="after")
     def _check_text_encoder(self) -> Text2GlossConfig:
         if self.encoder.type != "gloss":
             raise ValueError("text2gloss reads words: its encoder is the token encoder (encoder.type: gloss)")
+        if (self.tags or self.languages) and self.tag != "auto":
+            raise ValueError("tags and languages are for the multilingual model (tag: auto)")
         return self

@@ -197,6 +197,19 @@ def input_text(sample: Mapping[str, Any], which: str) -> str:
     return " ".join(value.split()) if which == "gloss" else " ".join(value.lower().split())
 
 
+def producer_words(sample: Mapping[str, Any], cfg) -> str:
+    """What a producer with config ``cfg`` reads of a sample: :func:`input_text`, and for the shared
+    multilingual producer (``tag: auto``) in the sample's sign language: its glosses tagged (``GSL_WETTER``),
+    its sentence after the target token (``<2GSL> ...``)."""
+    from ray_slt.models.langgloss import add_tag, sample_language, tag_of, target_token
+
+    words = input_text(sample, cfg.input)
+    if cfg.tag != "auto":
+        return words
+    tag = tag_of(sample_language(sample, cfg.languages), cfg.tags)
+    return add_tag(words, tag) if cfg.input == "gloss" else f"{target_token(tag)} {words}"
+
+
 def reference_frames(sample: Mapping[str, Any], percentile: float = 90.0) -> np.ndarray:
     """The Prompt2Sign frames ``[T, 151]`` of a feature-store sample: its 77-point keypoints (normalised) -> the
     50 joints -> lifted to 3D (Algorithm 1) -> 150 values + the counter."""
@@ -262,7 +275,7 @@ class ProducerCollator:
         if not samples:
             raise DataError("an empty batch")
         tok = self.tokenizer
-        ids = [tok(input_text(s, self.cfg.input), add_special_tokens=False)["input_ids"][: self.cfg.max_tokens]
+        ids = [tok(producer_words(s, self.cfg), add_special_tokens=False)["input_ids"][: self.cfg.max_tokens]
                for s in samples]  # fmt: skip
         ids = [i or [tok.unk_token_id] for i in ids]
         width = max(len(i) for i in ids)
@@ -364,9 +377,17 @@ class ProducerPredictor(Predictor):
     def requirements(cls, ref) -> dict[str, Any]:
         return {"inputs": producer_input(ref.model), "needs_visual": False}
 
+    def info(self) -> dict[str, Any]:
+        """With the shared multilingual producer, the languages it produces (a server refuses another with a
+        400, and the web tab offers them)."""
+        c = self.model.cfg
+        extra = {"languages": {code: {"spoken": []} for code in c.languages}} if c.tag == "auto" else {}
+        return {**super().info(), **extra}
+
     def settings(self) -> dict[str, Any]:
         c = self.model.cfg
-        return {"max_frames": c.max_frames, "frame_step": c.frame_step, "stop_at": c.stop_at, "input": c.input}
+        return {"max_frames": c.max_frames, "frame_step": c.frame_step, "stop_at": c.stop_at, "input": c.input,
+                "languages": list(c.languages)}  # fmt: skip
 
     def protocol_defaults(self) -> dict[str, Any]:
         """References are lifted and sampled in time as the model's training frames were."""
@@ -381,7 +402,8 @@ class ProducerPredictor(Predictor):
 
         if not samples:
             return []
-        words = [{"sample_id": s.get("sample_id"), self.inputs: s.get(self.inputs)} for s in samples]
+        words = [{"sample_id": s.get("sample_id"), self.inputs: s.get(self.inputs),
+                  "sign_language": s.get("sign_language")} for s in samples]  # fmt: skip
         batch = to_device(self.collate(words), self.device)
         return [self._output(f) for f in self.model.produce(batch)]
 

@@ -21,6 +21,11 @@ class ProducerConfig(Schema):
     """``produce:``: what the producer reads, its size, its augmentations and loss, and how it decodes.
 
     - ``input``: ``gloss`` (the sample's gloss sequence) or ``text`` (its sentence, lower-cased words);
+    - ``tag``: None (one sign language) or ``auto``: one shared producer for several sign languages (SignLLM's
+      Prompt2LangGloss, the pose side): each sample's glosses are read with its own language's tag
+      (``GSL_WETTER``, :mod:`ray_slt.models.langgloss`; ``tags`` overrides the tag names), a sentence after its
+      language's target token (``<2GSL>``); ``languages`` (empty: those of the training rows, recorded in the
+      saved config) are the languages it produces, and a request names one of them (``sign_language``);
     - ``size``: ``base`` / ``large`` / ``super`` (SignLLM's) or ``custom`` (``hidden``, ``layers``, ``heads``,
       ``ffn`` below);
     - ``future``: frames predicted per step (1: the next frame only; Progressive Transformers' future
@@ -38,6 +43,9 @@ class ProducerConfig(Schema):
     """
 
     input: Literal["gloss", "text"] = "gloss"
+    tag: Literal["auto"] | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
     vocab_min_count: int = Field(1, ge=1)
     size: Literal["base", "large", "super", "custom"] = "base"
     hidden: int = Field(512, gt=0)
@@ -62,6 +70,13 @@ class ProducerConfig(Schema):
     def _check(self) -> ProducerConfig:
         if self.dims()["hidden"] % self.dims()["heads"]:
             raise ValueError(f"hidden ({self.dims()['hidden']}) must be divisible by heads ({self.dims()['heads']})")
+        if (self.tags or self.languages) and self.tag != "auto":
+            raise ValueError("tags and languages are for the shared multilingual producer (tag: auto)")
+        for code, tag in self.tags.items():
+            if not tag or any(c.isspace() for c in tag) or "_" in tag:
+                raise ValueError(f"tags.{code}: {tag!r} must be one word without '_' (e.g. GSL, ASL)")
+        if len(set(self.tags.values())) != len(self.tags):
+            raise ValueError("tags: two languages share a tag (their glosses could not be told apart)")
         return self
 
     def dims(self) -> dict[str, int]:

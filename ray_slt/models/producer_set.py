@@ -9,16 +9,21 @@ A **producer set** is a model directory (kind ``producer_set``) holding, per sig
   its models into ``languages/{code}/`` and rewrites only the set's two index files, so the others' files stay
   byte-identical (no retraining, no change to them); removing one deletes only its directory.
 - **Prompt2LangGloss**: a language's chain starts with a text -> gloss model, trained with prompt templates and
-  language-tagged glosses (:mod:`ray_slt.models.text2gloss`); its output, tags stripped, is what the producer
-  reads. A producer trained on sentences (``produce.input: text``) needs no such front and must not get one.
-  (The paper's single shared multilingual model needs one text -> gloss model with several tags; ours carry one
-  tag each, so a set holds one chain per language.)
+  language-tagged glosses (:mod:`ray_slt.models.text2gloss`); its output is what the producer reads. A producer
+  trained on sentences (``produce.input: text``) needs no such front and must not get one. The paper's **single
+  shared model** is a multilingual text -> gloss model and a multilingual producer (both ``tag: auto``: one
+  model writes, the other reads, the glosses of every language with its tag, :mod:`ray_slt.models.langgloss`):
+  each language of the set that uses them points at one shared copy (``shared/{part}-{k}/``, kept while a
+  language uses it), and the request's sign language is passed to both. A shared model must know the language
+  it is added for. Shared and per-language parts mix freely (a shared text -> gloss front before one language's
+  own producer).
 
 Layout::
 
     {set}/producer_set.json         format, version, languages: {code: {spoken, producer, text2gloss, added}}
     {set}/languages/{code}/producer/      a copy of the producer's model directory (its own MANIFEST.json)
     {set}/languages/{code}/text2gloss/    a copy of the text -> gloss model directory, when the chain has one
+    {set}/shared/{part}-{k}/        a copy of a multilingual model, used by every language pointing at it
     {set}/MANIFEST.json             kind producer_set, every file above; written last
 """
 
@@ -63,11 +68,13 @@ def _write(uri: str, index: dict[str, Any]) -> None:
     storage.remove(storage.join(uri, MANIFEST))
     storage.write_text(storage.join(uri, SET_FILE), json.dumps(index, indent=1, ensure_ascii=False))
     files = [{"path": SET_FILE, "size": storage.size(storage.join(uri, SET_FILE))}]
+    done: set[str] = set()  # a shared part is listed once
     for _, entry in sorted(index["languages"].items()):
         for part in ("producer", "text2gloss"):
-            if entry.get(part) is None:
+            if entry.get(part) is None or entry[part] in done:
                 continue
             rel = entry[part]
+            done.add(rel)
             sub = storage.join(uri, *rel.split("/"))
             listed = read_manifest(sub)["files"]
             files += [{"path": f"{rel}/{f['path']}", "size": f["size"]} for f in listed]
@@ -78,6 +85,45 @@ def _write(uri: str, index: dict[str, Any]) -> None:
 def _check_model(ref: ModelRef, kind: str, what: str) -> None:
     if ref.kind != kind:
         raise ConfigError(f"{what}: {ref.checkpoint} holds a {ref.kind} model, not a {kind}")
+
+
+def model_languages(model: str, kind: str) -> list[str] | None:
+    """The sign languages the saved multilingual model at ``model`` (a producer's or a text -> gloss model's
+    directory) knows, from its JSON only; None for a one-language model."""
+    meta = "producer.json" if kind == "producer" else "translator.json"
+    cfg = json.loads(storage.read_text(storage.join(model, meta)))["config"]
+    return list(cfg.get("languages") or []) if cfg.get("tag") == "auto" else None
+
+
+def _place(uri: str, index: dict[str, Any], code: str, part: str, ref: ModelRef) -> str:
+    """Where part ``part`` of language ``code`` goes in the set (a path relative to it), copying it there when
+    it is not yet: a one-language model under ``languages/{code}/``; a multilingual one under ``shared/``, the
+    copy another language already uses when it came from the same checkpoint with the same files."""
+    if model_languages(ref.model, part) is None:
+        rel = f"languages/{code}/{part}"
+    else:
+        source = read_manifest(ref.model)
+        for other in index["languages"].values():
+            rel = other.get(part) or ""
+            same_source = rel.startswith("shared/") and other.get("from", {}).get(part) == ref.checkpoint
+            if same_source and read_manifest(storage.join(uri, *rel.split("/"))) == source:
+                return rel
+        taken = {e.get(p) for e in index["languages"].values() for p in ("producer", "text2gloss")}
+        rel = next(f"shared/{part}-{k}" for k in range(len(taken) + 1) if f"shared/{part}-{k}" not in taken)
+        storage.remove(storage.join(uri, *rel.split("/")), recursive=True)  # a leftover of an interrupted add
+    copy_model(ref.model, storage.join(uri, *rel.split("/")))
+    return rel
+
+
+def _drop_unused(uri: str, index: dict[str, Any]) -> None:
+    """Delete the shared copies no language of ``index`` points at any more."""
+    used = {e.get(p) for e in index["languages"].values() for p in ("producer", "text2gloss")}
+    if not storage.exists(storage.join(uri, "shared")):
+        return
+    for path in storage.listdir(storage.join(uri, "shared")):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if f"shared/{name}" not in used:
+            storage.remove(storage.join(uri, "shared", name), recursive=True)
 
 
 def add_language(
@@ -105,32 +151,40 @@ def add_language(
     p_ref = resolve(producer)
     _check_model(p_ref, "producer", "producer")
     reads = producer_input(p_ref.model)
+    _check_knows(p_ref, "producer", code)
     t_ref = None
     if text2gloss is not None:
         t_ref = resolve(text2gloss)
         _check_model(t_ref, "text2gloss", "text2gloss")
+        _check_knows(t_ref, "text2gloss", code)
         if reads != "gloss":
             raise ConfigError(f"the producer {p_ref.checkpoint} reads sentences: its chain takes no text -> gloss "
                               "model")  # fmt: skip
     elif reads == "gloss":
         raise ConfigError(f"the producer {p_ref.checkpoint} reads glosses: give the text -> gloss model that writes "
                           "them (Prompt2LangGloss's first stage)")  # fmt: skip
-    base = f"languages/{code}"
     storage.remove(storage.join(uri, MANIFEST))  # the set is incomplete until _write ends
     if code in index["languages"]:
-        storage.remove(storage.join(uri, *base.split("/")), recursive=True)
-    copy_model(p_ref.model, storage.join(uri, *base.split("/"), "producer"))
-    if t_ref is not None:
-        copy_model(t_ref.model, storage.join(uri, *base.split("/"), "text2gloss"))
+        del index["languages"][code]
+        storage.remove(storage.join(uri, "languages", code), recursive=True)
     index["languages"][code] = {
         "spoken": sorted(set(spoken)),
-        "producer": f"{base}/producer",
-        "text2gloss": f"{base}/text2gloss" if t_ref is not None else None,
+        "producer": _place(uri, index, code, "producer", p_ref),
+        "text2gloss": _place(uri, index, code, "text2gloss", t_ref) if t_ref is not None else None,
         "from": {"producer": p_ref.checkpoint, "text2gloss": t_ref.checkpoint if t_ref else None},
         "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    _drop_unused(uri, index)
     _write(uri, index)
     return index
+
+
+def _check_knows(ref: ModelRef, part: str, code: str) -> None:
+    """A multilingual model must know the language it is added for."""
+    known = model_languages(ref.model, part)
+    if known is not None and code not in known:
+        raise ConfigError(f"the {part} {ref.checkpoint} is multilingual but does not know {code} (it knows: "
+                          f"{', '.join(known)})")  # fmt: skip
 
 
 def remove_language(uri: str, code: str) -> dict[str, Any]:
@@ -141,6 +195,7 @@ def remove_language(uri: str, code: str) -> dict[str, Any]:
     del index["languages"][code]
     storage.remove(storage.join(uri, MANIFEST))  # the set is incomplete until _write ends
     storage.remove(storage.join(uri, "languages", code), recursive=True)
+    _drop_unused(uri, index)
     _write(uri, index)
     return index
 
@@ -161,6 +216,15 @@ def choose_language(languages: Mapping[str, Mapping[str, Any]], sign: str | None
     if spoken and allowed and str(spoken).strip() not in allowed:
         raise DataError(f"the {sign} producer reads {', '.join(allowed)}, not {str(spoken).strip()!r}")
     return sign
+
+
+def _spoken(sample: Mapping[str, Any], language: Mapping[str, Any]) -> str | None:
+    """The spoken language of a request: its own, else the only one its sign language's chain reads."""
+    spoken = sample.get("spoken_language")
+    if isinstance(spoken, str) and spoken.strip():
+        return spoken.strip()
+    allowed = language.get("spoken") or []
+    return allowed[0] if len(allowed) == 1 else None
 
 
 def _part(ref: ModelRef, rel: str) -> ModelRef:
@@ -191,11 +255,17 @@ class ProducerSetPredictor(Predictor):
         if not self.index["languages"]:
             raise StorageError(f"{ref.model}: the producer set has no language")
         self.chains: dict[str, tuple[Any, Any]] = {}
+        loaded: dict[str, Any] = {}  # a shared part is loaded once
         for code, entry in sorted(self.index["languages"].items()):
             front = None
             if entry.get("text2gloss"):
-                front = Text2GlossPredictor(_part(ref, entry["text2gloss"]), device, num_beams=num_beams)
-            self.chains[code] = (front, ProducerPredictor(_part(ref, entry["producer"]), device))
+                rel = entry["text2gloss"]
+                if rel not in loaded:
+                    loaded[rel] = Text2GlossPredictor(_part(ref, rel), device, num_beams=num_beams)
+                front = loaded[rel]
+            rel = entry["producer"]
+            loaded[rel] = loaded.get(rel) or ProducerPredictor(_part(ref, rel), device)
+            self.chains[code] = (front, loaded[rel])
 
     @classmethod
     def requirements(cls, ref: ModelRef) -> dict[str, Any]:
@@ -203,7 +273,8 @@ class ProducerSetPredictor(Predictor):
         return {"inputs": "text", "needs_visual": False}
 
     def languages(self) -> dict[str, dict[str, Any]]:
-        return {code: {"spoken": e["spoken"], "text2gloss": e.get("text2gloss") is not None}
+        return {code: {"spoken": e["spoken"], "text2gloss": e.get("text2gloss") is not None,
+                       "shared": e["producer"].startswith("shared/")}
                 for code, e in self.index["languages"].items()}  # fmt: skip
 
     def info(self) -> dict[str, Any]:
@@ -229,14 +300,22 @@ class ProducerSetPredictor(Predictor):
             raise DataError(f"a producer set reads sentences (text); samples without one: {', '.join(missing[:5])}")
         codes = [choose_language(langs, s.get("sign_language"), s.get("spoken_language")) for s in samples]
         out: list[dict[str, Any] | None] = [None] * len(samples)
-        for code in sorted(set(codes)):
-            where = [i for i, c in enumerate(codes) if c == code]
-            front, producer = self.chains[code]
-            rows = [{"sample_id": samples[i].get("sample_id"), "text": samples[i]["text"]} for i in where]
-            glosses = [None] * len(rows)
+        # one pass per chain: languages sharing their models are produced together, each sample in its own
+        chains = {tuple(map(id, self.chains[code])): self.chains[code] for code in codes}
+        for key, (front, producer) in chains.items():
+            where = [i for i, c in enumerate(codes) if tuple(map(id, self.chains[c])) == key]
+            rows = [{"sample_id": samples[i].get("sample_id"), "text": samples[i]["text"], "sign_language": codes[i],
+                     "spoken_language": _spoken(samples[i], langs[codes[i]])} for i in where]  # fmt: skip
+            fronts: list[dict[str, Any]] = [{} for _ in rows]
             if front is not None:
-                glosses = [g["gloss"] for g in front.predict(rows)]
-                rows = [{**r, "gloss": g} for r, g in zip(rows, glosses)]
-            for i, g, produced in zip(where, glosses, producer.predict(rows)):
-                out[i] = {**produced, "gloss": g, "sign_language": code}
+                # a front that writes nothing (an undertrained model) leaves the producer its unknown word
+                fronts = front.predict(rows)
+                unk = producer.model.tokenizer.unk_token
+                rows = [{**r, "gloss": f["gloss"] or unk} for r, f in zip(rows, fronts)]
+            for i, f, produced in zip(where, fronts, producer.predict(rows)):
+                out[i] = {**produced, "gloss": f.get("gloss"), "sign_language": codes[i]}
+                if "langgloss" in f:
+                    out[i]["langgloss"] = f["langgloss"]
+                if front is not None and not f["gloss"]:
+                    out[i]["note"] = "the text -> gloss model wrote no glosses: produced from the unknown word"
         return out  # type: ignore[return-value]

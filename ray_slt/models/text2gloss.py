@@ -11,6 +11,12 @@ writes the gloss sequence. What makes it Prompt2LangGloss is what surrounds the 
   its 210 in its supplement; the sets here (:data:`TEMPLATES`) are this project's own, twelve per language;
 - **language-tagged glosses**: every target gloss is written with its language's tag (``GSL_WETTER``); the
   tags are stripped from what the model writes before it is scored or served (:func:`strip_tag`).
+- **one shared multilingual model** (``tag: auto``): each sample's glosses carry its own sign language's tag
+  (:func:`ray_slt.models.langgloss.tag_of`), and the input starts with the target token of that language
+  (``<2GSL>``), so one model writes the glosses of every language it was trained on, as asked; with
+  ``templates: auto`` each sentence is wrapped in a template of its own spoken language. The languages a model
+  writes are recorded in its config (``languages``, from the training rows); a request names one of them
+  (``sign_language``), or none when there is only one.
 
 Input sentences are split into words and punctuation marks (:func:`words`) and lower-cased unless
 ``lowercase: false``; the reference glosses are never changed.
@@ -25,6 +31,7 @@ from typing import Any
 
 from ray_slt.errors import DataError
 from ray_slt.models.config import Text2GlossConfig
+from ray_slt.models.langgloss import add_tag, sample_language, strip_tag, tag_of, target_token
 from ray_slt.models.predictor import Predictor
 from ray_slt.models.registry import ModelRef
 
@@ -69,40 +76,47 @@ def words(text: str, lowercase: bool = True) -> str:
     return " ".join(_WORD.findall(text.lower() if lowercase else text))
 
 
-def templates_of(cfg: Text2GlossConfig) -> tuple[str, ...]:
-    """The config's templates (none: the sentence alone)."""
+def templates_of(cfg: Text2GlossConfig, spoken: str | None = None) -> tuple[str, ...]:
+    """The config's templates (none: the sentence alone); with ``templates: auto`` those of the spoken
+    language ``spoken`` (its primary subtag: ``en-US`` -> ``en``), the sentence alone for a language without
+    built-in templates."""
     if cfg.templates == "none":
         return ("{text}",)
+    if cfg.templates == "auto":
+        primary = (spoken or "").split("-")[0].lower()
+        return TEMPLATES.get(primary, ("{text}",))
     if isinstance(cfg.templates, str):
         return TEMPLATES[cfg.templates]
     return tuple(cfg.templates)
 
 
-def template_for(cfg: Text2GlossConfig, key: str) -> str:
+def template_for(cfg: Text2GlossConfig, key: str, spoken: str | None = None) -> str:
     """The template paired with ``key`` (a sample id, or the sentence when there is none)."""
-    options = templates_of(cfg)
+    options = templates_of(cfg, spoken)
     return options[zlib.crc32(key.encode("utf-8")) % len(options)]
 
 
-def source_text(cfg: Text2GlossConfig, text: str, key: str | None = None) -> str:
-    """What the model reads for ``text``: wrapped in its template, split into words (lower-cased)."""
+def row_tag(cfg: Text2GlossConfig, sample: Mapping[str, Any]) -> str | None:
+    """The tag of a sample's glosses: the config's fixed ``tag``, or with ``tag: auto`` its sign language's
+    (:func:`~ray_slt.models.langgloss.sample_language`: DataError when the model does not write it)."""
+    if cfg.tag != "auto":
+        return cfg.tag
+    return tag_of(sample_language(sample, cfg.languages), cfg.tags)
+
+
+def source_text(cfg: Text2GlossConfig, text: str, key: str | None = None, spoken: str | None = None,
+                tag: str | None = None) -> str:  # fmt: skip
+    """What the model reads for ``text``: wrapped in its template (of the spoken language ``spoken`` with
+    ``templates: auto``), split into words (lower-cased); with ``tag: auto``, after the target token of the
+    language ``tag`` (``<2GSL> wie gebärdet man ...``)."""
     if not isinstance(text, str) or not text.strip():
         raise DataError("text2gloss needs a non-empty input sentence", key)
-    return words(template_for(cfg, key or text).format(text=text.strip()), cfg.lowercase)
-
-
-def add_tag(glosses: str, tag: str | None) -> str:
-    """``"WETTER MORGEN"`` -> ``"GSL_WETTER GSL_MORGEN"`` (unchanged without a tag); whitespace normalised."""
-    return " ".join(f"{tag}_{g}" if tag else g for g in glosses.split())
-
-
-def strip_tag(glosses: str, tag: str | None) -> str:
-    """The inverse of :func:`add_tag` on a model's output: the tag is removed where a gloss carries it, a gloss
-    written without it is kept as it is (and so scored, as a model's own mistake)."""
-    if not tag:
-        return " ".join(glosses.split())
-    prefix = f"{tag}_"
-    return " ".join(g[len(prefix) :] if g.startswith(prefix) and len(g) > len(prefix) else g for g in glosses.split())
+    out = words(template_for(cfg, key or text, spoken).format(text=text.strip()), cfg.lowercase)
+    if cfg.tag == "auto":
+        if not tag:
+            raise DataError("a multilingual text2gloss model needs the tag of the language to write", key)
+        out = f"{target_token(tag)} {out}"
+    return out
 
 
 def training_pair(cfg: Text2GlossConfig, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,8 +126,9 @@ def training_pair(cfg: Text2GlossConfig, row: Mapping[str, Any]) -> dict[str, An
     gloss = row.get("gloss")
     if not isinstance(gloss, str) or not gloss.strip():
         raise DataError("text2gloss needs the sample's glosses (this one has none)", sid or None)
-    return {"sample_id": sid, "gloss": source_text(cfg, row.get("text"), sid or None),
-            "text": add_tag(gloss, cfg.tag)}  # fmt: skip
+    tag = row_tag(cfg, row)
+    return {"sample_id": sid, "gloss": source_text(cfg, row.get("text"), sid or None, row.get("spoken_language"), tag),
+            "text": add_tag(gloss, tag)}  # fmt: skip
 
 
 def vocabulary_texts(cfg: Text2GlossConfig, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
@@ -123,15 +138,19 @@ def vocabulary_texts(cfg: Text2GlossConfig, rows: Sequence[Mapping[str, Any]]) -
     pairs = [training_pair(cfg, r) for r in rows]
     if not pairs:
         raise DataError("no training sentences with glosses")
-    extra = [words(t.replace("{text}", " "), cfg.lowercase) for t in templates_of(cfg)]
+    spoken = sorted({str(r.get("spoken_language") or "") for r in rows})
+    templates = sorted({t for s in spoken for t in templates_of(cfg, s)})
+    extra = [words(t.replace("{text}", " "), cfg.lowercase) for t in templates]
     return [p["text"] for p in pairs], [p["gloss"] for p in pairs] + [e for e in extra if e]
 
 
 class Text2GlossPredictor(Predictor):
     """A text -> gloss model (:func:`ray_slt.models.checkpoint.load_translator`; its checkpoint carries a
     :class:`~ray_slt.models.config.Text2GlossConfig`): a sentence in (``text``), ``{"gloss": ...}`` out, tags
-    stripped. Options: ``num_beams``, ``max_new_tokens`` (None: the model's), ``length_penalty`` (beam search;
-    None: 1.0)."""
+    stripped; a multilingual model (``tag: auto``) reads the sample's ``sign_language`` (and
+    ``spoken_language`` for ``templates: auto``) and also returns ``langgloss`` (what it wrote, tags and all)
+    and the ``sign_language``. Options: ``num_beams``, ``max_new_tokens`` (None: the model's),
+    ``length_penalty`` (beam search; None: 1.0)."""
 
     kind = "text2gloss"
     predicts = "gloss"
@@ -153,6 +172,12 @@ class Text2GlossPredictor(Predictor):
         self.max_new_tokens = max_new_tokens
         self.length_penalty = length_penalty
 
+    def info(self) -> dict[str, Any]:
+        """With a multilingual model, the languages it writes (so that a server refuses another with a 400)."""
+        cfg = self.model.cfg
+        extra = {"languages": {c: {"spoken": []} for c in cfg.languages}} if cfg.tag == "auto" else {}
+        return {**super().info(), **extra}
+
     def settings(self) -> dict[str, Any]:
         cfg = self.model.cfg
         return {
@@ -161,6 +186,7 @@ class Text2GlossPredictor(Predictor):
             "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
             "templates": cfg.templates if isinstance(cfg.templates, str) else len(cfg.templates),
             "tag": cfg.tag,
+            "languages": list(cfg.languages),
             "do_sample": False,
         }
 
@@ -175,9 +201,15 @@ class Text2GlossPredictor(Predictor):
         missing = [str(s.get("sample_id", i)) for i, s in enumerate(samples) if not isinstance(s.get("text"), str)]
         if missing:
             raise DataError(f"this model reads text; samples without it: {', '.join(missing[:5])}")
-        rows = [{"gloss": source_text(cfg, s["text"], s.get("sample_id"))} for s in samples]
+        langs = [sample_language(s, cfg.languages) if cfg.tag == "auto" else None for s in samples]
+        tags = [row_tag(cfg, {"sign_language": lang}) for lang in langs]
+        rows = [{"gloss": source_text(cfg, s["text"], s.get("sample_id"), s.get("spoken_language"), tag)}
+                for s, tag in zip(samples, tags)]  # fmt: skip
         batch = to_device(self.collate(rows), self.device)
         with torch.no_grad():
             out = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
                                       length_penalty=self.length_penalty)  # fmt: skip
-        return [{"gloss": strip_tag(g, cfg.tag)} for g in out]
+        if cfg.tag != "auto":
+            return [{"gloss": strip_tag(g, cfg.tag)} for g in out]
+        return [{"gloss": strip_tag(g, tag), "langgloss": " ".join(g.split()), "sign_language": lang}
+                for g, tag, lang in zip(out, tags, langs)]  # fmt: skip

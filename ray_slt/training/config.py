@@ -27,10 +27,12 @@ from ray_slt.config import Schema
 
 
 class DataSection(Schema):
-    """Where samples come from: exactly one of ``features`` (feature store) or ``manifest`` (text/gloss only)."""
+    """Where samples come from: exactly one of ``features`` (feature store) or ``manifest`` (text/gloss only).
+    Either may be a list, read as one source (:class:`~ray_slt.features.source.SampleSource`): several corpora
+    in one run, e.g. one multilingual model over several sign languages (sample ids must not repeat)."""
 
-    features: str | None = None  # feature store URI (ray-slt extract --out)
-    manifest: str | None = None  # manifest Parquet, for inputs that need no features (gloss -> text)
+    features: str | list[str] | None = None  # feature store URI(s) (ray-slt extract --out)
+    manifest: str | list[str] | None = None  # manifest Parquet(s), for inputs that need no features (gloss -> text)
     train_split: str = "train"
     dev_split: str = "dev"
     lang: str | None = None  # spoken language of the targets (BCP-47); None: the rows' spoken_language
@@ -42,10 +44,22 @@ class DataSection(Schema):
     materialize: bool | None = None
     materialize_below_mb: float = Field(256.0, ge=0)
 
+    def feature_stores(self) -> list[str]:
+        """``features`` as a list (empty without one)."""
+        return [] if self.features is None else [self.features] if isinstance(self.features, str) else self.features
+
+    def manifests(self) -> list[str]:
+        """``manifest`` as a list (empty without one)."""
+        return [] if self.manifest is None else [self.manifest] if isinstance(self.manifest, str) else self.manifest
+
     @model_validator(mode="after")
     def _check(self) -> DataSection:
         if (self.features is None) == (self.manifest is None):
             raise ValueError("set exactly one of data.features (a feature store) and data.manifest")
+        for name in ("features", "manifest"):
+            v = getattr(self, name)
+            if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+                raise ValueError(f"data.{name}: give one URI or a list of distinct URIs")
         if self.dev_split == "test" or self.train_split == "test":
             raise ValueError("the test split is never used during training; evaluate it with `ray-slt eval`")
         return self

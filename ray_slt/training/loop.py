@@ -744,7 +744,7 @@ class SupervisedRecipe(Recipe):
             elif d.features is not None:
                 from ray_slt.features.store import shard_bytes
 
-                size = shard_bytes(d.features, d.train_split)
+                size = sum(shard_bytes(f, d.train_split) for f in d.feature_stores())
                 # a small split is read once instead of once per epoch (each read costs seconds of task start-up)
                 materialize = size <= d.materialize_below_mb * 2**20
                 if materialize:

@@ -149,10 +149,12 @@ class Task(ABC):
         from ray_slt.features.store import INDEX_FILE
 
         d = self.cfg.data
-        if d.features is not None and not storage.exists(storage.join(d.features, INDEX_FILE)):
-            raise StorageError(f"{d.features}: not a feature store (no {INDEX_FILE}; run `ray-slt extract` first)")
-        if d.manifest is not None and not storage.exists(d.manifest):
-            raise StorageError(f"{d.manifest}: no such manifest (run `ray-slt prepare` first)")
+        for f in d.feature_stores():
+            if not storage.exists(storage.join(f, INDEX_FILE)):
+                raise StorageError(f"{f}: not a feature store (no {INDEX_FILE}; run `ray-slt extract` first)")
+        for m in d.manifests():
+            if not storage.exists(m):
+                raise StorageError(f"{m}: no such manifest (run `ray-slt prepare` first)")
 
 
 class SupervisedTask(Task):

@@ -182,17 +182,22 @@ class Text2GlossTask(SFTTask):
         return {}
 
     def columns(self) -> list[str]:
-        return list(TEXT_COLUMNS)
+        return [*TEXT_COLUMNS, "sign_language"]
 
     def source(self) -> SampleSource:
         return source_of(self.cfg, self.columns())
 
     def fresh(self):
+        """A new model whose vocabularies are the training rows'; a multilingual one (``tag: auto``) records the
+        languages of those rows in its config (what it writes, and what a request may ask for)."""
+        from ray_slt.models.langgloss import languages_of
         from ray_slt.models.sft import build_translator
         from ray_slt.models.text2gloss import vocabulary_texts
 
         c = self.cfg.text2gloss
         rows = list(self.source().samples(self.cfg.data.train_split))
+        if c.tag == "auto":
+            c = c.model_copy(update={"languages": languages_of(rows, c.languages)})
         targets, inputs = vocabulary_texts(c, rows)
         return build_translator(c, texts=targets, glosses=inputs, seed=self.cfg.optim.seed)
 
@@ -205,19 +210,20 @@ class Text2GlossTask(SFTTask):
             rows = decode_rows(rows)
             batch = collate([training_pair(c, r) for r in rows])
             batch["references"] = [" ".join(str(r["gloss"]).split()) for r in rows]
+            batch["languages"] = [{"sign_language": r.get("sign_language")} for r in rows]
             return batch
 
         return fn
 
     def predict(self, model, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
-        from ray_slt.models.text2gloss import strip_tag
+        from ray_slt.models.text2gloss import row_tag, strip_tag
 
         e = self.cfg.eval
         hyps = self.generate(model, batch, num_beams=e.num_beams, max_new_tokens=e.max_new_tokens,
                              synced_gpus=synced_gpus)  # fmt: skip
-        tag = self.cfg.text2gloss.tag
-        return [{"sample_id": str(i), "hypothesis": strip_tag(h, tag), "reference": r}
-                for i, h, r in zip(batch["sample_ids"], hyps, batch["references"])]  # fmt: skip
+        c, rows = model.cfg, zip(batch["sample_ids"], hyps, batch["references"], batch["languages"])
+        return [{"sample_id": str(i), "hypothesis": strip_tag(h, row_tag(c, lang)), "reference": r}
+                for i, h, r, lang in rows]  # fmt: skip
 
     def save(self, model, uri: str) -> None:
         from ray_slt.models.checkpoint import save_translator

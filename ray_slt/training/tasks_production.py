@@ -33,15 +33,18 @@ class ProduceTask(SourcedTask):
     def source(self) -> SampleSource:
         if self.cfg.data.manifest is not None:
             raise ConfigError("a producer learns poses: set data.features (a feature store from ray-slt extract)")
-        return source_of(self.cfg, list(POSE_COLUMNS))
+        return source_of(self.cfg, [*POSE_COLUMNS, "sign_language"])
 
     def fresh(self):
-        from ray_slt.models.producer import build_producer, input_text
+        from ray_slt.models.langgloss import languages_of
+        from ray_slt.models.producer import build_producer, producer_words
 
         split = self.cfg.data.train_split
-        words = source_of(self.cfg, ["sample_id", "split", "text", "gloss"]).samples(split)  # no poses read
-        model = build_producer(self.model_cfg, [input_text(r, self.model_cfg.input) for r in words],
-                               seed=self.cfg.optim.seed)  # fmt: skip
+        rows = list(source_of(self.cfg, ["sample_id", "split", "sign_language", "text", "gloss"]).samples(split))
+        c = self.model_cfg  # no poses read above; a multilingual producer records the languages it learns
+        if c.tag == "auto":
+            c = c.model_copy(update={"languages": languages_of(rows, c.languages)})
+        model = build_producer(c, [producer_words(r, c) for r in rows], seed=self.cfg.optim.seed)
         batch = model.collator()(decode_rows(list(itertools.islice(self.source().samples(split), 256))))
         model.net.fit_noise_scale(batch["frames"], batch["frame_mask"])  # the noise's scale: real frames
         return model

@@ -104,6 +104,8 @@ class VLMTask(TranslatorTask):
         super().__init__(cfg)
         if cfg.data.manifest is None:
             raise ConfigError("stage vlm reads videos: set data.manifest (the VLM translators take no pose features)")
+        if not isinstance(cfg.data.manifest, str):
+            raise ConfigError("stage vlm reads one manifest (data.manifest: one .parquet, not a list)")
         self._key: str | None = None
         self._spec: tuple[str, dict] | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -57,6 +58,38 @@ def test_manifest_is_marked_synthetic_and_held_out_sentences_are_new(corpus, tmp
     with pytest.raises(DataError, match=r"other options \(train: 24 there, 64 asked\)"):
         prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(corpus), "out": str(out),
                               "options": {"train": 64}}), progress=False)  # fmt: skip
+
+
+def test_two_seeds_under_two_codes_stand_in_for_two_languages_read_as_one_source(corpus, tmp_path):
+    """``sign_language``: a local-use code for the corpus's rows (ids carry it when it is not qsl); two corpora
+    read as one source (a multilingual run's ``data.manifest: [a, b]``), ids in order over both; a sample id
+    in both is an error."""
+    from ray_slt.errors import ConfigError, DataError
+    from ray_slt.features.source import SampleSource
+
+    other = tmp_path / "other"
+    synthetic.generate(str(other), synthetic.SyntheticSpec(train=24, dev=6, test=6, signers=3, seed=8))
+    a, b = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(corpus), "out": a}), progress=False)
+    prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(other), "out": b,
+                          "options": {"sign_language": "qsb"}}), progress=False)  # fmt: skip
+    rows_b = manifest.read_manifest(b).to_pylist()
+    assert all(r["sign_language"] == "qsb" and r["sample_id"].startswith("synthetic.qsb.syn") for r in rows_b)
+    both = SampleSource(manifest=[a, b])
+    ids = both.ids("train")
+    assert len(ids) == 48 and ids == sorted(ids)
+    assert {r["sign_language"] for r in both.samples("dev")} == {"qsl", "qsb"}
+    texts, glosses = both.texts("train")
+    assert len(texts) == len(glosses) == 48
+    shutil.copy(a, tmp_path / "a2.parquet")
+    with pytest.raises(DataError, match="is in both"):
+        SampleSource(manifest=[a, str(tmp_path / "a2.parquet")]).ids("train")
+    with pytest.raises(ConfigError, match="listed twice"):
+        SampleSource(manifest=[a, a])
+    for bad in ("qsl1", "ase", "QSB"):  # never a real language's code
+        with pytest.raises(ConfigError, match="local-use code"):
+            prepare(build_config({"kind": "prepare", "dataset": "synthetic", "root": str(other), "out": b,
+                                  "options": {"sign_language": bad}}), progress=False)  # fmt: skip
 
 
 def test_translations_follow_the_grammar():

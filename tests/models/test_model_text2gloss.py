@@ -157,3 +157,72 @@ def test_checkpoint_round_trip_and_predictor(rows, tmp_path):
     assert all("GSL_" not in o["gloss"] for o in out)
     with pytest.raises(DataError, match="reads text"):
         predictor.predict([{"sample_id": "x", "gloss": "REGEN"}])
+
+
+def test_the_multilingual_model_tags_each_row_with_its_own_language_and_is_asked_by_a_target_token():
+    """``tag: auto``: one model for several sign languages (SignLLM's shared Prompt2LangGloss). Each training
+    row's glosses carry its own language's tag, its input starts with that language's target token, and with
+    ``templates: auto`` its sentence is wrapped in a template of its spoken language."""
+    from ray_slt.models.langgloss import TAGS, languages_of, sample_language, tag_of, target_token
+
+    cfg = t2g(tag="auto", templates="auto", tags={"qsb": "BSLX"})
+    de = {"sample_id": "d1", "text": "Morgen Regen", "gloss": "MORGEN REGEN", "sign_language": "gsg",
+          "spoken_language": "de"}  # fmt: skip
+    en = {"sample_id": "e1", "text": "rain tomorrow", "gloss": "TOMORROW RAIN", "sign_language": "ase",
+          "spoken_language": "en-US"}  # fmt: skip
+    qsb = {**en, "sample_id": "q1", "sign_language": "qsb"}
+    fr = {**en, "sample_id": "f1", "sign_language": "qsc", "spoken_language": "fr"}
+    pairs = [training_pair(cfg, r) for r in (de, en, qsb, fr)]
+    # the paper's tags for ASL and GSL, a config's own where it gives one, else the ISO code upper-cased
+    assert [p["text"] for p in pairs] == ["GSL_MORGEN GSL_REGEN", "ASL_TOMORROW ASL_RAIN", "BSLX_TOMORROW BSLX_RAIN",
+                                          "QSC_TOMORROW QSC_RAIN"]  # fmt: skip
+    assert TAGS["ase"] == "ASL" and tag_of("qsc") == "QSC" and target_token("GSL") == "<2GSL>"
+    first = [p["gloss"].split()[0] for p in pairs]
+    assert first == ["<2GSL>", "<2ASL>", "<2BSLX>", "<2QSC>"]
+    # the rest is the sentence in a template of its own spoken language (en-US -> en; none for fr: the sentence)
+    assert pairs[0]["gloss"] == "<2GSL> " + words(template_for(cfg, "d1", "de").format(text=de["text"]))
+    assert template_for(cfg, "d1", "de") in TEMPLATES["de"] and template_for(cfg, "e1", "en-US") in TEMPLATES["en"]
+    assert pairs[3]["gloss"] == "<2QSC> rain tomorrow"
+    # the same sentence asked in two languages differs only in the target token
+    other = training_pair(cfg, {**en, "sign_language": "qsb"})["gloss"].split()
+    assert other[0] == "<2BSLX>" and other[1:] == pairs[1]["gloss"].split()[1:]
+    # what a model knows: its training rows' languages (or the config's, every row one of them)
+    assert languages_of([de, en, en]) == ["ase", "gsg"]
+    with pytest.raises(DataError, match="not in languages"):
+        languages_of([de, en], ["gsg"])
+    with pytest.raises(DataError, match="needs every training sample's sign_language"):
+        languages_of([de, {**en, "sign_language": None}])
+    known = t2g(tag="auto", languages=["ase", "gsg"])
+    with pytest.raises(DataError, match="knows the sign languages ase, gsg, not 'bfi'"):
+        training_pair(known, {**en, "sign_language": "bfi"})
+    assert sample_language({}, ["gsg"]) == "gsg"
+    with pytest.raises(DataError, match=r"say which sign language \(sign_language: one of ase, gsg\)"):
+        sample_language({"text": "x"}, ["ase", "gsg"])
+    # tags and languages only with tag: auto; two languages may not share a tag
+    with pytest.raises(ValueError, match="for the multilingual model"):
+        t2g(tag="GSL", languages=["gsg"])
+    with pytest.raises(ValueError, match="share a tag"):
+        t2g(tag="auto", tags={"ase": "X", "bfi": "X"})
+
+
+def test_the_multilingual_predictor_writes_the_language_asked_for(tmp_path):
+    from testlib import tiny_text2gloss
+
+    from ray_slt.models.registry import load_predictor
+
+    uri = tiny_text2gloss(str(tmp_path / "multi"), tag="auto", languages=("ase", "qsb"))
+    predictor = load_predictor(uri)
+    assert predictor.settings()["languages"] == ["ase", "qsb"]
+    model, cfg = predictor.model, predictor.model.cfg
+    samples = [{"sample_id": "a", "text": "my sister eats an apple", "sign_language": "ase"},
+               {"sample_id": "b", "text": "my sister eats an apple", "sign_language": "qsb"}]  # fmt: skip
+    out = predictor.predict(samples)
+    rows = [{"gloss": source_text(cfg, s["text"], s["sample_id"], None, t)} for s, t in zip(samples, ("ASL", "QSB"))]
+    raw = model.generate(model.collator()(rows))
+    assert [o["langgloss"] for o in out] == [" ".join(g.split()) for g in raw]
+    assert [o["gloss"] for o in out] == [strip_tag(raw[0], "ASL"), strip_tag(raw[1], "QSB")]
+    assert [o["sign_language"] for o in out] == ["ase", "qsb"]
+    with pytest.raises(DataError, match="one of ase, qsb"):
+        predictor.predict([{"text": "hello"}])
+    with pytest.raises(DataError, match="not 'gsg'"):
+        predictor.predict([{"text": "hello", "sign_language": "gsg"}])

@@ -24,7 +24,9 @@ def parts(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("parts")
     return {"t2g": tiny_text2gloss(str(d / "t2g")), "gloss": tiny_producer(str(d / "gloss")),
             "text": tiny_producer(str(d / "text"), input="text", seed=1),
-            "gloss2": tiny_producer(str(d / "gloss2"), seed=2)}  # fmt: skip
+            "gloss2": tiny_producer(str(d / "gloss2"), seed=2),
+            "t2g_multi": tiny_text2gloss(str(d / "t2g_multi"), tag="auto", languages=("ase", "qsb")),
+            "multi": tiny_producer(str(d / "multi"), seed=3, languages=("ase", "qsb"))}  # fmt: skip
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -94,8 +96,8 @@ def test_the_set_produces_what_its_chains_produce(parts, tmp_path):
     assert [o["sign_language"] for o in out] == ["ase", "bfi", "ase"]
     assert [o["gloss"] for o in out] == [glosses[0]["gloss"], None, glosses[1]["gloss"]]
     assert [o["frames"] for o in out] == [w["frames"] for w in want]
-    assert pred.info()["languages"] == {"ase": {"spoken": ["en"], "text2gloss": True},
-                                        "bfi": {"spoken": [], "text2gloss": False}}  # fmt: skip
+    assert pred.info()["languages"] == {"ase": {"spoken": ["en"], "text2gloss": True, "shared": False},
+                                        "bfi": {"spoken": [], "text2gloss": False, "shared": False}}  # fmt: skip
     with pytest.raises(DataError, match="no producer for sign language 'gsg'"):
         pred.predict([{"text": "hello", "sign_language": "gsg"}])
     with pytest.raises(DataError, match="reads en, not 'de'"):
@@ -143,3 +145,58 @@ def test_cli_assembles_a_set_and_produces_a_pose_file_a_gif_and_a_video(parts, t
         assert float(stream.average_rate) == pytest.approx(want["fps"], rel=0.01)
     assert main(["produce", s, "x", "--out", str(tmp_path / "out.mp4")]) == 2
     assert "name a .pose file" in capsys.readouterr().err
+
+
+def test_one_shared_multilingual_chain_serves_several_languages(parts, tmp_path):
+    """Prompt2LangGloss as the paper has it: one shared text -> LangGloss model and one shared producer for
+    several languages. The set keeps one copy of each (kept while a language uses it), produces each sample in the
+    language asked for (what the models produce with that language's tag), and a per-language chain added beside
+    it leaves the shared files byte-identical."""
+    root = tmp_path / "set"
+    s = str(root)
+    add_language(s, "ase", parts["multi"], parts["t2g_multi"], spoken=["en"])
+    add_language(s, "qsb", parts["multi"], parts["t2g_multi"], spoken=["en"])
+    index = read_set(s)["languages"]
+    assert index["ase"]["producer"] == index["qsb"]["producer"] == "shared/producer-0"
+    assert index["ase"]["text2gloss"] == index["qsb"]["text2gloss"] == "shared/text2gloss-0"
+    assert not (root / "languages").exists()
+    listed = [f["path"] for f in json.loads((root / "MANIFEST.json").read_text())["files"]]
+    assert len(listed) == len(set(listed))  # each shared file once
+    assert {p.split("/")[0] for p in listed} == {"producer_set.json", "shared"}
+    shared = {k: v for k, v in digests(root).items() if k.startswith("shared/")}
+
+    pred = load_predictor(s)
+    assert pred.info()["languages"]["qsb"] == {"spoken": ["en"], "text2gloss": True, "shared": True}
+    assert pred.chains["ase"][0] is pred.chains["qsb"][0] and pred.chains["ase"][1] is pred.chains["qsb"][1]
+    sentence = "my sister eats an apple"
+    out = pred.predict([{"sample_id": "a", "text": sentence, "sign_language": "ase"},
+                        {"sample_id": "b", "text": sentence, "sign_language": "qsb"}])  # fmt: skip
+    asked = [{"sample_id": "a", "text": sentence, "sign_language": "ase", "spoken_language": "en"},
+             {"sample_id": "b", "text": sentence, "sign_language": "qsb", "spoken_language": "en"}]  # fmt: skip
+    fronts = load_predictor(parts["t2g_multi"]).predict(asked)
+    produced = load_predictor(parts["multi"]).predict([{**a, "gloss": f["gloss"]} for a, f in zip(asked, fronts)])
+    assert [o["langgloss"] for o in out] == [f["langgloss"] for f in fronts]
+    assert [o["gloss"] for o in out] == [f["gloss"] for f in fronts]
+    assert [o["frames"] for o in out] == [p["frames"] for p in produced]
+    # the shared producer reads the same glosses as two languages' signs: ASL_X is not QSB_X
+    same = load_predictor(parts["multi"]).predict([{"gloss": "MAN EAT", "sign_language": "ase"},
+                                                   {"gloss": "MAN EAT", "sign_language": "qsb"}])  # fmt: skip
+    assert same[0]["frames"] != same[1]["frames"]
+    with pytest.raises(DataError, match="one of ase, qsb"):
+        load_predictor(parts["multi"]).predict([{"gloss": "MAN EAT"}])
+    # served alone, a multilingual model says which languages it takes (the server refuses others with a 400)
+    assert load_predictor(parts["multi"]).info()["languages"] == {"ase": {"spoken": []}, "qsb": {"spoken": []}}
+    assert sorted(load_predictor(parts["t2g_multi"]).info()["languages"]) == ["ase", "qsb"]
+
+    # MLSF beside it: a language with its own chain; the shared copies stay byte-identical
+    add_language(s, "bfi", parts["gloss"], parts["t2g"], spoken=["en"])
+    assert {k: v for k, v in digests(root).items() if k.startswith("shared/")} == shared
+    # a shared model must know the language it is added for
+    with pytest.raises(ConfigError, match="does not know gsg"):
+        add_language(s, "gsg", parts["multi"], parts["t2g_multi"])
+    # a shared copy stays while a language uses it, and goes with the last one
+    remove_language(s, "ase")
+    assert {k: v for k, v in digests(root).items() if k.startswith("shared/")} == shared
+    remove_language(s, "qsb")
+    assert not any(k.startswith("shared/") for k in digests(root)) and sorted(read_set(s)["languages"]) == ["bfi"]
+    assert load_predictor(s).predict([{"text": sentence}])[0]["sign_language"] == "bfi"

@@ -58,13 +58,20 @@ def producer(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def producer_set(text2gloss, producer, tmp_path_factory) -> str:
-    """SignLLM as served: two sign languages, ase (text -> gloss -> pose) and bfi (a sentence-reading producer)."""
+    """SignLLM as served: four sign languages, ase (text -> gloss -> pose) and bfi (a sentence-reading producer),
+    each with its own models (MLSF), and qsb and qsc sharing one multilingual text -> LangGloss model and one
+    multilingual producer (Prompt2LangGloss's single shared model)."""
     from ray_slt.models.producer_set import add_language
 
     uri = str(tmp_path_factory.mktemp("set") / "signllm")
     add_language(uri, "ase", producer, text2gloss, spoken=["en"])
     sentences = tiny_producer(str(tmp_path_factory.mktemp("prod_text") / "producer"), input="text", seed=1)
     add_language(uri, "bfi", sentences, spoken=["en"])
+    d = tmp_path_factory.mktemp("shared")
+    t2g = tiny_text2gloss(str(d / "t2g"), tag="auto", languages=("qsb", "qsc"))
+    shared = tiny_producer(str(d / "producer"), seed=2, languages=("qsb", "qsc"))
+    for code in ("qsb", "qsc"):
+        add_language(uri, code, shared, t2g, spoken=["en"])
     return uri
 
 
@@ -178,24 +185,31 @@ def test_a_producer_set_produces_in_the_sign_language_asked_for(server):
     status, health = request(server.url + "healthz")
     info = health["routes"]["signllm"]
     assert (info["kind"], info["inputs"], info["predicts"]) == ("producer_set", "text", "pose")
-    assert info["languages"] == {"ase": {"spoken": ["en"], "text2gloss": True},
-                                 "bfi": {"spoken": ["en"], "text2gloss": False}}  # fmt: skip
+    assert info["languages"] == {"ase": {"spoken": ["en"], "text2gloss": True, "shared": False},
+                                 "bfi": {"spoken": ["en"], "text2gloss": False, "shared": False},
+                                 "qsb": {"spoken": ["en"], "text2gloss": True, "shared": True},
+                                 "qsc": {"spoken": ["en"], "text2gloss": True, "shared": True}}  # fmt: skip
     sentence = "my sister eats an apple"
     gloss = load_predictor(server.text2gloss).predict([{"text": sentence}])[0]["gloss"]
+    in_process = load_predictor(server.producer_set)
     want = {
         "ase": load_predictor(server.producer).predict([{"gloss": gloss}])[0],
-        "bfi": load_predictor(server.producer_set).predict([{"text": sentence, "sign_language": "bfi"}])[0],
+        **{c: in_process.predict([{"text": sentence, "sign_language": c}])[0] for c in ("bfi", "qsb", "qsc")},
     }
-    for code in ("ase", "bfi"):
+    for code in ("ase", "bfi", "qsb", "qsc"):
         body = json.dumps({"text": sentence, "sign_language": code, "spoken_language": "en"}).encode()
         status, out = request(server.url + "signllm", body, "application/json")
         assert status == 200 and out["sign_language"] == code, out
-        assert out["gloss"] == (gloss if code == "ase" else None)
+        assert out["gloss"] == (gloss if code == "ase" else want[code]["gloss"])
+        if code in ("qsb", "qsc"):  # what the shared model wrote, tags and all (``gloss``: the language's stripped)
+            assert out["langgloss"] == want[code]["langgloss"]
+            # an untrained front may write nothing: the producer is given its unknown word, and the answer says so
+            assert ("note" in out) == (out["gloss"] == ""), out.get("note")
         k = min(3, len(want[code]["frames"]), out["num_frames"])
         assert np.allclose(out["frames"][:k], want[code]["frames"][:k], atol=1e-3)
     for payload, says in [({"text": sentence, "sign_language": "gsg"}, "no producer for sign language 'gsg'"),
                           ({"text": sentence, "sign_language": "ase", "spoken_language": "de"}, "reads en"),
-                          ({"text": sentence}, "one of ase, bfi")]:  # fmt: skip
+                          ({"text": sentence}, "one of ase, bfi, qsb, qsc")]:  # fmt: skip
         status, bad = request(server.url + "signllm", json.dumps(payload).encode(), "application/json")
         assert status == 400 and says in bad["error"], (payload, bad)
 
@@ -386,7 +400,12 @@ def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path
     assert out["download"] == "data:application/octet-stream;base64,"
     assert out["info"].endswith(f"{out['result']['num_frames']} frames produced")
     assert out["language_row_hidden"] and out["set_row_shown"]
-    assert out["options"] == ["ase = ase · text → glosses → pose (from en)", "bfi = bfi · text → pose (from en)"]
+    assert out["options"] == [
+        "ase = ase · text → glosses → pose (from en)",
+        "bfi = bfi · text → pose (from en)",
+        "qsb = qsb · text → glosses → pose (shared model) (from en)",
+        "qsc = qsc · text → glosses → pose (shared model) (from en)",
+    ]
     r = out["set_result"]
     assert out["set_state"] == "done" and r["sign_language"] == "ase" and isinstance(r["frames"], list)
     assert out["set_shown"] == f"{r['num_frames']} frames at {r['fps']:.1f} fps · ase glosses: {r['gloss'] or '(none)'}"

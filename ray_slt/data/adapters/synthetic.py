@@ -5,6 +5,9 @@ lexicon of their descriptions, ``lexicon.csv`` beside the table)."""
 from __future__ import annotations
 
 import json
+import re
+
+from pydantic import field_validator
 
 from ray_slt import storage
 from ray_slt.config import Schema
@@ -23,13 +26,26 @@ from ray_slt.errors import DataError, RaySltError
 
 
 class SyntheticOptions(Schema):
-    """Used only when the corpus does not exist under the root yet and is generated."""
+    """``train`` .. ``seed``: used only when the corpus does not exist under the root yet and is generated.
+    ``sign_language``: the code its rows carry (ISO 639-3's local-use range qaa-qtz; default ``qsl``). Corpora
+    of two seeds under two codes stand in for two sign languages (the same English sentences and glosses,
+    different signs: each seed draws its own sign forms) for multilingual models; rows of a code other than
+    ``qsl`` get it in their sample ids (``synthetic.qsb.syn00000``), so the two can be read as one source."""
 
     train: int = 600
     dev: int = 60
     test: int = 60
     signers: int = 6
     seed: int = 0
+    sign_language: str = "qsl"
+
+    @field_validator("sign_language")
+    @classmethod
+    def _local_use(cls, v: str) -> str:
+        if not re.fullmatch(r"q[a-t][a-z]", v):
+            raise ValueError(f"sign_language {v!r}: a synthetic corpus takes a local-use code (qaa-qtz), never a "
+                             "real language's")  # fmt: skip
+        return v
 
 
 class IsolatedOptions(Schema):
@@ -52,7 +68,8 @@ class Synthetic(Adapter):
     table = "synthetic.tsv"
 
     def generate(self, root: str, options) -> None:
-        synthetic.generate(root, synthetic.SyntheticSpec(**options.model_dump()), progress=True)
+        spec = options.model_dump(exclude={"sign_language"})
+        synthetic.generate(root, synthetic.SyntheticSpec(**spec), progress=True)
 
     def read(self, root, options, report: ErrorReport, splits=("train", "dev", "test")) -> list[dict]:
         table = storage.join(root, self.table)
@@ -61,6 +78,8 @@ class Synthetic(Adapter):
         else:
             _check_existing(root, options)
         rows = []
+        language = getattr(options, "sign_language", self.sign_language)
+        prefix = "" if language == self.sign_language else f"{language}."
         for line, cols, fields in read_table(table, "\t", synthetic.TSV_COLUMNS):
             with report.guard(table, line):
                 rec = record(cols, fields)
@@ -69,10 +88,10 @@ class Synthetic(Adapter):
                     continue
                 rows.append(
                     make_row(
-                        sample_id=sample_id(self.name, non_empty(rec, "name")),
+                        sample_id=sample_id(self.name, prefix + non_empty(rec, "name")),
                         dataset=self.name,
                         split=split,
-                        sign_language=self.sign_language,
+                        sign_language=language,
                         spoken_language=self.spoken_language,
                         pose_uri=storage.join(root, non_empty(rec, "pose")),
                         fps=synthetic.FPS,
@@ -98,7 +117,7 @@ class SyntheticIsolated(Synthetic):
 
 def _check_existing(root: str, options: SyntheticOptions) -> None:
     """An existing corpus is read as it is; options given explicitly must match how it was generated."""
-    asked = {k: getattr(options, k) for k in sorted(options.model_fields_set)}
+    asked = {k: getattr(options, k) for k in sorted(options.model_fields_set) if k != "sign_language"}
     if not asked:
         return
     path = storage.join(root, "synthetic.json")

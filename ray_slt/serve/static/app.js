@@ -60,7 +60,9 @@ function selectRoute(name) {
   $("sign-language").replaceChildren(...languages.map(([code, l]) => {
     const o = document.createElement("option");
     o.value = code;
-    o.textContent = `${code} · ${l.text2gloss ? "text → glosses → pose" : "text → pose"}` +
+    // a set's chains say what they read; a bare multilingual model only its languages
+    const chain = l.text2gloss === undefined ? "" : ` · ${l.text2gloss ? "text → glosses → pose" : "text → pose"}`;
+    o.textContent = `${code}${chain}${l.shared ? " (shared model)" : ""}` +
       (l.spoken.length ? ` (from ${l.spoken.join(", ")})` : "");
     return o;
   }));
