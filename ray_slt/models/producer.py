@@ -131,24 +131,36 @@ def _weights(pred: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | N
 
 
 def mse_loss(
-    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    channels: torch.Tensor | None = None,
+    samples: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared error over every valid predicted value (frames x future x coordinates); ``channels`` [D]:
-    optional per-value weights (a weighted mean)."""
+    optional per-value weights (a weighted mean); ``samples`` [B]: optional per-sample weights (importance
+    sampling's), multiplying each sample's squared errors while the normaliser stays the unweighted count (so
+    weights below 1 shrink the loss, as prioritised replay's corrected updates do)."""
     weight = _weights(pred, valid, channels)
-    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp_min(1e-12)
+    scaled = weight if samples is None else weight * samples.to(pred.dtype)[:, None, None, None]
+    return ((pred - target) ** 2 * scaled).sum() / weight.sum().clamp_min(1e-12)
 
 
 def rl_loss(
-    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, channels: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    channels: torch.Tensor | None = None,
+    samples: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """SignLLM's "RL loss" as read (SPEC C.5 item 2): its Eq. 3 makes the return of the reward r = -MSE the sum
     of per-step MSEs, so the loss is each sequence's MSE *summed over its time steps* (the per-frame MSE over
     coordinates and future offsets), averaged over the batch. It differs from :func:`mse_loss` only in weighting
-    long sequences by their length."""
+    long sequences by their length. ``samples`` [B]: optional per-sample weights on each sequence's sum."""
     weight = _weights(pred, valid, channels)
     per_frame = ((pred - target) ** 2 * weight).sum((-1, -2)) / weight.sum((-1, -2)).clamp_min(1e-12)  # [B, T]
-    return per_frame.sum(1).mean()
+    per_seq = per_frame.sum(1)
+    return (per_seq if samples is None else per_seq * samples.to(pred.dtype)).mean()
 
 
 def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -249,7 +261,7 @@ class Producer(nn.Module):
         channels = torch.ones(pred.shape[-1], device=pred.device)
         channels[-1] = self.cfg.counter_weight
         fn = rl_loss if self.cfg.loss == "rl" else mse_loss
-        loss = fn(pred, target, valid, channels)
+        loss = fn(pred, target, valid, channels, batch.get("sample_weights"))
         return LossOutput(loss, per_sample_loss(pred, target, valid).detach())
 
     @torch.no_grad()

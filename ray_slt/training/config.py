@@ -69,10 +69,26 @@ class PrioritySection(Schema):
     """``optim.priority``: SignLLM's Priority Learning Channel (:mod:`ray_slt.training.priority`), used when
     ``optim.sampling`` is ``priority``: ``eta`` (the exponent of P(i) = p_i^eta / sum p_j^eta; 0 is uniform),
     ``kind`` (``inverse``: the lowest-loss samples first, the paper's "most rewarding"; ``loss``: the hardest
-    first, prioritised experience replay's)."""
+    first, prioritised experience replay's), ``beta`` / ``beta_end`` (importance-sampling weights, below)."""
 
     eta: float = Field(0.6, ge=0)
     kind: Literal["inverse", "loss"] = "inverse"
+    # importance-sampling correction (prioritised experience replay's; the paper has none): each drawn sample's
+    # loss is weighted by (N P(i))^-beta / max_j (N P(j))^-beta; beta 0: no correction (the paper's). With
+    # beta_end, beta goes linearly from beta to beta_end over the run's steps (PER: 0.4 -> 1).
+    beta: float = Field(0.0, ge=0, le=1)
+    beta_end: float | None = Field(None, ge=0, le=1)
+
+    def beta_at(self, step: int, total: int) -> float:
+        """beta at optimizer step ``step`` (0-based) of ``total``."""
+        if self.beta_end is None or total <= 1:
+            return self.beta
+        return self.beta + (self.beta_end - self.beta) * min(step, total - 1) / (total - 1)
+
+    @property
+    def corrects(self) -> bool:
+        """Whether importance-sampling weights are applied at all."""
+        return self.beta > 0 or bool(self.beta_end)
 
 
 class OptimSection(Schema):
@@ -101,6 +117,12 @@ class OptimSection(Schema):
     seed: int = 0
     sampling: Literal["shuffle", "priority"] = "shuffle"
     priority: PrioritySection = Field(default_factory=PrioritySection)
+
+    @model_validator(mode="after")
+    def _check_correction(self) -> OptimSection:
+        if self.priority.corrects and self.sampling != "priority":
+            raise ValueError("optim.priority.beta corrects priority sampling: set optim.sampling: priority")
+        return self
 
 
 class TrainerSection(Schema):

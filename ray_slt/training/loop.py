@@ -377,6 +377,13 @@ class _Trainer:
             n += len(batch.get("sample_ids") or batch.get("texts") or [])
             last = i == ga - 1
             idx = None if indices is None else indices[i]
+            if idx is not None and self.cfg.optim.priority.corrects:
+                beta = self.cfg.optim.priority.beta_at(self.step, self.total)
+                weights = torch.as_tensor(self.sampler.weights(idx, beta), dtype=torch.float32)
+                batch["sample_weights"] = weights.to(self.device)
+                logs_is = {"is_weight": float(weights.mean()), "is_beta": beta}
+            else:
+                logs_is = {}
             if self.deepspeed:
                 with self._autocast():
                     loss, logs, per_sample = self._loss(batch, idx)
@@ -392,7 +399,7 @@ class _Trainer:
             if idx is not None:
                 seen.append(([int(j) for j in idx], per_sample))
             loss_sum += float(loss.detach())
-            for k, v in logs.items():
+            for k, v in {**logs, **logs_is}.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
         if self.deepspeed:
             grad_norm = self.engine.get_global_grad_norm()
@@ -716,6 +723,9 @@ class SupervisedRecipe(Recipe):
         if self.cfg.optim.sampling == "priority" and not self.task.gives_sample_losses:
             raise ConfigError(f"optim.sampling: priority needs per-sample losses, which stage {self.cfg.stage!r} "
                               "does not give; use optim.sampling: shuffle")  # fmt: skip
+        if self.cfg.optim.priority.corrects and not self.task.takes_sample_weights:
+            raise ConfigError(f"stage {self.cfg.stage!r} does not weigh its loss per sample: optim.priority.beta "
+                              "must stay 0")  # fmt: skip
 
     def train_func(self):
         return train_func

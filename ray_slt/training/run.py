@@ -190,10 +190,13 @@ def _summary(cfg: TrainConfig, result, info: dict) -> dict[str, Any]:
 
 def preflight(cfg: TrainConfig) -> None:
     """What can be checked before Ray starts, each failing in one line: the data the stage reads
-    (:meth:`Task.check_inputs`), the run storage (reachable, credentials for s3://) and a DeepSpeed config file."""
+    (:meth:`Task.check_inputs`), the recipe's settings (:meth:`Recipe.check`), the run storage (reachable,
+    credentials for s3://) and a DeepSpeed config file."""
     from ray_slt.errors import StorageError
 
-    task_for(cfg).check_inputs()
+    task = task_for(cfg)
+    task.check_inputs()
+    recipe_for(cfg, task).check()
     if not storage.is_local(cfg.trainer.storage):
         storage.exists(cfg.trainer.storage)  # a missing prefix is fine; missing credentials are not
     ds = cfg.trainer.deepspeed

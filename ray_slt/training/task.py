@@ -200,6 +200,9 @@ class SupervisedTask(Task):
 
     #: whether :meth:`sample_losses` is implemented (``optim.sampling: priority`` needs it)
     gives_sample_losses: ClassVar[bool] = False
+    #: whether the loss weighs each sample by ``batch["sample_weights"]`` (``[B]``) when the batch has them
+    #: (priority sampling's importance-sampling correction, ``optim.priority.beta``, needs it)
+    takes_sample_weights: ClassVar[bool] = False
 
     def sample_losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """:meth:`loss` with each sample's own loss beside it (``[B]``, detached), from the same forward pass;

@@ -50,6 +50,7 @@ class ProduceTask(SourcedTask):
         return model
 
     gives_sample_losses: ClassVar[bool] = True
+    takes_sample_weights: ClassVar[bool] = True
 
     def loss(self, model, batch: Batch):
         return model(batch).loss, {}

@@ -80,6 +80,14 @@ def test_the_losses_are_their_formulas():
     weighted = float((err * w).sum() / (valid[..., None] * w).sum())
     assert float(mse_loss(pred, target, valid, w)) == pytest.approx(weighted, rel=1e-6)
     assert float(mse_loss(pred, target, valid, torch.ones(4))) == pytest.approx(sq / n, rel=1e-6)
+    # per-sample weights (priority sampling's importance weights): each sample's squared errors (or summed
+    # per-frame MSEs) scaled by its weight, over the unweighted count (MSE) or batch size (RL)
+    ws = torch.tensor([0.5, 1.0, 0.25])
+    sq_w = sum(float(ws[b]) * per_seq[b] * float(valid[b].sum()) * 4 for b in range(3))
+    assert float(mse_loss(pred, target, valid, None, ws)) == pytest.approx(sq_w / n, rel=1e-6)
+    assert float(rl_loss(pred, target, valid, None, ws)) == pytest.approx(
+        sum(float(ws[b]) * per_frame_sum[b] for b in range(3)) / 3, rel=1e-6)  # fmt: skip
+    assert float(rl_loss(pred, target, valid, None, torch.ones(3))) == pytest.approx(sum(per_frame_sum) / 3, rel=1e-6)
 
 
 def test_future_prediction_targets_and_noise():

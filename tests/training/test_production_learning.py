@@ -102,12 +102,20 @@ def test_a_producer_learns_the_synthetic_poses_and_is_evaluated_by_dtw(store, ba
 
 def test_priority_sampling_draws_by_the_losses_and_learns(store, tmp_path):
     """SignLLM's priority learning channel in the loop (two DDP workers): every step's global batch is drawn by
-    the per-sample priorities, every drawn sample's loss comes back to the sampler (on every rank), and the
-    producer learns as with shuffled epochs."""
+    the per-sample priorities, every drawn sample's loss comes back to the sampler (on every rank), importance
+    weights (beta annealed 0.4 -> 1) scale the drawn samples' losses, and the producer learns as with shuffled
+    epochs."""
     cfg = load_config(str(CONF), [f"data.features={store}", f"trainer.storage={tmp_path}", "eval.at_start=true",
                                   "optim.epochs=3", "eval.every_epochs=3", "optim.sampling=priority",
-                                  "optim.priority.kind=loss", "optim.priority.eta=1.0"])  # fmt: skip
+                                  "optim.priority.kind=loss", "optim.priority.eta=1.0", "optim.priority.beta=0.4",
+                                  "optim.priority.beta_end=1.0", "trainer.log_every=1"])  # fmt: skip
     s = run_training(cfg)
+    train = curve(s["curves"]["train"])
+    betas, weights = [r["is_beta"] for r in train], [r["is_weight"] for r in train]
+    print("importance weights: beta", betas[0], "->", betas[-1], "mean weight", weights[0], "->", weights[-1])
+    assert betas[0] == pytest.approx(0.4) and betas == sorted(betas) and betas[-1] >= 0.95
+    # the first step draws uniformly (no sample seen yet: weights 1); then (N P(i))^-beta / max < 1 on average
+    assert weights[0] == pytest.approx(1.0) and all(0 < w <= 1 for w in weights) and min(weights) < 0.9
     dev = curve(s["curves"]["dev"])
     start, best = dev[0], min(dev, key=lambda r: r["dev_dtw"])
     print("dev DTW with priority sampling", [(r["step"], round(r["dev_dtw"], 3)) for r in dev])

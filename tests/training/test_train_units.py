@@ -41,6 +41,31 @@ def test_config_rules():
         cfg("trainer.num_workers=2", "trainer.fail_rank=2")
 
 
+def test_priority_sampling_and_its_correction_are_refused_where_they_cannot_work():
+    """Refused by the preflight's recipe check (before Ray starts): priority sampling for a stage whose loss
+    gives no per-sample losses, importance-sampling weights (beta) for one that cannot weigh its loss per sample
+    or without priority sampling. beta anneals linearly to beta_end over the run's steps."""
+    from ray_slt.training.recipe import recipe_for
+    from ray_slt.training.task import task_for
+    from ray_slt.training.tasks_production import ProduceTask
+
+    with pytest.raises(ConfigError, match="needs per-sample losses"):
+        c = cfg("optim.sampling=priority")
+        recipe_for(c, task_for(c)).check()
+    with pytest.raises(ConfigError, match="beta corrects priority sampling"):
+        build_config({**BASE, "stage": "produce"}, ["optim.priority.beta=0.4"])
+    c = build_config({**BASE, "stage": "produce"}, ["optim.sampling=priority", "optim.priority.beta=0.4",
+                                                    "optim.priority.beta_end=1.0"])  # fmt: skip
+    recipe_for(c, task_for(c)).check()  # the producer weighs its loss per sample
+    unweighted = type("Unweighted", (ProduceTask,), {"takes_sample_weights": False})(c)
+    with pytest.raises(ConfigError, match="does not weigh its loss per sample"):
+        recipe_for(c, unweighted).check()
+    p = c.optim.priority
+    assert [p.beta_at(s, 5) for s in range(6)] == pytest.approx([0.4, 0.55, 0.7, 0.85, 1.0, 1.0])
+    assert build_config({**BASE, "stage": "produce"}, ["optim.sampling=priority", "optim.priority.beta=0.3"]
+                        ).optim.priority.beta_at(7, 10) == 0.3  # fmt: skip
+
+
 def test_steps_and_lr_schedule():
     c = cfg("optim.batch_size=4", "optim.grad_accum=2", "trainer.num_workers=2", "optim.epochs=3",
             "optim.warmup_steps=2", "optim.min_lr_ratio=0.1")  # fmt: skip
