@@ -22,3 +22,18 @@ def synthetic_store(tmp_path_factory) -> dict[str, str]:
     summary = last_json(done.stdout)
     assert summary["errors"] == 0 and summary["index_samples"] == 720
     return {"manifest": manifest, "features": features, "root": str(root)}
+
+
+@pytest.fixture(scope="session")
+def synthetic_translator(synthetic_store, tmp_path_factory) -> dict:
+    """The shipped demo translator (conf/train/synthetic_tiny.yaml: 12 epochs on two DDP workers) trained once
+    per session with `ray-slt train`, reading the 49 points a Prompt2Sign production carries
+    (``sft.encoder.points=p2s50``): the learning test of tests/training/test_train_cli.py asserts on it, and
+    tests/training/test_production_learning.py uses it to read productions back (back-translation).
+    ``summary``: the run's summary, ``run``: its directory."""
+    runs = tmp_path_factory.mktemp("translator") / "runs"
+    done = run_cli("train", str(REPO / "conf" / "train" / "synthetic_tiny.yaml"),
+                   f"data.features={synthetic_store['features']}", f"trainer.storage={runs}",
+                   "sft.encoder.points=p2s50", "--json", timeout=1500)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"summary": last_json(done.stdout), "run": str(runs / "train_synthetic_tiny")}
