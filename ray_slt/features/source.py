@@ -136,11 +136,10 @@ class SampleSource:
 
         parts = [load_features(f, split=split, columns=self.columns) for f in self.stores]
         ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-        if len(parts) > 1:
-            self.ids(split)  # a sample id in two stores is an error
-        if self._limit(split) is not None:
-            wanted = set(self.ids(split))
-            ds = ds.filter(lambda row: row["sample_id"] in wanted)
+        if len(parts) > 1 or self._limit(split) is not None:
+            wanted = set(self.ids(split))  # also: a sample id in two stores is an error
+            if self._limit(split) is not None:
+                ds = ds.filter(lambda row: row["sample_id"] in wanted)
         return ds
 
     def texts(self, split: str) -> tuple[list[str], list[str]]:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ray_slt.config import Schema
+from ray_slt.models.langgloss import check_multilingual
 
 PAPER_INSTRUCTION = (
     "A conversation between a deaf person and an AI assistant. The assistant can generate accurate and fluent "
@@ -317,20 +318,9 @@ class Text2GlossConfig(SFTConfig):
             raise ValueError(f"tag {v!r} must be one word without '_' (e.g. GSL, ASL)")
         return v
 
-    @field_validator("tags")
-    @classmethod
-    def _check_tags(cls, v: dict[str, str]) -> dict[str, str]:
-        for code, tag in v.items():
-            if not tag or any(c.isspace() for c in tag) or "_" in tag or tag == "auto":
-                raise ValueError(f"tags.{code}: {tag!r} must be one word without '_' (e.g. GSL, ASL)")
-        if len(set(v.values())) != len(v):
-            raise ValueError("tags: two languages share a tag (their glosses could not be told apart)")
-        return v
-
     @model_validator(mode="after")
     def _check_text_encoder(self) -> Text2GlossConfig:
         if self.encoder.type != "gloss":
             raise ValueError("text2gloss reads words: its encoder is the token encoder (encoder.type: gloss)")
-        if (self.tags or self.languages) and self.tag != "auto":
-            raise ValueError("tags and languages are for the multilingual model (tag: auto)")
+        check_multilingual(self.tag, self.tags, self.languages)
         return self

@@ -44,6 +44,19 @@ def tag_of(code: str | None, tags: Mapping[str, str] | None = None) -> str:
     return (tags or {}).get(code) or TAGS.get(code) or code.upper()
 
 
+def check_multilingual(tag: str | None, tags: Mapping[str, str], languages: Sequence[str]) -> None:
+    """The config rules of a multilingual model's ``tag`` / ``tags`` / ``languages`` (ValueError, for the
+    configs' validators): ``tags`` and ``languages`` only with ``tag: auto``; each tag one word without ``_``;
+    no two languages sharing a tag."""
+    if (tags or languages) and tag != "auto":
+        raise ValueError("tags and languages are for the multilingual model (tag: auto)")
+    for code, t in tags.items():
+        if not t or any(c.isspace() for c in t) or "_" in t or t == "auto":
+            raise ValueError(f"tags.{code}: {t!r} must be one word without '_' (e.g. GSL, ASL)")
+    if len(set(tags.values())) != len(tags):
+        raise ValueError("tags: two languages share a tag (their glosses could not be told apart)")
+
+
 def target_token(tag: str) -> str:
     """The input word that asks a multilingual model for language ``tag``'s glosses: ``<2GSL>``."""
     return f"<2{tag}>"

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ray_slt.config import Schema
+from ray_slt.models.langgloss import check_multilingual
 
 #: SignLLM's sizes (paper 5, Sec. 4.1): Base 2+2 layers, 4 heads, 512 wide, FFN 2048; Large and Super about 2x
 #: and 4x as wide with the same depth. ``custom`` takes hidden/layers/heads/ffn from the config.
@@ -70,13 +71,7 @@ class ProducerConfig(Schema):
     def _check(self) -> ProducerConfig:
         if self.dims()["hidden"] % self.dims()["heads"]:
             raise ValueError(f"hidden ({self.dims()['hidden']}) must be divisible by heads ({self.dims()['heads']})")
-        if (self.tags or self.languages) and self.tag != "auto":
-            raise ValueError("tags and languages are for the shared multilingual producer (tag: auto)")
-        for code, tag in self.tags.items():
-            if not tag or any(c.isspace() for c in tag) or "_" in tag:
-                raise ValueError(f"tags.{code}: {tag!r} must be one word without '_' (e.g. GSL, ASL)")
-        if len(set(self.tags.values())) != len(self.tags):
-            raise ValueError("tags: two languages share a tag (their glosses could not be told apart)")
+        check_multilingual(self.tag, self.tags, self.languages)
         return self
 
     def dims(self) -> dict[str, int]:

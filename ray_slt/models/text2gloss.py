@@ -202,7 +202,7 @@ class Text2GlossPredictor(Predictor):
         if missing:
             raise DataError(f"this model reads text; samples without it: {', '.join(missing[:5])}")
         langs = [sample_language(s, cfg.languages) if cfg.tag == "auto" else None for s in samples]
-        tags = [row_tag(cfg, {"sign_language": lang}) for lang in langs]
+        tags = [tag_of(lang, cfg.tags) if lang else cfg.tag for lang in langs]
         rows = [{"gloss": source_text(cfg, s["text"], s.get("sample_id"), s.get("spoken_language"), tag)}
                 for s, tag in zip(samples, tags)]  # fmt: skip
         batch = to_device(self.collate(rows), self.device)
