@@ -143,6 +143,10 @@ class TinyLMConfig(Schema):
     # Init std of all weights. HF's 0.02 suits wide models; at width 64 it caps the logits a LoRA-tuned
     # random LM can reach (normed hidden . embedding <= ~1.3), so tiny LMs use about 1/sqrt(hidden).
     init_std: float = Field(0.1, gt=0)
+    # Dropout inside the random LM: Qwen3/Qwen2's attention dropout (the only dropout those classes have), mBART's
+    # dropout and attention dropout, T5's dropout rate. None: the class's own default (0 for Qwen, 0.1 for mBART
+    # and T5). See also the section's ``embed_dropout`` (the LM's input embeddings, any LM).
+    dropout: float | None = Field(None, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> TinyLMConfig:
@@ -205,6 +209,10 @@ class SFTConfig(Schema):
     lr_projector: float = Field(2e-5, gt=0)  # also the DINOv2 linear projections
     # label smoothing epsilon of the target cross-entropy (0: plain cross-entropy, the LM's own loss)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # dropout on the LM's input embeddings while training (a causal LM's: the projected sign or word prefix, the
+    # prompt, the target tokens; an encoder-decoder's encoder inputs), as GPT-2's embd_pdrop: the regulariser a
+    # causal LM without dropout of its own (Qwen) can take
+    embed_dropout: float = Field(0.0, ge=0, lt=1)
     # lower-case the target sentences: the model learns and writes lower case, and is scored case-insensitively
     # (metrics.json: case lc). (Text -> gloss reads this key as lower-casing its input sentences.)
     lowercase: bool = False

@@ -93,6 +93,7 @@ class SignTranslator(nn.Module):
             nn.Linear(hidden, cfg.projector.hidden), nn.GELU(), nn.Linear(cfg.projector.hidden, lm_width)
         )
         self.lm = lm
+        self.embed_dropout = nn.Dropout(cfg.embed_dropout)  # the LM's input embeddings, while training
         self.seq2seq = bool(getattr(lm.config, "is_encoder_decoder", False))
         self.tokenizer = tokenizer
         self.gloss_tokenizer = gloss_tokenizer
@@ -206,6 +207,8 @@ class SignTranslator(nn.Module):
             raise ValueError("the batch has no target_ids (collate samples that have a 'text')")
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
+        if self.cfg.embed_dropout:
+            inputs["inputs_embeds"] = self.embed_dropout(inputs["inputs_embeds"])
         eps = self.cfg.label_smoothing
         if not eps:
             return self.lm(**inputs)

@@ -188,6 +188,8 @@ def build_tiny_lm(
         config, cls = Qwen2Config(**common), Qwen2ForCausalLM
     else:
         raise ValueError(f"unknown tiny LM architecture {arch!r}; use 'qwen3' or 'qwen2'")
+    if cfg.dropout is not None:
+        config.attention_dropout = cfg.dropout
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(config)
@@ -207,6 +209,8 @@ def _tiny_seq2seq(tokenizer: PreTrainedTokenizerFast, arch: str, cfg: TinyLMConf
             decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=None, scale_embedding=True,
             tie_word_embeddings=True, **ids,
         )  # fmt: skip
+        if cfg.dropout is not None:
+            config.dropout = config.attention_dropout = cfg.dropout
         cls = MBartForConditionalGeneration
     else:
         from transformers import T5Config, T5ForConditionalGeneration
@@ -217,6 +221,8 @@ def _tiny_seq2seq(tokenizer: PreTrainedTokenizerFast, arch: str, cfg: TinyLMConf
             initializer_factor=1.0, decoder_start_token_id=tokenizer.pad_token_id,  # T5 scales its own init
             feed_forward_proj="gated-gelu", tie_word_embeddings=True, **ids,
         )  # fmt: skip
+        if cfg.dropout is not None:
+            config.dropout_rate = cfg.dropout
         cls = T5ForConditionalGeneration
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

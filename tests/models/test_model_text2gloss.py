@@ -226,3 +226,37 @@ def test_the_multilingual_predictor_writes_the_language_asked_for(tmp_path):
         predictor.predict([{"text": "hello"}])
     with pytest.raises(DataError, match="not 'gsg'"):
         predictor.predict([{"text": "hello", "sign_language": "gsg"}])
+
+
+def test_lm_dropout_knobs_act_while_training_only(rows):
+    """``embed_dropout`` drops the LM's input embeddings in training mode only (eval: the same loss as without it,
+    and its rate 0 draws nothing, so the loss equals a model without the key); ``tiny.dropout`` sets the random
+    LM's own dropout (Qwen3: attention dropout; mBART: dropout and attention dropout)."""
+    from ray_slt.models.sft import build_translator
+
+    targets, inputs = vocabulary_texts(t2g(), rows[:200])
+    batch = None
+    losses = {}
+    for rate in (0.0, 0.5):
+        cfg = t2g(embed_dropout=rate, encoder={**TINY["encoder"], "dropout": 0.0})  # no other dropout
+        model = build_translator(cfg, texts=targets, glosses=inputs, seed=0)
+        batch = batch or model.collator()([training_pair(model.cfg, r) for r in rows[:8]])
+        with torch.no_grad():
+            model.eval()
+            losses[rate, "eval"] = model(batch).loss.item()
+            model.train()
+            torch.manual_seed(1)
+            losses[rate, "train"] = [model(batch).loss.item() for _ in range(2)]
+    assert losses[0.0, "eval"] == pytest.approx(losses[0.5, "eval"], abs=0)
+    assert losses[0.0, "train"][0] == losses[0.0, "train"][1]  # nothing random without dropout
+    assert losses[0.5, "train"][0] != losses[0.5, "train"][1]  # a new mask each pass
+    assert all(abs(v - losses[0.0, "eval"]) > 1e-4 for v in losses[0.5, "train"])
+
+    qwen = build_translator(t2g(tiny={**TINY["tiny"], "dropout": 0.2}), texts=targets, glosses=inputs, seed=0)
+    assert qwen.lm.config.attention_dropout == 0.2
+    assert build_translator(t2g(), texts=targets, glosses=inputs, seed=0).lm.config.attention_dropout == 0.0
+    mbart = build_translator(t2g(lm="tiny:mbart", tiny={**TINY["tiny"], "dropout": 0.3}), texts=targets,
+                             glosses=inputs, seed=0)  # fmt: skip
+    assert (mbart.lm.config.dropout, mbart.lm.config.attention_dropout) == (0.3, 0.3)
+    with pytest.raises(ValueError, match="embed_dropout"):
+        t2g(embed_dropout=1.0)
