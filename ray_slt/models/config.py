@@ -268,9 +268,12 @@ class SFTConfig(Schema):
     def inert(self) -> dict[str, str]:
         """Keys of this section that have no effect under its other settings, each with the reason (a sweep over
         one of them would train identical trials)."""
-        if self.uses_lora:
-            return {}
-        return {"lora": f"the LM trains in full (lm_training={self.lm_training}, lm={self.lm}), without LoRA"}
+        out = {}
+        if not self.lm.startswith("tiny:"):
+            out["tiny"] = f"lm={self.lm} is loaded as it is; tiny.* sizes and dropout only build a random tiny: LM"
+        if not self.uses_lora:
+            out["lora"] = f"the LM trains in full (lm_training={self.lm_training}, lm={self.lm}), without LoRA"
+        return out
 
 
 class Text2GlossConfig(SFTConfig):

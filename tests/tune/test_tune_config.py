@@ -81,6 +81,12 @@ def test_a_key_without_effect_is_refused():
     with pytest.raises(ConfigError, match=r"space sft.lora.r: has no effect here \(the LM trains in full"):
         check_space(cfg, base_train_dict(cfg))
     check_space(sweep(), base_train_dict(sweep()))  # with LoRA on: a real knob
+    # a pretrained LM is loaded as it is: the tiny: sizes and dropout do nothing
+    pretrained = sweep(space={"sft.tiny.dropout": {"grid": [0.0, 0.1]}}, overrides={"sft.lm": "Qwen/Qwen3-0.6B"})
+    with pytest.raises(ConfigError, match=r"space sft.tiny.dropout: has no effect here \(lm=Qwen/Qwen3-0.6B"):
+        check_space(pretrained, base_train_dict(pretrained))
+    tiny = sweep(space={"sft.tiny.dropout": {"grid": [0.0, 0.1]}}, overrides={})
+    check_space(tiny, base_train_dict(tiny))
 
 
 def test_cli_rejects_a_bad_space_in_one_line_without_starting_ray():
