@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (repeatable)")
     p.add_argument("--out", help="working directory (default runs/bench_phoenix_{direction})")
     p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--name", help="results file stem under benchmarks/results (default phoenix_{direction})")
     p.add_argument("--train-minutes", type=float, default=35.0, help="training time budget (sets the epochs)")
     p.add_argument("--epochs", type=int, help="train this many epochs instead (overrides --train-minutes)")
     p.add_argument("--throughput-steps", type=int, default=40, help="0 skips the 1 vs 2 workers measurement")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_wall_s": round(time.perf_counter() - t_start, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"phoenix_{args.direction}"
+    name = args.name or f"phoenix_{args.direction}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     (RESULTS / f"{name}.md").write_text(render(result))
     print(render(result))
