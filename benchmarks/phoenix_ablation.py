@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 import phoenix_setup
-from phoenix_text import DIRECTIONS, describe, load
+from phoenix_text import DIRECTIONS, SCORE_KEYS, describe, load, score_table
 
 REPO = phoenix_setup.REPO
 RESULTS = REPO / "benchmarks" / "results"
-KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
+KEYS = SCORE_KEYS
 
 #: row -> (what it is, overrides of the shipped config, the row whose checkpoints it averages or None)
 ROWS: dict[str, tuple[str, list[str], str | None]] = {
@@ -218,10 +218,7 @@ def render(r: dict) -> str:
         "",
         f"Chosen on dev: **{r['chosen_on_dev']}**; its decoding chosen on dev: {decoding}. With that choice:",
         "",
-        "| split | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | chrF |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {name} | " + " | ".join(f"{s[k]:.2f}" for k in KEYS) + " |"
-          for name, s in (("dev", r["chosen_dev"]), ("test", r["chosen_test"]))),
+        *score_table([("dev", r["chosen_dev"]), ("test", r["chosen_test"])]),
         "",
         f"sacrebleu signature: `{r['bleu_signature']}`. Reference points: {r['published_reference']}.",
         "",

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     init = next(p for p in run_dir.iterdir() if p.name.startswith("init-"))
     untrained = evaluate(str(init), split="dev", data=manifest, predictor_options={"num_beams": 1}, batch_size=64,
                          out=f"{out}/eval/untrained")  # fmt: skip
-    keys = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
+    keys = SCORE_KEYS
     result = {
         "benchmark": f"{d['title']}, PHOENIX-2014T, from scratch on CPU",
         "direction": args.direction,
@@ -184,10 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+SCORE_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
+
+
+def score_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Markdown lines of a scores table: one row per (split name, scores)."""
+    return [
+        "| split | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | chrF |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {name} | " + " | ".join(f"{s[k]:.2f}" for k in SCORE_KEYS) + " |" for name, s in rows),
+    ]
+
+
 def render(r: dict) -> str:
     rows = [("dev", r["dev"]), ("test", r["test"]), ("dev, untrained start", r["untrained_dev"])]
     t = r["throughput"]
-    keys = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
     decoding = ", ".join(f"{k} {v}" for k, v in r["decoding"].items())
     grid = "; ".join(", ".join(f"{k} {v}" for k, v in g["options"].items()) + f": {g['bleu4']:.2f}"
                      for g in r["decoding_grid_dev"])  # fmt: skip
@@ -201,9 +212,7 @@ def render(r: dict) -> str:
         + f"; best checkpoint on dev BLEU-4 (greedy) at step {r['best_step']}. Decoding chosen on dev: {decoding} "
         f"(dev BLEU-4 of the grid: {grid}); the untrained start: greedy.",
         "",
-        "| split | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | chrF |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {name} | " + " | ".join(f"{s[k]:.2f}" for k in keys) + " |" for name, s in rows),
+        *score_table(rows),
         "",
         f"sacrebleu signature: `{r['bleu_signature']}`; ROUGE-L: {r['rouge_impl']}.",
         f"Reference points: {r['published_reference']}.",
