@@ -273,7 +273,12 @@ def _multipart(pose: bytes, candidates: str | None) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's chromium)")
+NO_BROWSER = pytest.mark.skipif(
+    chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's chromium)"
+)
+
+
+@NO_BROWSER
 def test_page_has_a_recognition_tab(server, corpus, tmp_path):
     async def run() -> dict:
         async with Chromium.launch(str(tmp_path / "profile")) as browser:
@@ -310,6 +315,7 @@ def test_page_has_a_recognition_tab(server, corpus, tmp_path):
     assert [i.split(" (")[0] for i in out["items"]] == out["result"]["ranked"]
 
 
+@NO_BROWSER
 def test_page_has_a_text_tab_that_writes_glosses(server, tmp_path):
     """The text -> gloss route gets a tab with a sentence box instead of the clip input; its answer is the glosses
     the model gives in process."""
@@ -346,6 +352,7 @@ def test_page_has_a_text_tab_that_writes_glosses(server, tmp_path):
     assert out["title"] == "2 · Glosses" and out["result"]["gloss"] == want and out["shown"] == (want or "(no glosses)")
 
 
+@NO_BROWSER
 def test_page_has_a_produce_tab_that_animates_the_produced_pose(server, tmp_path):
     """The producer's route gets a tab with a gloss box; its answer is animated on the canvas (frame after frame)
     and offered as a .pose download."""
