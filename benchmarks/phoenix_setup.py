@@ -31,5 +31,6 @@ def start(out: str, cpus: int) -> str | None:
 
     manifest = f"{out}/manifest.parquet"
     prepare(build_config({"kind": "prepare", "dataset": "phoenix14t", "root": str(DATA), "out": manifest}))
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not ray.is_initialized():  # a second direction in the same invocation reuses the first's Ray
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     return manifest
