@@ -68,6 +68,13 @@ def ray_head():
             f"--port={free_port()}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash_port}",
+            # the agents' fixed default ports (52365, ...) are taken when another Ray runs on this machine: the
+            # head then comes up without a job agent ("No available agent to submit job")
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
             "--num-cpus=1",
             f"--temp-dir={temp_dir}",
             "--disable-usage-stats",
