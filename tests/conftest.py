@@ -40,8 +40,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     the S3 server's sockets; tearing them down at interpreter exit crashed once with a segmentation fault after the
     summary line (the CI reported 1 failed, 789 passed, then make saw SIGSEGV instead of pytest's status). The
     results are already reported at this point (this hook runs last), so nothing is lost by not tearing down.
+    Only when this process is pytest itself (``pytest``, ``python -m pytest``): a program that calls
+    ``pytest.main()`` keeps running.
     """
-    if _SESSION:
+    launcher = Path(sys.argv[0])
+    if _SESSION and "pytest" in (launcher.name, launcher.parent.name):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(_SESSION[0].exitstatus))
