@@ -16,15 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-_SESSION: list[pytest.Session] = []
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _SESSION.append(session)
+_SESSION: list[pytest.Session] = []  # the finished session, whose exit status pytest_unconfigure passes on
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Shut down a Ray that a test started in this process and left running (Ray's own exit hook would otherwise)."""
+    _SESSION.append(session)
     if "ray" in sys.modules:
         import ray
 
