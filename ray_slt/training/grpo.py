@@ -190,6 +190,9 @@ class SignGRPOTrainer(GRPOTrainer):
                 module.eval()  # frozen: inference behaviour (no dropout), whatever mode the LM is in
         self.translator = translator.to(self.args.device)
         self._collate = translator.collator()
+        if args.disable_dropout:
+            disable_attention_dropout(self.model)
+            translator.embed_dropout.p = 0.0
 
     # -- sign prefix -------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -436,6 +439,16 @@ class SignGRPOTrainer(GRPOTrainer):
             raise DataError(
                 f"adapter weights do not fit the policy: {result.unexpected_keys[:5]}", resume_from_checkpoint
             )
+
+
+def disable_attention_dropout(model: torch.nn.Module) -> None:
+    """Finish what TRL's ``disable_dropout`` starts: it zeroes every ``nn.Dropout`` module, but the attention layers
+    of transformers' causal LMs (Qwen3, Llama, ...) read a float ``attention_dropout`` at call time instead, which it
+    leaves on: an SFT LM trained with attention dropout (``sft.tiny.dropout``) would keep dropping attention weights
+    in every GRPO log-probability pass."""
+    for module in model.modules():
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
 
 
 def _export_config(sft_cfg: SFTConfig, lora, merged_lm: str | None) -> SFTConfig:

@@ -209,3 +209,34 @@ def test_a_named_lm_is_merged_once_and_referenced(tmp_path, phoenix_train):
     sft = load_translator(str(tmp_path / "sft"))
     with torch.no_grad(), loaded.lm.disable_adapter():  # without the new adapter: the merged SFT model
         assert torch.allclose(sft(batch).logits, loaded(batch).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_disable_dropout_makes_training_log_probs_deterministic(phoenix_train, tmp_path, disable):
+    """An SFT translator trained with dropout in its LM (attention 0.1, input embeddings 0.2): with TRL's
+    ``disable_dropout`` two log-probability passes in training mode agree exactly (the attention layers' float
+    rate is zeroed too, which TRL's own switch leaves on); without it they differ, as dropout should make them."""
+    from ray_slt.models.checkpoint import save_translator
+    from ray_slt.models.sft import build_translator
+
+    rows = phoenix_train[:60]
+    cfg = tiny_gloss_sft(tiny={"dropout": 0.1}, embed_dropout=0.2)
+    model = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=0)
+    save_translator(model, str(tmp_path / "sft"))
+    trainer = _trainer(str(tmp_path / "sft"), rows[:16], tmp_path, disable_dropout=disable)
+    rates = [m.attention_dropout for m in trainer.model.modules() if hasattr(m, "attention_dropout")]
+    assert rates and all(r == (0.0 if disable else 0.1) for r in rates), rates
+    trainer.model.train()
+    batch = grpo_rows(rows[:6])
+    embeds, smask = trainer.sign_prefix(batch)
+    ids, mask = _completions(trainer.processing_class, len(batch))
+    prompt = torch.tensor([trainer.translator.prompt_ids.tolist()] * len(batch))
+    input_ids, attention = torch.cat([prompt, ids], 1), torch.cat([torch.ones_like(prompt), mask], 1)
+    with trainer._prefix(embeds, smask), torch.no_grad():
+        a, b = (trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention, ids.size(1))[0]
+                for _ in range(2))  # fmt: skip
+    m = mask.bool()
+    if disable:
+        assert torch.equal(a[m], b[m])
+    else:
+        assert (a[m] - b[m]).abs().max() > 1e-4
