@@ -131,8 +131,9 @@ class PretrainConfig(Schema):
 
 
 class TinyLMConfig(Schema):
-    """Sizes of a randomly initialised language model (``lm: tiny:qwen3`` / ``tiny:qwen2``, causal; ``tiny:mbart`` /
-    ``tiny:t5``, encoder-decoder with ``layers`` in each stack; ``kv_heads`` is for the causal ones), for CPU runs."""
+    """Sizes of a randomly initialised language model (``lm: tiny:qwen3`` / ``tiny:qwen2`` / ``tiny:gpt2``, causal;
+    ``tiny:mbart`` / ``tiny:t5``, encoder-decoder with ``layers`` in each stack; ``kv_heads`` is for the Qwens), for
+    CPU runs."""
 
     hidden: int = Field(64, gt=0)
     layers: int = Field(2, ge=1)
@@ -143,9 +144,10 @@ class TinyLMConfig(Schema):
     # Init std of all weights. HF's 0.02 suits wide models; at width 64 it caps the logits a LoRA-tuned
     # random LM can reach (normed hidden . embedding <= ~1.3), so tiny LMs use about 1/sqrt(hidden).
     init_std: float = Field(0.1, gt=0)
-    # Dropout inside the random LM: Qwen3/Qwen2's attention dropout (the only dropout those classes have), mBART's
-    # dropout and attention dropout, T5's dropout rate. None: the class's own default (0 for Qwen, 0.1 for mBART
-    # and T5). See also the section's ``embed_dropout`` (the LM's input embeddings, any LM).
+    # Dropout inside the random LM: Qwen3/Qwen2's attention dropout (the only dropout those classes have); GPT-2's
+    # residual, embedding and attention dropout (the classic transformer's three); mBART's dropout and attention
+    # dropout; T5's dropout rate. None: the class's own default (0 for Qwen, 0.1 for GPT-2, mBART and T5). See also
+    # the section's ``embed_dropout`` (the LM's input embeddings, any LM).
     dropout: float | None = Field(None, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -181,7 +183,7 @@ class FusionConfig(Schema):
 
 
 #: The randomly initialised LMs a config can name: causal (the RVLF path) and encoder-decoder.
-TINY_LMS = ("tiny:qwen3", "tiny:qwen2", "tiny:mbart", "tiny:t5")
+TINY_LMS = ("tiny:qwen3", "tiny:qwen2", "tiny:gpt2", "tiny:mbart", "tiny:t5")
 TINY_SEQ2SEQ = ("tiny:mbart", "tiny:t5")
 
 
@@ -190,7 +192,8 @@ class SFTConfig(Schema):
     prompt as the encoder input of an encoder-decoder LM (LoRA or full training either way)."""
 
     # model id, local or s3:// directory (a causal LM or an encoder-decoder: AutoModelForSeq2SeqLM, e.g. mBART,
-    # NLLB/M2M, T5/mT5, Marian), or a random one: tiny:qwen3 / tiny:qwen2 (causal), tiny:mbart / tiny:t5 (seq2seq)
+    # NLLB/M2M, T5/mT5, Marian), or a random one: tiny:qwen3 / tiny:qwen2 / tiny:gpt2 (causal), tiny:mbart / tiny:t5
+    # (seq2seq)
     lm: str = "tiny:qwen3"
     tiny: TinyLMConfig = Field(default_factory=TinyLMConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)

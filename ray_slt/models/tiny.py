@@ -153,17 +153,21 @@ def train_word_tokenizer(texts: Iterable[str], min_count: int = 1) -> PreTrained
 def build_tiny_lm(
     tokenizer: PreTrainedTokenizerFast, arch: str = "qwen3", cfg: TinyLMConfig | None = None, seed: int = 0
 ) -> PreTrainedModel:
-    """A randomly initialised ``Qwen3ForCausalLM`` or ``Qwen2ForCausalLM`` (causal), or
+    """A randomly initialised ``Qwen3ForCausalLM``, ``Qwen2ForCausalLM`` or ``GPT2LMHeadModel`` (causal), or
     ``MBartForConditionalGeneration`` or ``T5ForConditionalGeneration`` (encoder-decoder, ``cfg.layers`` in each
     stack), sized by ``cfg`` for ``tokenizer``. The decoder of an encoder-decoder starts from the token its
     class's training shift puts first: ``</s>`` for mBART (its shift moves the last token of the labels to the
-    front), ``<pad>`` for T5.
+    front), ``<pad>`` for T5. GPT-2 is the one causal class here with dropout on its residual stream (besides its
+    embeddings and attention): what a from-scratch model of a small corpus leans on against memorising; it has
+    learned absolute positions (``cfg.max_positions`` of them) and no grouped KV heads (``kv_heads`` is unused).
 
     The initialisation depends only on ``seed`` (the global RNG is left untouched).
     """
     cfg = cfg or TinyLMConfig()
     if arch in ("mbart", "t5"):
         return _tiny_seq2seq(tokenizer, arch, cfg, seed)
+    if arch == "gpt2":
+        return _tiny_gpt2(tokenizer, cfg, seed)
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden,
@@ -187,12 +191,28 @@ def build_tiny_lm(
 
         config, cls = Qwen2Config(**common), Qwen2ForCausalLM
     else:
-        raise ValueError(f"unknown tiny LM architecture {arch!r}; use 'qwen3' or 'qwen2'")
+        raise ValueError(f"unknown tiny LM architecture {arch!r}; use 'qwen3', 'qwen2', 'gpt2', 'mbart' or 't5'")
     if cfg.dropout is not None:
         config.attention_dropout = cfg.dropout
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(config)
+    return model.eval()
+
+
+def _tiny_gpt2(tokenizer: PreTrainedTokenizerFast, cfg: TinyLMConfig, seed: int) -> PreTrainedModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    rate = {} if cfg.dropout is None else {k: cfg.dropout for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=cfg.max_positions, n_embd=cfg.hidden, n_layer=cfg.layers,
+        n_head=cfg.heads, n_inner=cfg.intermediate, initializer_range=cfg.init_std, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, **rate,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
     return model.eval()
 
 

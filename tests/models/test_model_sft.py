@@ -162,3 +162,41 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_the_targets(phoenix_te
     assert len(terms) == int(batch["target_mask"].sum())
     assert float(loss) == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
     assert float(smoothed_loss(out.logits, labels, 0.0)) == pytest.approx(float(out.loss), rel=1e-5)
+
+
+def test_gpt2_lm_keeps_the_layout_and_carries_its_dropout(phoenix_train):
+    """``lm: tiny:gpt2`` (the causal class with residual dropout; learned absolute positions): greedy generation of
+    a left-padded batch is the argmax of the training forward teacher-forced on it (training passes explicit
+    position ids, generation derives them from the mask: the same ones), a batch decodes as its rows one by one,
+    and ``tiny.dropout`` sets its three dropouts, which act in training only."""
+    rows = phoenix_train[:300]
+    cfg = tiny_sft(
+        lm="tiny:gpt2",
+        lm_training="auto",
+        tiny={"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64, "dropout": 0.3},
+        encoder={"type": "gloss", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1},
+        fusion={"face": False, "hand": False},
+    )
+    m = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=2)
+    lm = m.lm.get_base_model() if hasattr(m.lm, "get_base_model") else m.lm
+    assert type(lm).__name__ == "GPT2LMHeadModel" and not cfg.uses_lora
+    assert (lm.config.resid_pdrop, lm.config.embd_pdrop, lm.config.attn_pdrop) == (0.3, 0.3, 0.3)
+    samples = [rows[i] for i in (0, 5, 9)]  # gloss sequences of different lengths: a left-padded batch
+    col = m.collator()
+    batch = col(samples)
+    assert len(set(batch["gloss_mask"].sum(1).tolist())) > 1
+    m.train()
+    assert not torch.equal(m(batch).loss, m(batch).loss)  # dropout acts while training
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(batch).logits, m(batch).logits)
+    ids = m.generate_ids(batch, num_beams=1, max_new_tokens=6)
+    keep = _finished_mask(ids, m.tokenizer.eos_token_id)
+    with torch.no_grad():
+        logits = m(dict(batch, target_ids=ids, target_mask=keep)).logits
+    for b in range(len(samples)):
+        n = int(keep[b].sum())
+        assert torch.equal(logits[b, -n - 1 : -1].argmax(-1), ids[b, :n]), f"row {b}"
+    for beams in (1, 3):
+        together = generate(m, col(samples), num_beams=beams, max_new_tokens=6)
+        assert together == [generate(m, col([s]), num_beams=beams, max_new_tokens=6)[0] for s in samples]
