@@ -65,8 +65,10 @@ def describe(cfg) -> str:
     """The model in words, from the config that trained it."""
     section = getattr(cfg, cfg.stage)
     enc, tiny = section.encoder, section.tiny
-    lm = (f"tiny random Qwen3 ({tiny.layers} layers, {tiny.hidden})" if str(section.lm).startswith("tiny:")
-          else str(section.lm))  # fmt: skip
+    names = {"qwen3": "Qwen3", "qwen2": "Qwen2", "gpt2": "GPT-2", "mbart": "mBART", "t5": "T5"}
+    arch = str(section.lm).removeprefix("tiny:")
+    lm = (f"tiny random {names.get(arch, arch)} ({tiny.layers} layers, {tiny.hidden})"
+          if str(section.lm).startswith("tiny:") else str(section.lm))  # fmt: skip
     training = getattr(section, "lm_training", "auto")
     return (f"{enc.type} encoder ({enc.layers} layers, {enc.hidden}) -> MLP projector -> {lm}, "
             f"{section.tokenizer.kind} vocabulary {section.tokenizer.vocab_size}, LM training {training}")  # fmt: skip
