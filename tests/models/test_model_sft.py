@@ -164,11 +164,14 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_the_targets(phoenix_te
     assert float(smoothed_loss(out.logits, labels, 0.0)) == pytest.approx(float(out.loss), rel=1e-5)
 
 
-def test_gpt2_lm_keeps_the_layout_and_carries_its_dropout(phoenix_train):
+def test_gpt2_lm_keeps_the_layout_and_carries_its_dropout(phoenix_train, tmp_path):
     """``lm: tiny:gpt2`` (the causal class with residual dropout; learned absolute positions): greedy generation of
     a left-padded batch is the argmax of the training forward teacher-forced on it (training passes explicit
     position ids, generation derives them from the mask: the same ones), a batch decodes as its rows one by one,
-    and ``tiny.dropout`` sets its three dropouts, which act in training only."""
+    and ``tiny.dropout`` sets its three dropouts, which act in training only; it saves and loads to the same
+    logits."""
+    from ray_slt.models.checkpoint import load_translator, save_translator
+
     rows = phoenix_train[:300]
     cfg = tiny_sft(
         lm="tiny:gpt2",
@@ -200,3 +203,8 @@ def test_gpt2_lm_keeps_the_layout_and_carries_its_dropout(phoenix_train):
     for beams in (1, 3):
         together = generate(m, col(samples), num_beams=beams, max_new_tokens=6)
         assert together == [generate(m, col([s]), num_beams=beams, max_new_tokens=6)[0] for s in samples]
+    save_translator(m, str(tmp_path / "gpt2"))
+    loaded = load_translator(str(tmp_path / "gpt2"))
+    assert type(loaded.lm).__name__ == "GPT2LMHeadModel" and loaded.lm.config.resid_pdrop == 0.3
+    with torch.no_grad():
+        assert torch.equal(loaded(batch).logits, m(batch).logits)
