@@ -240,3 +240,29 @@ def test_disable_dropout_makes_training_log_probs_deterministic(phoenix_train, t
         assert torch.equal(a[m], b[m])
     else:
         assert (a[m] - b[m]).abs().max() > 1e-4
+
+
+def test_grpo_from_a_gpt2_sft_trains_a_lora_on_its_fused_attention(phoenix_train, tmp_path):
+    """The PHOENIX recipe's LM is a tiny GPT-2 (conf/train/phoenix_gloss2text.yaml), whose query, key and value
+    projections are one module, ``c_attn`` (conf/train/grpo_phoenix_gloss2text.yaml's LoRA target): GRPO adds the
+    adapter there, trains it and nothing else."""
+    from ray_slt.models.checkpoint import save_translator
+    from ray_slt.models.config import LoraSettings
+    from ray_slt.models.sft import build_translator
+
+    rows = phoenix_train[:60]
+    cfg = tiny_gloss_sft(lm="tiny:gpt2", lm_training="full", tiny={"dropout": 0.1})
+    model = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=0)
+    save_translator(model, str(tmp_path / "sft"))
+    lora = LoraSettings(target_modules=["c_attn"], r=8, alpha=16, dropout=0.0)
+    trainer = SignGRPOTrainer(load_translator(str(tmp_path / "sft")), tiny_args(tmp_path / "out", disable_dropout=True),
+                              hf_dataset(grpo_rows(rows[:16])), lora=lora)  # fmt: skip
+    assert type(trainer.model.get_base_model()).__name__ == "GPT2LMHeadModel"
+    frozen = {k: v.clone() for k, v in trainer.translator.state_dict().items() if "lora_" not in k}
+    lora0 = _lora(trainer.model)
+    assert lora0 and {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in lora0} == {"c_attn"}
+    trainer.train()
+    lora1 = _lora(trainer.model)
+    assert any(not torch.equal(lora0[k], lora1[k]) for k in lora0)
+    after = trainer.translator.state_dict()
+    assert all(torch.equal(frozen[k], after[k]) for k in frozen)
