@@ -190,9 +190,8 @@ class SignGRPOTrainer(GRPOTrainer):
                 module.eval()  # frozen: inference behaviour (no dropout), whatever mode the LM is in
         self.translator = translator.to(self.args.device)
         self._collate = translator.collator()
-        if args.disable_dropout:
+        if args.disable_dropout:  # (the translator's embed_dropout acts only in its forward, which GRPO never calls)
             disable_attention_dropout(self.model)
-            translator.embed_dropout.p = 0.0
 
     # -- sign prefix -------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -5,7 +5,7 @@ built from 200 PHOENIX training pairs, weights untrained)."""
 from __future__ import annotations
 
 import pytest
-from grpo_helpers import phoenix_pairs, tiny_gloss_sft
+from grpo_helpers import phoenix_pairs, save_tiny_sft
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +22,4 @@ def phoenix_train(shared_data) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def sft_checkpoint(tmp_path_factory, phoenix_train) -> str:
     """A tiny gloss -> text SFT translator (untrained weights), saved as a translator checkpoint."""
-    from ray_slt.models.checkpoint import save_translator
-    from ray_slt.models.sft import build_translator
-
-    rows = phoenix_train[:200]
-    model = build_translator(
-        tiny_gloss_sft(), texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=0
-    )
-    uri = str(tmp_path_factory.mktemp("grpo_sft") / "sft")
-    save_translator(model, uri)
-    return uri
+    return save_tiny_sft(str(tmp_path_factory.mktemp("grpo_sft") / "sft"), phoenix_train[:200])

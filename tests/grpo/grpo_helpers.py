@@ -43,6 +43,18 @@ def tiny_gloss_sft(**overrides):
     return SFTConfig.model_validate(base)
 
 
+def save_tiny_sft(uri: str, pairs, **overrides) -> str:
+    """Build a tiny gloss SFT translator (``tiny_gloss_sft(**overrides)``, untrained, vocabularies from ``pairs``)
+    and save it as a translator checkpoint at ``uri``."""
+    from ray_slt.models.checkpoint import save_translator
+    from ray_slt.models.sft import build_translator
+
+    cfg = tiny_gloss_sft(**overrides)
+    model = build_translator(cfg, texts=[p["text"] for p in pairs], glosses=[p["gloss"] for p in pairs], seed=0)
+    save_translator(model, uri)
+    return uri
+
+
 def grpo_rows(pairs, prompt: str = "p", lang: str = "de") -> list[dict]:
     """GRPO dataset rows of gloss/text pairs (the columns :func:`ray_slt.training.grpo.split_rows` makes)."""
     return [

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from grpo_helpers import grpo_rows, tiny_args, tiny_gloss_sft
+from grpo_helpers import grpo_rows, save_tiny_sft, tiny_args, tiny_gloss_sft
 
 from ray_slt.models.checkpoint import load_translator
 from ray_slt.training.grpo import MODEL_DIR, SignGRPOTrainer, hf_dataset
@@ -216,14 +216,9 @@ def test_disable_dropout_makes_training_log_probs_deterministic(phoenix_train, t
     """An SFT translator trained with dropout in its LM (attention 0.1, input embeddings 0.2): with TRL's
     ``disable_dropout`` two log-probability passes in training mode agree exactly (the attention layers' float
     rate is zeroed too, which TRL's own switch leaves on); without it they differ, as dropout should make them."""
-    from ray_slt.models.checkpoint import save_translator
-    from ray_slt.models.sft import build_translator
-
     rows = phoenix_train[:60]
-    cfg = tiny_gloss_sft(tiny={"dropout": 0.1}, embed_dropout=0.2)
-    model = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=0)
-    save_translator(model, str(tmp_path / "sft"))
-    trainer = _trainer(str(tmp_path / "sft"), rows[:16], tmp_path, disable_dropout=disable)
+    sft = save_tiny_sft(str(tmp_path / "sft"), rows, tiny={"dropout": 0.1}, embed_dropout=0.2)
+    trainer = _trainer(sft, rows[:16], tmp_path, disable_dropout=disable)
     rates = [m.attention_dropout for m in trainer.model.modules() if hasattr(m, "attention_dropout")]
     assert rates and all(r == (0.0 if disable else 0.1) for r in rates), rates
     trainer.model.train()
@@ -246,16 +241,12 @@ def test_grpo_from_a_gpt2_sft_trains_a_lora_on_its_fused_attention(phoenix_train
     """The PHOENIX recipe's LM is a tiny GPT-2 (conf/train/phoenix_gloss2text.yaml), whose query, key and value
     projections are one module, ``c_attn`` (conf/train/grpo_phoenix_gloss2text.yaml's LoRA target): GRPO adds the
     adapter there, trains it and nothing else."""
-    from ray_slt.models.checkpoint import save_translator
     from ray_slt.models.config import LoraSettings
-    from ray_slt.models.sft import build_translator
 
     rows = phoenix_train[:60]
-    cfg = tiny_gloss_sft(lm="tiny:gpt2", lm_training="full", tiny={"dropout": 0.1})
-    model = build_translator(cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=0)
-    save_translator(model, str(tmp_path / "sft"))
+    sft = save_tiny_sft(str(tmp_path / "sft"), rows, lm="tiny:gpt2", lm_training="full", tiny={"dropout": 0.1})
     lora = LoraSettings(target_modules=["c_attn"], r=8, alpha=16, dropout=0.0)
-    trainer = SignGRPOTrainer(load_translator(str(tmp_path / "sft")), tiny_args(tmp_path / "out", disable_dropout=True),
+    trainer = SignGRPOTrainer(load_translator(sft), tiny_args(tmp_path / "out", disable_dropout=True),
                               hf_dataset(grpo_rows(rows[:16])), lora=lora)  # fmt: skip
     assert type(trainer.model.get_base_model()).__name__ == "GPT2LMHeadModel"
     frozen = {k: v.clone() for k, v in trainer.translator.state_dict().items() if "lora_" not in k}
