@@ -18,7 +18,9 @@ What it does, in one run:
 4. GRPO: the same config with 2 workers for ``--steps`` steps, greedy dev BLEU-4 (first ``--dev-limit`` dev
    sentences) at the start and at every checkpoint; the reward curve from ``metrics/train.jsonl``;
 5. ``ray-slt eval``'s code on the whole dev split (beam ``--num-beams``) for the SFT start and for the GRPO run's
-   best checkpoint (on dev BLEU-4): BLEU-1..4, ROUGE-L, chrF with the sacrebleu signature.
+   best checkpoint (on dev BLEU-4): BLEU-1..4, ROUGE-L, chrF with the sacrebleu signature; then, for the GRPO
+   checkpoint, beam size and length penalty chosen on dev (``--beams`` x ``--length-penalties``) and the test split
+   decoded once with that choice.
 
 Writes ``benchmarks/results/grpo_phoenix.json`` and ``.md``. Nothing here passes or fails on time.
 """
@@ -37,7 +39,9 @@ REPO = phoenix_setup.REPO
 SFT_CONF = REPO / "conf" / "train" / "phoenix_gloss2text.yaml"
 CONF = REPO / "conf" / "train" / "grpo_phoenix_gloss2text.yaml"
 RESULTS = REPO / "benchmarks" / "results"
-KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "chrf")
+LABELS = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L",
+          "chrf": "chrF"}  # fmt: skip
+KEYS = tuple(LABELS)
 
 
 def load(conf: Path, *overrides: str):
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sft-epochs", type=int, default=4, help="SFT epochs when no --init exists")
     p.add_argument("--dev-limit", type=int, default=200, help="dev sentences decoded during training")
     p.add_argument("--num-beams", type=int, default=4)
+    p.add_argument("--beams", default="1,4", help="beam sizes tried on dev before the test split is decoded")
+    p.add_argument("--length-penalties", default="0.8,1.0,1.2", help="length penalties tried on dev")
     args = p.parse_args(argv)
     out = str(Path(args.out).resolve())
     t_start = time.perf_counter()
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if manifest is None:
         return 2
     from ray_slt.errors import ConfigError
-    from ray_slt.eval.run import evaluate
+    from ray_slt.eval.run import choose_decoding, evaluate
     from ray_slt.training.grpo import resolve_init
     from ray_slt.training.run import run_training
 
@@ -116,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                       out=f"{out}/eval/sft_dev")  # fmt: skip
     after = evaluate(summary["run_dir"], split="dev", data=manifest, predictor_options=beams, batch_size=64,
                      out=f"{out}/eval/grpo_dev")  # fmt: skip
+    # 6. decoding of the GRPO checkpoint chosen on dev, then test decoded once with it
+    grid = {"num_beams": [int(v) for v in args.beams.split(",")],
+            "length_penalty": [float(v) for v in args.length_penalties.split(",")]}  # fmt: skip
+    choice = choose_decoding(summary["run_dir"], split="dev", grid=grid, data=manifest, batch_size=64)
+    test = evaluate(summary["run_dir"], split="test", data=manifest, predictor_options=choice["best"], batch_size=64,
+                    out=f"{out}/eval/grpo_test")  # fmt: skip
     g = cfg.grpo
     result = {
         "benchmark": "GRPO (RVLF stage 3, TRL on Ray Train) on PHOENIX-2014T gloss -> German text, CPU",
@@ -142,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         "num_beams": args.num_beams,
         "dev_before": {k: before[k] for k in KEYS},
         "dev_after": {k: after[k] for k in KEYS},
+        "decoding_grid_dev": [{"options": r["options"], "bleu4": r["bleu4"]} for r in choice["results"]],
+        "decoding": choice["best"],
+        "test_after": {k: test[k] for k in KEYS},
         "best_checkpoint": summary["best"],
         "bleu_signature": after["bleu_signature"],
         "rouge_impl": after["rouge_impl"],
@@ -181,6 +196,10 @@ def _curve_summary(curve: list[dict], parts: int = 5) -> list[dict]:
     return out
 
 
+def _options(options: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in options.items())
+
+
 def render(r: dict) -> str:
     t, g = r["throughput"], r["grpo"]
     rows = [("SFT start", r["dev_before"]), ("after GRPO (best on dev BLEU-4)", r["dev_after"])]
@@ -198,6 +217,11 @@ def render(r: dict) -> str:
         "| model | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | chrF |",
         "|---|---|---|---|---|---|---|",
         *(f"| {name} | " + " | ".join(f"{s[k]:.2f}" for k in KEYS) + " |" for name, s in rows),
+        "",
+        f"After GRPO, decoding chosen on dev: {_options(r['decoding'])} (dev BLEU-4 of the grid: "
+        + "; ".join(f"{_options(c['options'])}: {c['bleu4']:.2f}" for c in r["decoding_grid_dev"])
+        + "); the test split decoded once with it: BLEU-4 **" + f"{r['test_after']['bleu4']:.2f}**, "
+        + ", ".join(f"{label} {r['test_after'][k]:.2f}" for k, label in LABELS.items() if k != "bleu4") + ".",
         "",
         f"sacrebleu signature: `{r['bleu_signature']}`; ROUGE-L: {r['rouge_impl']}.",
         "",
