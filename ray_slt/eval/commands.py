@@ -98,10 +98,16 @@ class partition the model was trained under); per_class.csv and confusion.csv ar
 
 Decoding is chosen on dev, never on test: --grid num_beams=1,4 --grid length_penalty=0.8,1.0 evaluates every
 combination on the (dev) split and keeps the best; --decoding-from-dev then decodes the test split with it.
+Options given beside --grid (e.g. --num-beams 8 --channel RUN) hold for every combination and are part of the
+choice. Text-side models can pick among the beam's hypotheses instead of taking its best: --mbr (the one that
+agrees most with the others) or --channel RUN (re-ranked with the reverse-direction model).
 
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
   ray-slt eval runs/phoenix_gloss2text --split dev --grid num_beams=1,4,8 --grid length_penalty=0.8,1.0,1.2
+  ray-slt eval runs/phoenix_gloss2text --split dev --grid num_beams=4,8 --grid mbr=false,true
+  ray-slt eval runs/phoenix_gloss2text --split dev --num-beams 8 --channel runs/text2gloss_phoenix \
+      --grid channel_weight=0,0.5,1 --grid length_bonus=0,0.1,0.2
   ray-slt eval runs/phoenix_gloss2text --split test --decoding-from-dev
   ray-slt eval runs/hali_synthetic_tiny --split test --protocol gzsl
   ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
@@ -118,6 +124,21 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, help="default: the model config's")
     p.add_argument("--length-penalty", type=float,
                    help="beam search's length exponent (default 1.0; > 1 favours longer outputs)")  # fmt: skip
+    p.add_argument(
+        "--mbr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="minimum-Bayes-risk choice among the beam's hypotheses (by sentence BLEU against each "
+        "other) instead of the beam's best; translators and text -> gloss models, num_beams > 1",
+    )
+    p.add_argument(
+        "--channel",
+        metavar="RUN",
+        help="re-rank the beam's hypotheses with this reverse-direction model (a text -> gloss model for a "
+        "gloss -> text translator, and the other way round): log p(y|x) + W * log p(x|y) + B * |y|",
+    )
+    p.add_argument("--channel-weight", type=float, help="W of --channel (default 1.0; choose it on dev with --grid)")
+    p.add_argument("--length-bonus", type=float, help="B of --channel, per output token (default 0.0)")
     p.add_argument("--grid", action="append", metavar="OPTION=V1,V2,...",
                    help="choose decoding on this (dev) split: evaluate every combination of the values (e.g. "
                         "--grid num_beams=1,4 --grid length_penalty=0.8,1.0), keep the best on the protocol's "
@@ -137,6 +158,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
                         "adds back-translation BLEU/ROUGE against the sentences (bt_*)")  # fmt: skip
 
 
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
 def _grid(items: list[str]) -> dict[str, list]:
     from ray_slt.errors import RaySltError
 
@@ -145,12 +169,15 @@ def _grid(items: list[str]) -> dict[str, list]:
         name, sep, values = item.partition("=")
         if not sep or not name.strip() or not values.strip():
             raise RaySltError(f"--grid {item!r}: expected OPTION=V1,V2 (e.g. num_beams=1,4)")
-        parsed = []
+        parsed: list = []
         for v in values.split(","):
+            if v.strip().lower() in _BOOLEANS:  # switches, e.g. --grid mbr=false,true
+                parsed.append(_BOOLEANS[v.strip().lower()])
+                continue
             try:
                 parsed.append(int(v) if v.strip().lstrip("-").isdigit() else float(v))
             except ValueError:
-                raise RaySltError(f"--grid {item!r}: {v!r} is not a number") from None
+                raise RaySltError(f"--grid {item!r}: {v!r} is not a number or true/false") from None
         grid[name.strip().replace("-", "_")] = parsed
     return grid
 
@@ -165,14 +192,15 @@ def _run_eval(args: argparse.Namespace) -> dict:
             raise RaySltError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     protocol_options = {"lang": args.lang, "semantic": args.semantic or None, "embedder": args.embedder,
                         "lowercase": args.lowercase, "back_translator": args.back_translator}  # fmt: skip
+    options = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
+               "length_penalty": args.length_penalty, "mbr": args.mbr, "channel": args.channel,
+               "channel_weight": args.channel_weight, "length_bonus": args.length_bonus}  # fmt: skip
     if args.grid:
         if args.decoding_from_dev or args.out or args.protocol:
             raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")
         return choose_decoding(args.checkpoint, _grid(args.grid), split=args.split, data=args.data,
                                protocol_options=protocol_options, batch_size=args.batch_size,
-                               device=args.device)  # fmt: skip
-    options = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
-               "length_penalty": args.length_penalty}  # fmt: skip
+                               device=args.device, fixed=options)  # fmt: skip
     chosen = None
     if args.decoding_from_dev:
         chosen = decoding_from_dev(args.checkpoint)

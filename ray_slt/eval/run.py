@@ -17,6 +17,7 @@ config hash, split, data, sample count and the predictor's settings, e.g. decodi
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -60,13 +61,15 @@ def evaluate(
     batch_size: int = 16,
     device: str = "cpu",
     extra: Mapping[str, Any] | None = None,
+    predictor=None,
 ) -> dict[str, Any]:
     """Predict ``split`` with ``checkpoint``, score it, write the outputs; returns what ``metrics.json`` holds
     (with ``extra``, e.g. where the decoding settings were chosen, recorded beside the scores).
 
     ``protocol_options`` go to the protocol (translation: ``lang``, ``semantic``, ``embedder``);
     ``predictor_options`` to the predictor (translators: ``num_beams``, ``max_new_tokens``), over what the run's
-    training config implies (e.g. a VLM's vision cache)."""
+    training config implies (e.g. a VLM's vision cache). ``predictor``: one already loaded for ``checkpoint`` with
+    these options (:func:`load_predictor`), used instead of loading one and left open (a decoding grid reuses it)."""
     from ray_slt.config import config_hash
     from ray_slt.eval.protocols import protocol_for
     from ray_slt.features.video import media_uri
@@ -75,8 +78,6 @@ def evaluate(
     t0 = time.perf_counter()
     ref = resolve(checkpoint)
     cls = predictor_class(ref.kind)
-    options = {**cls.options_from(ref.train_config), **{k: v for k, v in (predictor_options or {}).items()
-                                                         if v is not None}}  # fmt: skip
     name = protocol or ref.protocol or cls.protocol
     given = {k: v for k, v in (protocol_options or {}).items() if v is not None}
 
@@ -88,7 +89,9 @@ def evaluate(
 
     evaluator = make_protocol(given)  # bad options fail before the model loads
     source = data_source(data, ref.train_config)
-    predictor = cls(ref, device=device, **options)
+    owned = predictor is None
+    if owned:
+        predictor = load_predictor(checkpoint, predictor_options, device)
     implied = predictor.protocol_defaults() if name == (ref.protocol or cls.protocol) else {}
     if any(k not in given for k in implied):
         evaluator = make_protocol({**implied, **given})
@@ -105,7 +108,8 @@ def evaluate(
             outputs = predictor.predict(rows)
             preds += [evaluator.prediction(r, o) for r, o in zip(rows, outputs)]
     finally:
-        predictor.close()
+        if owned:
+            predictor.close()
     if not preds:
         raise DataError(f"no samples of split {split!r}", source.uri)
     scores = evaluator.score(preds)
@@ -138,6 +142,19 @@ def evaluate(
     return result
 
 
+def load_predictor(checkpoint: str, predictor_options: Mapping[str, Any] | None = None, device: str = "cpu"):
+    """The predictor of ``checkpoint`` with ``predictor_options`` (None values left out) over what its training
+    config implies; an option it does not take is refused by name."""
+    from ray_slt.models.registry import predictor_class, resolve
+
+    ref = resolve(checkpoint)
+    cls = predictor_class(ref.kind)
+    options = {**cls.options_from(ref.train_config), **{k: v for k, v in (predictor_options or {}).items()
+                                                         if v is not None}}  # fmt: skip
+    cls.check_options(options)  # e.g. --mbr for a recognizer: named, not a TypeError
+    return cls(ref, device=device, **options)
+
+
 #: Where a checkpoint's decoding choice is kept (``{checkpoint}/eval/decoding.json``).
 DECODING_FILE = "decoding.json"
 
@@ -150,10 +167,12 @@ def choose_decoding(
     protocol_options: Mapping[str, Any] | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    fixed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every combination of the decoding options in ``grid`` (predictor options, e.g.
     ``{"num_beams": [1, 4], "length_penalty": [0.8, 1.0]}``) on ``split`` and keep the best on the protocol's
     selection metric in ``{checkpoint}/eval/decoding.json``, where ``ray-slt eval --decoding-from-dev`` finds it.
+    ``fixed``: options every combination uses (e.g. the ``channel`` model of re-ranking), part of the choice.
     Dev chooses, test reports: a split whose name says test is refused. Ties go to the earlier combination (the
     grid's order: smaller beams first when listed so)."""
     import itertools
@@ -169,25 +188,44 @@ def choose_decoding(
         raise ConfigError("give at least one decoding option with at least one value (e.g. num_beams=1,4)")
     ref = resolve(checkpoint)
     cls = predictor_class(ref.kind)
-    cls.check_options(dict.fromkeys(grid))
+    fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
+    if set(fixed) & set(grid):
+        raise ConfigError(f"{sorted(set(fixed) & set(grid))[0]!r} is both fixed and in the grid")
+    cls.check_options({**dict.fromkeys(grid), **fixed})
     selection = protocol_for(ref.protocol or cls.protocol).selection
     keys = list(grid)
     results = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        options = dict(zip(keys, combo))
-        tag = "-".join(f"{k}{v}" for k, v in options.items())
-        where = storage.join(ref.checkpoint, "eval", "decoding", f"{split}-{tag}")
-        r = evaluate(checkpoint, split=split, data=data, out=where,
-                     protocol_options=protocol_options, predictor_options=options, batch_size=batch_size,
-                     device=device)  # fmt: skip
-        results.append({"options": options, selection.metric: r[selection.metric], "metrics_file": r["metrics_file"]})
+    # combinations that differ only in re-scoring options (e.g. re-ranking weights) share one loaded predictor,
+    # which decodes each batch once
+    rescoring = set(cls.rescoring_options)
+    loaded, loaded_key = None, None
+    try:
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            options = dict(zip(keys, combo))
+            merged = {**fixed, **options}
+            key = sorted((k, repr(v)) for k, v in merged.items() if k not in rescoring)
+            if loaded is not None and key == loaded_key:
+                loaded.rescore(**{k: merged.get(k) for k in rescoring})
+            else:
+                if loaded is not None:
+                    loaded.close()
+                loaded, loaded_key = load_predictor(checkpoint, merged, device), key
+            tag = re.sub(r"[^\w.=-]+", "_", "-".join(f"{k}{v}" for k, v in options.items()))
+            where = storage.join(ref.checkpoint, "eval", "decoding", f"{split}-{tag}")
+            r = evaluate(checkpoint, split=split, data=data, out=where, protocol_options=protocol_options,
+                         predictor_options=merged, batch_size=batch_size, device=device, predictor=loaded)  # fmt: skip
+            results.append({"options": options, selection.metric: r[selection.metric],
+                            "metrics_file": r["metrics_file"]})  # fmt: skip
+    finally:
+        if loaded is not None:
+            loaded.close()
     best = results[0]
     for r in results[1:]:
         if selection.better(r[selection.metric], best[selection.metric]):
             best = r
     out = {"checkpoint": ref.checkpoint, "split": split, "grid": {k: list(v) for k, v in grid.items()},
-           "metric": selection.metric, "mode": selection.mode, "results": results, "best": best["options"],
-           "best_score": best[selection.metric]}  # fmt: skip
+           "fixed": fixed, "metric": selection.metric, "mode": selection.mode, "results": results,
+           "best": {**fixed, **best["options"]}, "best_score": best[selection.metric]}  # fmt: skip
     out["file"] = storage.join(ref.checkpoint, "eval", DECODING_FILE)
     storage.write_text(out["file"], json.dumps(out, indent=1, ensure_ascii=False, default=str))
     return out

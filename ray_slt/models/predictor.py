@@ -36,6 +36,9 @@ class Predictor(ABC):
     inputs: str = "pose"
     #: whether pose samples must also carry DINOv2 face/hand features
     needs_visual: bool = False
+    #: options that only re-score what the predictor decoded (:meth:`rescore` changes them in place, so a decoding
+    #: grid over them decodes once)
+    rescoring_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None):
         import torch
@@ -71,6 +74,13 @@ class Predictor(ABC):
     @abstractmethod
     def predict(self, samples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One output per sample (deterministic: greedy or beam search, no sampling)."""
+
+    def rescore(self, **options: Any) -> None:
+        """Set :attr:`rescoring_options` in place; none by default."""
+        from ray_slt.errors import ConfigError
+
+        if options:
+            raise ConfigError(f"the {self.kind} predictor re-scores nothing ({', '.join(sorted(options))})")
 
     def settings(self) -> dict[str, Any]:
         """The settings that shape its outputs (decoding), reported with them."""

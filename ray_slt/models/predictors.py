@@ -34,7 +34,7 @@ class _TextPredictor(Predictor):
     def _load(self, uri: str):
         raise NotImplementedError
 
-    def _decode(self, batch: dict[str, Any]) -> list[str]:
+    def _decode(self, batch: dict[str, Any], samples: Sequence[Mapping[str, Any]]) -> list[str]:
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class _TextPredictor(Predictor):
             raise DataError(f"this model reads {self.inputs}; samples without it: {', '.join(missing[:5])}")
         batch = to_device(self.collate([model_input(s) for s in samples]), self.device)
         with torch.no_grad():
-            return [{"text": text} for text in self._decode(batch)]
+            return [{"text": text} for text in self._decode(batch, samples)]
 
     def _has_input(self, sample: Mapping[str, Any]) -> bool:
         return sample.get("gloss") is not None if self.inputs == "gloss" else sample.get("keypoints") is not None
@@ -67,18 +67,32 @@ class _TextPredictor(Predictor):
 class TranslatorPredictor(_TextPredictor):
     """A stage-2 translator (:func:`ray_slt.models.checkpoint.load_translator`): skeleton or gloss encoder ->
     projector -> causal LM. Options: ``num_beams``, ``max_new_tokens`` (None: the model's), ``length_penalty``
-    (beam search; None: 1.0)."""
+    (beam search; None: 1.0), ``mbr`` (true: the minimum-Bayes-risk choice among the beam's hypotheses by sentence
+    BLEU, :mod:`ray_slt.models.mbr`, instead of the beam's best; None/false: off); ``channel`` (a text -> gloss
+    model: the beam's hypotheses re-ranked by ``log p(text | glosses) + channel_weight * log p(glosses | text) +
+    length_bonus * tokens``, :mod:`ray_slt.models.rerank`; gloss translators only) with ``channel_weight``
+    (None: 1.0) and ``length_bonus`` (None: 0.0)."""
 
     kind = "translator"
+    rescoring_options = ("channel_weight", "length_bonus")
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
                  num_beams: int | None = None, max_new_tokens: int | None = None,
-                 length_penalty: float | None = None):  # fmt: skip
+                 length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
+                 channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
         super().__init__(ref, device, model_id, num_beams=num_beams, max_new_tokens=max_new_tokens)
         self.length_penalty = length_penalty
+        self.mbr = bool(mbr)
+        from ray_slt.models.rerank import channel_reranker
+
+        self.reranker, self.channel = channel_reranker(self.model, channel, channel_weight, length_bonus, self.mbr,
+                                                       self.device)  # fmt: skip
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty}
+        from ray_slt.models.rerank import rerank_settings
+
+        return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
+                "mbr": self.mbr, **rerank_settings(self.reranker, self.channel)}  # fmt: skip
 
     @classmethod
     def requirements(cls, ref: ModelRef) -> dict[str, Any]:
@@ -101,9 +115,23 @@ class TranslatorPredictor(_TextPredictor):
         self.needs_visual = self.inputs == "pose" and bool(cfg.fusion.face or cfg.fusion.hand)
         return model
 
-    def _decode(self, batch: dict[str, Any]) -> list[str]:
-        return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
-                                   length_penalty=self.length_penalty)  # fmt: skip
+    def _decode(self, batch: dict[str, Any], samples: Sequence[Mapping[str, Any]]) -> list[str]:
+        if self.reranker is None:
+            return self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                       length_penalty=self.length_penalty, mbr=self.mbr)  # fmt: skip
+        sources = [str(s["gloss"]) for s in samples]
+        nbest = self.reranker.nbest(
+            tuple(zip((str(s.get("sample_id", "")) for s in samples), sources)),
+            lambda: self.model.generate_nbest(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                              length_penalty=self.length_penalty),
+        )  # fmt: skip
+        return self.reranker.choose(sources, nbest, samples)
+
+    def rescore(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
+        """New re-ranking weights; the candidates and their scores decoded so far are reused."""
+        from ray_slt.models.rerank import set_weights
+
+        set_weights(self.reranker, channel_weight, length_bonus)
 
     def protocol_defaults(self) -> dict[str, Any]:
         """A translator trained on lower-cased targets writes lower case: it is scored case-insensitively."""
@@ -121,5 +149,5 @@ class PretrainPredictor(_TextPredictor):
 
         return load_pretrain(uri)
 
-    def _decode(self, batch: dict[str, Any]) -> list[str]:
+    def _decode(self, batch: dict[str, Any], samples: Sequence[Mapping[str, Any]]) -> list[str]:
         return self.model.translate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)

@@ -222,6 +222,21 @@ class SignTranslator(nn.Module):
         return out
 
     @torch.no_grad()
+    def sequence_logprobs(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(target | input) [B], target tokens [B])``: each row's summed log-probability of its target tokens
+        (``</s>`` included), teacher-forced in the training layout, without label smoothing; e.g. to rescore
+        candidate outputs (:mod:`ray_slt.models.rerank`). Call ``model.eval()`` first."""
+        prefix, mask = self.sign_embeddings(batch)
+        inputs = self._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
+        labels = inputs.pop("labels")
+        logits = self.lm(**inputs).logits.float()
+        if not self.seq2seq:  # position t predicts label t + 1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        keep = labels != -100
+        token_lp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+        return (token_lp * keep).sum(1), keep.sum(1)
+
+    @torch.no_grad()
     def generate_ids(
         self,
         batch: Mapping[str, Any],
@@ -229,8 +244,10 @@ class SignTranslator(nn.Module):
         max_new_tokens: int | None = None,
         synced_gpus: bool = False,
         length_penalty: float | None = None,
+        num_return_sequences: int = 1,
     ) -> torch.Tensor:
-        """Generated token ids [B, <= max_new_tokens] (``</s>`` then padding after a finished sequence).
+        """Generated token ids [B * num_return_sequences, <= max_new_tokens] (``</s>`` then padding after a
+        finished sequence; a sample's ``num_return_sequences`` beam hypotheses are consecutive rows, best first).
         ``synced_gpus``: keep running forward passes until every rank has finished (DeepSpeed ZeRO-3).
         ``length_penalty``: beam search's exponent on the length that divides a hypothesis's log-probability
         (transformers' meaning; None: 1.0; > 1 favours longer, < 1 shorter outputs)."""
@@ -243,6 +260,7 @@ class SignTranslator(nn.Module):
             num_beams=num_beams or self.cfg.num_beams,
             do_sample=False,
             length_penalty=1.0 if length_penalty is None else length_penalty,
+            num_return_sequences=num_return_sequences,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
@@ -257,12 +275,39 @@ class SignTranslator(nn.Module):
         max_new_tokens: int | None = None,
         synced_gpus: bool = False,
         length_penalty: float | None = None,
+        mbr: bool = False,
+        mbr_tokenize: str = "13a",
     ) -> list[str]:
         """Translate a batch: beam search (``num_beams`` > 1) or greedy (1); defaults from the config.
+        ``mbr``: return, instead of the beam's best, the minimum-Bayes-risk choice among its ``num_beams``
+        finished hypotheses (:mod:`ray_slt.models.mbr`: the one with the highest summed sentence BLEU against the
+        others, tokenised with ``mbr_tokenize``; with one beam it changes nothing).
         Call ``model.eval()`` first (generation does not switch off dropout by itself)."""
-        ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus,
-                                length_penalty=length_penalty)  # fmt: skip
-        return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        if not mbr:
+            ids = self.generate_ids(batch, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                    synced_gpus=synced_gpus, length_penalty=length_penalty)  # fmt: skip
+            return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        from ray_slt.models.mbr import bleu_utility, mbr_select
+
+        nbest = self.generate_nbest(batch, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                    synced_gpus=synced_gpus, length_penalty=length_penalty)  # fmt: skip
+        return mbr_select(nbest, bleu_utility(mbr_tokenize))
+
+    def generate_nbest(
+        self,
+        batch: Mapping[str, Any],
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        synced_gpus: bool = False,
+        length_penalty: float | None = None,
+    ) -> list[list[str]]:
+        """Each sample's ``num_beams`` finished beam hypotheses, decoded, best first (one with greedy decoding):
+        the candidates of MBR and re-ranking."""
+        n = num_beams or self.cfg.num_beams
+        ids = self.generate_ids(batch, num_beams=n, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus,
+                                length_penalty=length_penalty, num_return_sequences=n)  # fmt: skip
+        texts = [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return [texts[i : i + n] for i in range(0, len(texts), n)]
 
 
 def smoothed_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float, shift: bool = True) -> torch.Tensor:

@@ -150,9 +150,14 @@ class Text2GlossPredictor(Predictor):
     stripped; a multilingual model (``tag: auto``) reads the sample's ``sign_language`` (and
     ``spoken_language`` for ``templates: auto``) and also returns ``langgloss`` (what it wrote, tags and all)
     and the ``sign_language``. Options: ``num_beams``, ``max_new_tokens`` (None: the model's),
-    ``length_penalty`` (beam search; None: 1.0)."""
+    ``length_penalty`` (beam search; None: 1.0), ``mbr`` (true: the minimum-Bayes-risk choice among the beam's
+    hypotheses by sentence BLEU over gloss tokens, :mod:`ray_slt.models.mbr`; None/false: the beam's best);
+    ``channel`` (a gloss -> text translator: the beam's hypotheses re-ranked by ``log p(glosses | text) +
+    channel_weight * log p(text | glosses) + length_bonus * glosses``, :mod:`ray_slt.models.rerank`) with
+    ``channel_weight`` (None: 1.0) and ``length_bonus`` (None: 0.0)."""
 
     kind = "text2gloss"
+    rescoring_options = ("channel_weight", "length_bonus")
     predicts = "gloss"
     route = "text2gloss"
     protocol = "gloss"
@@ -160,8 +165,10 @@ class Text2GlossPredictor(Predictor):
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
                  num_beams: int | None = None, max_new_tokens: int | None = None,
-                 length_penalty: float | None = None):  # fmt: skip
+                 length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
+                 channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
         from ray_slt.models.checkpoint import load_translator
+        from ray_slt.models.rerank import channel_reranker
 
         super().__init__(ref, device, model_id)
         self.model = load_translator(ref.model).to(self.device).eval()
@@ -171,6 +178,15 @@ class Text2GlossPredictor(Predictor):
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.length_penalty = length_penalty
+        self.mbr = bool(mbr)
+        self.reranker, self.channel = channel_reranker(self.model, channel, channel_weight, length_bonus, self.mbr,
+                                                       self.device)  # fmt: skip
+
+    def rescore(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
+        """New re-ranking weights; the candidates and their scores decoded so far are reused."""
+        from ray_slt.models.rerank import set_weights
+
+        set_weights(self.reranker, channel_weight, length_bonus)
 
     def info(self) -> dict[str, Any]:
         """With a multilingual model, the languages it writes (so that a server refuses another with a 400)."""
@@ -179,11 +195,15 @@ class Text2GlossPredictor(Predictor):
         return {**super().info(), **extra}
 
     def settings(self) -> dict[str, Any]:
+        from ray_slt.models.rerank import rerank_settings
+
         cfg = self.model.cfg
         return {
             "num_beams": self.num_beams or cfg.num_beams,
             "max_new_tokens": self.max_new_tokens or cfg.max_new_tokens,
             "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
+            "mbr": self.mbr,
+            **rerank_settings(self.reranker, self.channel),
             "templates": cfg.templates if isinstance(cfg.templates, str) else len(cfg.templates),
             "tag": cfg.tag,
             "languages": list(cfg.languages),
@@ -207,8 +227,18 @@ class Text2GlossPredictor(Predictor):
                 for s, tag in zip(samples, tags)]  # fmt: skip
         batch = to_device(self.collate(rows), self.device)
         with torch.no_grad():
-            out = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
-                                      length_penalty=self.length_penalty)  # fmt: skip
+            if self.reranker is None:
+                out = self.model.generate(batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                                          length_penalty=self.length_penalty, mbr=self.mbr,
+                                          mbr_tokenize="none")  # fmt: skip
+            else:  # candidates untagged for the channel (a gloss translator reads plain glosses), tagged again
+                key = tuple((str(s.get("sample_id", "")), r["gloss"]) for s, r in zip(samples, rows))
+                nbest = self.reranker.nbest(key, lambda: self.model.generate_nbest(
+                    batch, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens,
+                    length_penalty=self.length_penalty))  # fmt: skip
+                plain = [[strip_tag(c, tag) for c in cands] for cands, tag in zip(nbest, tags)]
+                chosen = self.reranker.choose([s["text"] for s in samples], plain, samples)
+                out = [add_tag(c, tag) for c, tag in zip(chosen, tags)]
         if cfg.tag != "auto":
             return [{"gloss": strip_tag(g, cfg.tag)} for g in out]
         return [{"gloss": strip_tag(g, tag), "langgloss": " ".join(g.split()), "sign_language": lang}

@@ -80,6 +80,15 @@ def test_text2gloss_learns_the_synthetic_corpus_and_evaluates_on_glosses(synthet
     assert json.loads(Path(test["metrics_file"]).read_text())["decoding_chosen_on"]["options"] == grid["best"]
     done = run_cli("eval", str(run), "--split", "test", "--grid", "num_beams=1,3")
     assert done.returncode == 2 and "never on 'test'" in done.stderr
+    # options beside --grid hold for every combination and are part of the choice; switches take true/false
+    done = run_cli("eval", str(run), "--split", "dev", "--num-beams", "3", "--grid", "mbr=false,true", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    switch = last_json(done.stdout)
+    assert switch["fixed"] == {"num_beams": 3} and [r["options"] for r in switch["results"]] == [
+        {"mbr": False},
+        {"mbr": True},
+    ]
+    assert switch["best"]["num_beams"] == 3 and "mbr" in switch["best"]
 
     # the average of the last two checkpoints, evaluated like any checkpoint of the run
     done = run_cli("average", str(run), "--last", "2", "--json")

@@ -1,0 +1,185 @@
+"""Noisy-channel re-ranking of a beam's n-best list with a model of the reverse direction (Yee, Ng & Auli 2019;
+Ng et al. 2019), for the text-side models: a gloss -> text translator re-ranked with a text -> gloss model, and
+a text -> gloss model re-ranked with a gloss -> text translator.
+
+Beam search ranks a hypothesis ``y`` of the source ``x`` by the direct model alone, ``log p(y | x)``, which
+favours fluent outputs that leave part of the source untranslated. The reverse ("channel") model asks how well
+``y`` explains ``x``; with a length bonus against the direct model's preference for short outputs::
+
+    score(y) = log p(y | x) + lambda * log p(x | y) + mu * |y|
+
+Readings chosen here (the papers add a language model ``log p(y)``, which this corpus cannot train apart from
+the translation pairs; without it this is their "channel + direct" setting):
+- the candidates are the beam's ``num_beams`` finished hypotheses (``num_return_sequences = num_beams``), so the
+  beam width and its length penalty still decide which candidates there are;
+- ``log p(y | x)`` and ``log p(x | y)`` are summed token log-probabilities (``</s>`` included), each model
+  teacher-forced on the text it is given, the direct model re-reading its own output (a BPE string may tokenise
+  back slightly differently from the ids beam search produced; the re-read score is the one used);
+- ``|y|`` counts the direct model's target tokens (``</s>`` included): BPE pieces for a text model, words for a
+  gloss model; ``mu`` is per token;
+- ``lambda`` and ``mu`` are decoding options, chosen on dev like the beam width (``ray-slt eval --grid
+  channel_weight=0,0.5,1 --grid length_bonus=0,0.1 --channel RUN``); ``lambda = 0`` with ``mu = 0`` keeps the
+  candidate the direct model scores highest without beam search's length normalisation;
+- an empty hypothesis is never chosen over a non-empty one (it has no text for the channel model to read); ties
+  go to the earlier candidate (the beam's order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray_slt.errors import ConfigError
+
+#: candidate rows scored per forward pass
+SCORE_BATCH = 64
+
+
+def rerank_index(direct: Sequence[float], channel: Sequence[float], lengths: Sequence[int], channel_weight: float,
+                 length_bonus: float, valid: Sequence[bool] | None = None) -> int:  # fmt: skip
+    """The index of ``argmax_i direct[i] + channel_weight * channel[i] + length_bonus * lengths[i]`` over the
+    ``valid`` candidates (all by default; the first candidate when none is), ties to the earliest."""
+    n = len(direct)
+    if n == 0 or len(channel) != n or len(lengths) != n:
+        raise ValueError("re-ranking needs one direct score, channel score and length per candidate")
+    valid = [True] * n if valid is None else list(valid)
+    best, best_score = 0, float("-inf")
+    for i in range(n):
+        if not valid[i]:
+            continue
+        score = direct[i] + channel_weight * channel[i] + length_bonus * lengths[i]
+        if score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def pair_row(model, source: str, target: str, sample: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The collator row with which ``model`` reads ``source`` and is scored on writing ``target``: a text -> gloss
+    model's training pair (its template, lower-casing and gloss tag; ``target`` is untagged glosses), a gloss ->
+    text translator's ``{"gloss": source, "text": target}``. Other models (pose input) cannot score text pairs."""
+    from ray_slt.models.config import Text2GlossConfig
+    from ray_slt.models.text2gloss import training_pair
+
+    check_text_model(model)
+    extra = {k: sample[k] for k in ("sample_id", "spoken_language", "sign_language") if sample and k in sample}
+    if isinstance(model.cfg, Text2GlossConfig):
+        return training_pair(model.cfg, {**extra, "text": source, "gloss": target})
+    return {**extra, "gloss": source, "text": target}
+
+
+def check_text_model(model) -> None:
+    """Refuse a model that cannot score text pairs (a translator that reads poses), with the reason."""
+    from ray_slt.models.config import Text2GlossConfig
+
+    if not isinstance(model.cfg, Text2GlossConfig) and model.cfg.encoder.type != "gloss":
+        raise ConfigError("re-ranking scores text and gloss pairs: a translator that reads poses has no reverse "
+                          "model here (use a gloss -> text translator or a text -> gloss model)")  # fmt: skip
+
+
+def pair_logprobs(model, rows: Sequence[Mapping[str, Any]], device) -> tuple[list[float], list[int]]:
+    """``model.sequence_logprobs`` over ``rows`` (collator rows), in batches of :data:`SCORE_BATCH`."""
+    from ray_slt.models.batch import to_device
+
+    collate = model.collator()
+    lps: list[float] = []
+    lengths: list[int] = []
+    for i in range(0, len(rows), SCORE_BATCH):
+        lp, n = model.sequence_logprobs(to_device(collate(list(rows[i : i + SCORE_BATCH])), device))
+        lps += lp.tolist()
+        lengths += n.tolist()
+    return lps, lengths
+
+
+def load_channel(uri: str, device):
+    """The reverse-direction model at ``uri`` (a run, checkpoint or model directory): a text -> gloss model or a
+    gloss -> text translator, in eval mode on ``device``; ``(model, where it was resolved to)``."""
+    from ray_slt.models.checkpoint import load_translator
+    from ray_slt.models.registry import resolve
+
+    ref = resolve(uri)
+    if ref.kind not in ("text2gloss", "translator"):
+        raise ConfigError(f"the channel model must be a text -> gloss model or a gloss -> text translator, not a "
+                          f"{ref.kind} model ({uri})")  # fmt: skip
+    model = load_translator(ref.model).to(device).eval()
+    check_text_model(model)  # before any decoding
+    return model, ref.checkpoint
+
+
+class ChannelReranker:
+    """Re-ranks n-best lists of ``direct`` (the model that wrote them) with ``channel`` (the reverse direction)."""
+
+    def __init__(self, direct, channel, channel_weight: float = 1.0, length_bonus: float = 0.0, device="cpu"):
+        self.direct = direct
+        self.channel = channel
+        self.set_weights(channel_weight, length_bonus)
+        self.device = device
+        # what does not depend on the weights, kept so that a grid over them decodes and scores once
+        self._nbest: dict[Any, list[list[str]]] = {}
+        self._scores: dict[tuple[str, str, str], tuple[float, float, int]] = {}
+
+    def set_weights(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
+        """``lambda`` (None: 1.0) and ``mu`` (None: 0.0) of the score."""
+        self.channel_weight = 1.0 if channel_weight is None else float(channel_weight)
+        self.length_bonus = 0.0 if length_bonus is None else float(length_bonus)
+
+    def nbest(self, key: Any, generate) -> list[list[str]]:
+        """``generate()`` (the direct model's n-best lists of a batch), remembered under ``key`` (the batch's
+        inputs): the candidates depend on the decoding options, fixed for a reranker, not on the weights."""
+        if key not in self._nbest:
+            self._nbest[key] = generate()
+        return self._nbest[key]
+
+    def choose(self, sources: Sequence[str], nbest: Sequence[Sequence[str]],
+               samples: Sequence[Mapping[str, Any]] | None = None) -> list[str]:  # fmt: skip
+        """For each source (a gloss string or a sentence) and its candidates (the direct model's outputs in the
+        channel's plain form: text, or untagged glosses), the re-ranked choice."""
+        samples = samples or [{} for _ in sources]
+        if not (len(sources) == len(nbest) == len(samples)):
+            raise ValueError("one source, candidate list and sample per input")
+        # a candidate's scores depend on its sample too (a text -> gloss model's template is the sample's)
+        keys = [(str(s.get("sample_id", "")), src) for s, src in zip(samples, sources)]
+        todo = sorted({(k, c.strip()) for k, cands in enumerate(nbest) for c in cands
+                       if c.strip() and (*keys[k], c.strip()) not in self._scores})  # fmt: skip
+        direct_rows = [pair_row(self.direct, sources[k], c, samples[k]) for k, c in todo]
+        channel_rows = [pair_row(self.channel, c, sources[k], samples[k]) for k, c in todo]
+        d_lp, lengths = pair_logprobs(self.direct, direct_rows, self.device)
+        c_lp, _ = pair_logprobs(self.channel, channel_rows, self.device)
+        for (k, c), d, ch, n in zip(todo, d_lp, c_lp, lengths):
+            self._scores[(*keys[k], c)] = (d, ch, n)
+        out = []
+        for key, cands in zip(keys, nbest):
+            ok = [bool(c.strip()) for c in cands]
+            d, ch, n = zip(*(self._scores[(*key, c.strip())] if valid else (0.0, 0.0, 0)
+                             for c, valid in zip(cands, ok)))  # fmt: skip
+            out.append(cands[rerank_index(d, ch, n, self.channel_weight, self.length_bonus, ok)].strip())
+        return out
+
+
+def channel_reranker(model, channel: str | None, channel_weight: float | None, length_bonus: float | None,
+                     mbr: bool, device):  # fmt: skip
+    """The predictors' ``channel`` options as a :class:`~ray_slt.models.rerank.ChannelReranker` (None without a
+    channel) and where the channel model was resolved to; refuses a weight or bonus without a channel, and MBR
+    with one (two ways of choosing among the same candidates)."""
+    if channel is None:
+        if channel_weight is not None or length_bonus is not None:
+            raise ConfigError("channel_weight and length_bonus re-rank with a channel model: give channel too")
+        return None, None
+    if mbr:
+        raise ConfigError("choose one of mbr and channel re-ranking (both choose among the beam's hypotheses)")
+    check_text_model(model)
+    reverse, where = load_channel(channel, device)
+    return ChannelReranker(model, reverse, channel_weight, length_bonus, device), where
+
+
+def rerank_settings(reranker, channel: str | None) -> dict[str, Any]:
+    """What a predictor reports of its re-ranking (nothing without one)."""
+    if reranker is None:
+        return {}
+    return {"channel": channel, "channel_weight": reranker.channel_weight, "length_bonus": reranker.length_bonus}
+
+
+def set_weights(reranker: ChannelReranker | None, channel_weight: float | None, length_bonus: float | None) -> None:
+    """A predictor's ``rescore``: new weights for its reranker (refused without one)."""
+    if reranker is None:
+        raise ConfigError("channel_weight and length_bonus re-rank with a channel model: give channel too")
+    reranker.set_weights(channel_weight, length_bonus)

@@ -1,0 +1,159 @@
+"""Noisy-channel re-ranking (ray_slt.models.rerank): the sequence log-probabilities it adds up against a slow
+token-by-token computation on one unpadded row at a time, its score against the equation
+log p(y|x) + lambda * log p(x|y) + mu * |y| evaluated directly, and the predictors' ``channel`` options of both
+text-side kinds (a gloss -> text translator re-ranked with a text -> gloss model and the other way round), with
+the settings they refuse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_helpers import tiny_sft
+
+from ray_slt.errors import ConfigError
+from ray_slt.models.checkpoint import save_translator
+from ray_slt.models.config import Text2GlossConfig
+from ray_slt.models.registry import load_predictor
+from ray_slt.models.rerank import pair_logprobs, pair_row, rerank_index
+from ray_slt.models.sft import build_translator
+from ray_slt.models.text2gloss import strip_tag, training_pair, vocabulary_texts
+
+TINY_LM = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64}
+GLOSS_ENCODER = {"type": "gloss", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1}
+
+
+@pytest.fixture(scope="module")
+def rows(phoenix_train) -> list[dict]:
+    return [{"sample_id": f"train/{i:05d}", **r} for i, r in enumerate(phoenix_train[:300])]
+
+
+@pytest.fixture(scope="module")
+def models(rows, tmp_path_factory):
+    """A tiny gloss -> text GPT-2 translator and a tiny text -> gloss GPT-2 model, a few steps trained (so that
+    their scores are not flat), saved as their kinds."""
+    g2t_cfg = tiny_sft(lm="tiny:gpt2", lm_training="auto", tiny=TINY_LM, encoder=GLOSS_ENCODER,
+                       fusion={"face": False, "hand": False}, num_beams=4, max_new_tokens=8)  # fmt: skip
+    g2t = build_translator(g2t_cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=1)
+    t2g_cfg = Text2GlossConfig.model_validate({"lm": "tiny:gpt2", "tiny": TINY_LM, "encoder": GLOSS_ENCODER,
+                                               "projector": {"hidden": 32}, "tag": "GSL", "num_beams": 4,
+                                               "max_new_tokens": 8})  # fmt: skip
+    targets, inputs = vocabulary_texts(t2g_cfg, rows)
+    t2g = build_translator(t2g_cfg, texts=targets, glosses=inputs, seed=2)
+    for model, batch in ((g2t, g2t.collator()(rows[:16])), (t2g, t2g.collator()([training_pair(t2g_cfg, r)
+                                                                                 for r in rows[:16]]))):  # fmt: skip
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(8):
+            loss = model(batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+    root = tmp_path_factory.mktemp("rerank")
+    save_translator(g2t, str(root / "g2t"))
+    save_translator(t2g, str(root / "t2g"), kind="text2gloss")
+    return {"g2t": g2t, "t2g": t2g, "g2t_dir": str(root / "g2t"), "t2g_dir": str(root / "t2g")}
+
+
+def slow_logprob(model, row: dict) -> tuple[float, int]:
+    """log p(target | input) token by token: one unpadded row, the prefix re-run for every target token."""
+    batch = model.collator()([row])
+    prefix, mask = model.sign_embeddings(batch)
+    target = batch["target_ids"][0][batch["target_mask"][0].bool()]
+    embed = model.lm.get_input_embeddings()
+    context = torch.cat([prefix[0, mask[0]], embed(model.prompt_ids)])
+    total = 0.0
+    for t in range(len(target)):
+        seq = torch.cat([context, embed(target[:t])])[None]
+        logits = model.lm(inputs_embeds=seq, position_ids=torch.arange(seq.shape[1])[None]).logits[0, -1]
+        total += torch.log_softmax(logits.double(), -1)[target[t]].item()
+    return total, len(target)
+
+
+def test_sequence_logprobs_match_the_token_by_token_computation(models, rows):
+    for name in ("g2t", "t2g"):
+        model = models[name]
+        pairs = [pair_row(model, r["gloss"], r["text"], r) if name == "g2t" else
+                 pair_row(model, r["text"], r["gloss"], r) for r in rows[20:26]]  # fmt: skip
+        with torch.no_grad():
+            batched, lengths = pair_logprobs(model, pairs, "cpu")  # a left-padded batch of different lengths
+            slow = [slow_logprob(model, p) for p in pairs]
+        assert len(set(lengths)) > 1
+        assert lengths == [n for _, n in slow]
+        assert batched == pytest.approx([lp for lp, _ in slow], abs=2e-3)
+    # the text -> gloss pair is its training pair: the sentence in, the tagged glosses scored
+    t2g_row = pair_row(models["t2g"], rows[0]["text"], rows[0]["gloss"], rows[0])
+    assert t2g_row == training_pair(models["t2g"].cfg, rows[0])
+
+
+def test_rerank_index_is_the_equation():
+    d, c, n = [-3.0, -2.0, -4.0, -2.5], [-5.0, -9.0, -2.0, -6.0], [4, 3, 6, 5]
+    for lam in (0.0, 0.3, 1.0, 2.0):
+        for mu in (0.0, 0.2, 1.0):
+            scores = [d[i] + lam * c[i] + mu * n[i] for i in range(4)]
+            assert rerank_index(d, c, n, lam, mu) == scores.index(max(scores))
+    assert rerank_index(d, c, n, 0.0, 0.0) == 1 and rerank_index(d, c, n, 1.0, 0.0) == 2
+    assert rerank_index([-1.0, -1.0], [0.0, 0.0], [1, 1], 1.0, 0.0) == 0  # ties: the beam's order
+    assert rerank_index(d, c, n, 1.0, 0.0, valid=[True, True, False, True]) == 0  # -8 beats -11 and -8.5
+    assert rerank_index(d, c, n, 1.0, 0.0, valid=[False] * 4) == 0
+
+
+@pytest.mark.parametrize("direction", ["g2t", "t2g"])
+def test_predictor_re_ranks_the_beams_hypotheses_with_the_reverse_model(models, rows, direction):
+    forward, reverse = (models["g2t"], models["t2g"]) if direction == "g2t" else (models["t2g"], models["g2t"])
+    forward_dir, reverse_dir = (models[f"{direction}_dir"], models["t2g_dir" if direction == "g2t" else "g2t_dir"])
+    samples = rows[40:46]
+    lam, mu = 0.7, 0.4
+    predictor = load_predictor(forward_dir, channel=reverse_dir, channel_weight=lam, length_bonus=mu)
+    out = predictor.predict(samples)
+    key = "text" if direction == "g2t" else "gloss"
+    plain = load_predictor(forward_dir).predict(samples)
+    # the expected choice, scored one candidate at a time
+    if direction == "g2t":
+        batch = forward.collator()(samples)
+    else:
+        batch = forward.collator()([{"gloss": training_pair(forward.cfg, s)["gloss"]} for s in samples])
+    nbest = forward.generate_nbest(batch, num_beams=4)
+    changed = 0
+    for s, cands, o, p in zip(samples, nbest, out, plain):
+        source = s["gloss"] if direction == "g2t" else s["text"]
+        if direction == "t2g":
+            cands = [strip_tag(c, "GSL") for c in cands]
+        scores = []
+        for c in cands:
+            if not c.strip():
+                scores.append(float("-inf"))
+                continue
+            d, n = pair_logprobs(forward, [pair_row(forward, source, c, s)], "cpu")
+            ch, _ = pair_logprobs(reverse, [pair_row(reverse, c, source, s)], "cpu")
+            scores.append(d[0] + lam * ch[0] + mu * n[0])
+        assert o[key] == cands[scores.index(max(scores))]
+        assert p[key] == cands[0]  # without a channel: the beam's best
+        changed += o[key] != p[key]
+    assert changed >= 1  # re-ranking chose another hypothesis than the beam for some sample
+    settings = predictor.settings()
+    assert (settings["channel_weight"], settings["length_bonus"]) == (lam, mu) and settings["channel"]
+    # new weights on the loaded predictor (a decoding grid over them): the same choice as a fresh predictor,
+    # from the candidates decoded once
+    predictor.rescore(channel_weight=0.0, length_bonus=2.0)
+    again = predictor.predict(samples)
+    fresh = load_predictor(forward_dir, channel=reverse_dir, channel_weight=0.0, length_bonus=2.0).predict(samples)
+    assert again == fresh and len(predictor.reranker._nbest) == 1
+    assert predictor.settings()["length_bonus"] == 2.0
+    with pytest.raises(ConfigError, match="give channel too"):
+        load_predictor(forward_dir).rescore(channel_weight=0.5)
+    if direction == "t2g":
+        assert all("GSL_" not in o["gloss"] for o in out)
+
+
+def test_bad_re_ranking_settings_are_refused(models, rows, tmp_path):
+    with pytest.raises(ConfigError, match="give channel too"):
+        load_predictor(models["g2t_dir"], channel_weight=0.5)
+    with pytest.raises(ConfigError, match="choose one of mbr and channel"):
+        load_predictor(models["g2t_dir"], channel=models["t2g_dir"], mbr=True)
+    pose = build_translator(tiny_sft(), texts=[r["text"] for r in rows], seed=0)
+    save_translator(pose, str(tmp_path / "pose"))
+    with pytest.raises(ConfigError, match="reads poses"):
+        load_predictor(models["g2t_dir"], channel=str(tmp_path / "pose"))
+    with pytest.raises(ConfigError, match="reads poses"):
+        load_predictor(str(tmp_path / "pose"), channel=models["t2g_dir"])
