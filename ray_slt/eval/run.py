@@ -174,7 +174,8 @@ def choose_decoding(
     selection metric in ``{checkpoint}/eval/decoding.json``, where ``ray-slt eval --decoding-from-dev`` finds it.
     ``fixed``: options every combination uses (e.g. the ``channel`` model of re-ranking), part of the choice.
     Dev chooses, test reports: a split whose name says test is refused. Ties go to the earlier combination (the
-    grid's order: smaller beams first when listed so)."""
+    grid's order: smaller beams first when listed so; the predictor's re-scoring options, e.g. re-ranking weights,
+    vary fastest, so that each decoding is run once)."""
     import itertools
 
     from ray_slt.eval.protocols import protocol_for
@@ -193,11 +194,11 @@ def choose_decoding(
         raise ConfigError(f"{sorted(set(fixed) & set(grid))[0]!r} is both fixed and in the grid")
     cls.check_options({**dict.fromkeys(grid), **fixed})
     selection = protocol_for(ref.protocol or cls.protocol).selection
-    keys = list(grid)
-    results = []
     # combinations that differ only in re-scoring options (e.g. re-ranking weights) share one loaded predictor,
-    # which decodes each batch once
+    # which decodes each batch once: those options vary fastest
     rescoring = set(cls.rescoring_options)
+    keys = [k for k in grid if k not in rescoring] + [k for k in grid if k in rescoring]
+    results = []
     loaded, loaded_key = None, None
     try:
         for combo in itertools.product(*(grid[k] for k in keys)):

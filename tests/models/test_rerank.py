@@ -6,6 +6,9 @@ the settings they refuse."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from model_helpers import tiny_sft
@@ -157,3 +160,34 @@ def test_bad_re_ranking_settings_are_refused(models, rows, tmp_path):
         load_predictor(models["g2t_dir"], channel=str(tmp_path / "pose"))
     with pytest.raises(ConfigError, match="reads poses"):
         load_predictor(str(tmp_path / "pose"), channel=models["t2g_dir"])
+
+
+def test_a_decoding_grid_over_the_weights_decodes_once_and_matches_fresh_predictors(models, rows, tmp_path):
+    """``choose_decoding`` with the channel fixed beside the grid: the weights vary fastest (one decoding per beam
+    width), and every combination scores what a freshly loaded predictor with those options scores."""
+    from ray_slt.data.manifest import write_manifest
+    from ray_slt.eval.run import choose_decoding, evaluate
+
+    manifest = str(tmp_path / "dev.parquet")
+    write_manifest([{"sample_id": f"dev/{i}", "dataset": "phoenix14t", "split": "dev", "sign_language": "gsg",
+                     "spoken_language": "de", "text": r["text"], "gloss": r["gloss"], "meta": "{}"}
+                    for i, r in enumerate(rows[100:112])], manifest)  # fmt: skip
+    grid = {"channel_weight": [0.0, 1.0], "num_beams": [2, 4]}
+    choice = choose_decoding(models["g2t_dir"], grid, data=manifest, fixed={"channel": models["t2g_dir"]})
+    assert [r["options"] for r in choice["results"]] == [{"num_beams": b, "channel_weight": w}
+                                                         for b in (2, 4) for w in (0.0, 1.0)]  # fmt: skip
+    assert choice["fixed"] == {"channel": models["t2g_dir"]} and choice["best"]["channel"] == models["t2g_dir"]
+    outputs = []
+    for r in choice["results"]:
+        fresh = evaluate(models["g2t_dir"], split="dev", data=manifest, out=str(tmp_path / "fresh"),
+                         predictor_options={"channel": models["t2g_dir"], **r["options"]})  # fmt: skip
+        grid_metrics = json.loads(Path(r["metrics_file"]).read_text())
+        assert hypotheses(grid_metrics["predictions"]) == hypotheses(fresh["predictions"])
+        assert fresh["bleu4"] == r["bleu4"]
+        outputs.append(hypotheses(fresh["predictions"]))
+    assert outputs[0] != outputs[1] or outputs[2] != outputs[3]  # the weight changes what is chosen
+
+
+def hypotheses(predictions: str) -> list[str]:
+    lines = Path(predictions).read_text(encoding="utf-8").splitlines()
+    return [json.loads(x)["hypothesis"] for x in lines if x.strip()]
