@@ -9,7 +9,9 @@ Public API (per-worker training loops build on these):
   ``param_groups(model)``; ``generate(model, batch, num_beams, max_new_tokens)``;
 - batches: ``model.collator()`` (a :class:`Collator`) turns per-sample dicts into tensors;
 - checkpoints: ``save_translator`` / ``load_translator``, ``save_pretrain`` / ``load_pretrain``;
-- tiny models: ``train_tokenizer``, ``build_tiny_lm``.
+- tiny models: ``train_tokenizer``, ``build_tiny_lm``;
+- choosing among a beam's hypotheses (text-side models): :mod:`ray_slt.models.rerank` (noisy-channel re-ranking
+  with the reverse-direction model), :mod:`ray_slt.models.mbr` (minimum Bayes risk by sentence BLEU).
 """
 
 from __future__ import annotations
