@@ -166,8 +166,14 @@ def channel_reranker(model, channel: str | None, channel_weight: float | None, l
         return None, None
     if mbr:
         raise ConfigError("choose one of mbr and channel re-ranking (both choose among the beam's hypotheses)")
+    from ray_slt.models.config import Text2GlossConfig
+
     check_text_model(model)
     reverse, where = load_channel(channel, device)
+    if isinstance(model.cfg, Text2GlossConfig) == isinstance(reverse.cfg, Text2GlossConfig):
+        kind = "text -> gloss" if isinstance(model.cfg, Text2GlossConfig) else "gloss -> text"
+        raise ConfigError(f"the channel model must translate the other way: {channel} is a {kind} model, like the "
+                          "model it would re-rank")  # fmt: skip
     return ChannelReranker(model, reverse, channel_weight, length_bonus, device), where
 
 
