@@ -69,7 +69,7 @@ def evaluate(
     ``protocol_options`` go to the protocol (translation: ``lang``, ``semantic``, ``embedder``);
     ``predictor_options`` to the predictor (translators: ``num_beams``, ``max_new_tokens``), over what the run's
     training config implies (e.g. a VLM's vision cache). ``predictor``: one already loaded for ``checkpoint`` with
-    these options (:func:`load_predictor`), used instead of loading one and left open (a decoding grid reuses it)."""
+    these options (:func:`open_predictor`), used instead of loading one and left open (a decoding grid reuses it)."""
     from ray_slt.config import config_hash
     from ray_slt.eval.protocols import protocol_for
     from ray_slt.features.video import media_uri
@@ -91,7 +91,7 @@ def evaluate(
     source = data_source(data, ref.train_config)
     owned = predictor is None
     if owned:
-        predictor = load_predictor(checkpoint, predictor_options, device)
+        predictor = open_predictor(checkpoint, predictor_options, device)
     implied = predictor.protocol_defaults() if name == (ref.protocol or cls.protocol) else {}
     if any(k not in given for k in implied):
         evaluator = make_protocol({**implied, **given})
@@ -142,17 +142,15 @@ def evaluate(
     return result
 
 
-def load_predictor(checkpoint: str, predictor_options: Mapping[str, Any] | None = None, device: str = "cpu"):
-    """The predictor of ``checkpoint`` with ``predictor_options`` (None values left out) over what its training
-    config implies; an option it does not take is refused by name."""
-    from ray_slt.models.registry import predictor_class, resolve
+def open_predictor(checkpoint: str, predictor_options: Mapping[str, Any] | None = None, device: str = "cpu"):
+    """The predictor of ``checkpoint`` (:func:`ray_slt.models.registry.load_predictor`) with ``predictor_options``
+    (None values left out) over what its training config implies."""
+    from ray_slt.models.registry import load_predictor, predictor_class, resolve
 
     ref = resolve(checkpoint)
-    cls = predictor_class(ref.kind)
-    options = {**cls.options_from(ref.train_config), **{k: v for k, v in (predictor_options or {}).items()
-                                                         if v is not None}}  # fmt: skip
-    cls.check_options(options)  # e.g. --mbr for a recognizer: named, not a TypeError
-    return cls(ref, device=device, **options)
+    options = {**predictor_class(ref.kind).options_from(ref.train_config),
+               **{k: v for k, v in (predictor_options or {}).items() if v is not None}}  # fmt: skip
+    return load_predictor(ref, device, **options)
 
 
 #: Where a checkpoint's decoding choice is kept (``{checkpoint}/eval/decoding.json``).
@@ -210,7 +208,7 @@ def choose_decoding(
             else:
                 if loaded is not None:
                     loaded.close()
-                loaded, loaded_key = load_predictor(checkpoint, merged, device), key
+                loaded, loaded_key = open_predictor(checkpoint, merged, device), key
             tag = re.sub(r"[^\w.=-]+", "_", "-".join(f"{k}{v}" for k, v in options.items()))
             where = storage.join(ref.checkpoint, "eval", "decoding", f"{split}-{tag}")
             r = evaluate(checkpoint, split=split, data=data, out=where, protocol_options=protocol_options,

@@ -9,6 +9,7 @@ from typing import Any
 from ray_slt.errors import DataError
 from ray_slt.models.predictor import Predictor
 from ray_slt.models.registry import ModelRef
+from ray_slt.models.rerank import Reranking
 
 # What a translator's collator reads from a sample (a sample carries no target text at inference).
 MODEL_INPUT_KEYS = ("keypoints", "keypoints_valid", "keypoints_confidence", "face_features", "left_hand_features",
@@ -64,7 +65,7 @@ class _TextPredictor(Predictor):
         return sample.get("gloss") is not None if self.inputs == "gloss" else sample.get("keypoints") is not None
 
 
-class TranslatorPredictor(_TextPredictor):
+class TranslatorPredictor(Reranking, _TextPredictor):
     """A stage-2 translator (:func:`ray_slt.models.checkpoint.load_translator`): skeleton or gloss encoder ->
     projector -> causal LM. Options: ``num_beams``, ``max_new_tokens`` (None: the model's), ``length_penalty``
     (beam search; None: 1.0), ``mbr`` (true: the minimum-Bayes-risk choice among the beam's hypotheses by sentence
@@ -74,7 +75,6 @@ class TranslatorPredictor(_TextPredictor):
     (None: 1.0) and ``length_bonus`` (None: 0.0)."""
 
     kind = "translator"
-    rescoring_options = ("channel_weight", "length_bonus")
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
                  num_beams: int | None = None, max_new_tokens: int | None = None,
@@ -82,17 +82,11 @@ class TranslatorPredictor(_TextPredictor):
                  channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
         super().__init__(ref, device, model_id, num_beams=num_beams, max_new_tokens=max_new_tokens)
         self.length_penalty = length_penalty
-        self.mbr = bool(mbr)
-        from ray_slt.models.rerank import channel_reranker
-
-        self.reranker, self.channel = channel_reranker(self.model, channel, channel_weight, length_bonus, self.mbr,
-                                                       self.device)  # fmt: skip
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr)
 
     def settings(self) -> dict[str, Any]:
-        from ray_slt.models.rerank import rerank_settings
-
         return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
-                "mbr": self.mbr, **rerank_settings(self.reranker, self.channel)}  # fmt: skip
+                **self.reranking_settings()}  # fmt: skip
 
     @classmethod
     def requirements(cls, ref: ModelRef) -> dict[str, Any]:
@@ -126,12 +120,6 @@ class TranslatorPredictor(_TextPredictor):
                                               length_penalty=self.length_penalty),
         )  # fmt: skip
         return self.reranker.choose(sources, nbest, samples)
-
-    def rescore(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
-        """New re-ranking weights; the candidates and their scores decoded so far are reused."""
-        from ray_slt.models.rerank import set_weights
-
-        set_weights(self.reranker, channel_weight, length_bonus)
 
     def protocol_defaults(self) -> dict[str, Any]:
         """A translator trained on lower-cased targets writes lower case: it is scored case-insensitively."""

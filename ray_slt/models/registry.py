@@ -133,9 +133,11 @@ def predictor_class(kind: str):
 
 def load_predictor(uri: str | ModelRef, device: str = "cpu", **options: Any):
     """The predictor of a saved model (``uri`` as for :func:`resolve`), loaded on ``device``; ``options`` are the
-    predictor's own (decoding settings, caches; see its class)."""
+    predictor's own (decoding settings, caches; see its class): one it does not take is refused by name."""
     ref = uri if isinstance(uri, ModelRef) else resolve(uri)
-    return predictor_class(ref.kind)(ref, device=device, **options)
+    cls = predictor_class(ref.kind)
+    cls.check_options(options)
+    return cls(ref, device=device, **options)
 
 
 def copy_model(src: str, dst: str) -> None:

@@ -177,15 +177,32 @@ def channel_reranker(model, channel: str | None, channel_weight: float | None, l
     return ChannelReranker(model, reverse, channel_weight, length_bonus, device), where
 
 
-def rerank_settings(reranker, channel: str | None) -> dict[str, Any]:
-    """What a predictor reports of its re-ranking (nothing without one)."""
-    if reranker is None:
-        return {}
-    return {"channel": channel, "channel_weight": reranker.channel_weight, "length_bonus": reranker.length_bonus}
+class Reranking:
+    """Mixin of the text-side predictors (gloss -> text translators, text -> gloss models): their ``channel``,
+    ``channel_weight``, ``length_bonus`` options (and ``mbr``, which excludes a channel), :meth:`rescore` for a
+    decoding grid over the weights, and what :meth:`reranking_settings` reports. Call :meth:`_setup_reranking`
+    once the model is loaded."""
 
+    rescoring_options = ("channel_weight", "length_bonus")
+    reranker: ChannelReranker | None = None
+    channel: str | None = None
 
-def set_weights(reranker: ChannelReranker | None, channel_weight: float | None, length_bonus: float | None) -> None:
-    """A predictor's ``rescore``: new weights for its reranker (refused without one)."""
-    if reranker is None:
-        raise ConfigError("channel_weight and length_bonus re-rank with a channel model: give channel too")
-    reranker.set_weights(channel_weight, length_bonus)
+    def _setup_reranking(self, channel: str | None, channel_weight: float | None, length_bonus: float | None,
+                         mbr: bool | None) -> None:  # fmt: skip
+        self.mbr = bool(mbr)
+        self.reranker, self.channel = channel_reranker(self.model, channel, channel_weight, length_bonus, self.mbr,
+                                                       self.device)  # fmt: skip
+
+    def rescore(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
+        """New re-ranking weights; the candidates and their scores decoded so far are reused."""
+        if self.reranker is None:
+            raise ConfigError("channel_weight and length_bonus re-rank with a channel model: give channel too")
+        self.reranker.set_weights(channel_weight, length_bonus)
+
+    def reranking_settings(self) -> dict[str, Any]:
+        """``mbr`` and, with a channel, the channel model and its weights."""
+        if self.reranker is None:
+            return {"mbr": self.mbr}
+        r = self.reranker
+        return {"mbr": self.mbr, "channel": self.channel, "channel_weight": r.channel_weight,
+                "length_bonus": r.length_bonus}  # fmt: skip

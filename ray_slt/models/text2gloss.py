@@ -34,6 +34,7 @@ from ray_slt.models.config import Text2GlossConfig
 from ray_slt.models.langgloss import add_tag, sample_language, strip_tag, tag_of, target_token
 from ray_slt.models.predictor import Predictor
 from ray_slt.models.registry import ModelRef
+from ray_slt.models.rerank import Reranking
 
 #: The built-in prompt templates per language (``{text}``: the sentence).
 TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -144,7 +145,7 @@ def vocabulary_texts(cfg: Text2GlossConfig, rows: Sequence[Mapping[str, Any]]) -
     return [p["text"] for p in pairs], [p["gloss"] for p in pairs] + [e for e in extra if e]
 
 
-class Text2GlossPredictor(Predictor):
+class Text2GlossPredictor(Reranking, Predictor):
     """A text -> gloss model (:func:`ray_slt.models.checkpoint.load_translator`; its checkpoint carries a
     :class:`~ray_slt.models.config.Text2GlossConfig`): a sentence in (``text``), ``{"gloss": ...}`` out, tags
     stripped; a multilingual model (``tag: auto``) reads the sample's ``sign_language`` (and
@@ -157,7 +158,6 @@ class Text2GlossPredictor(Predictor):
     ``channel_weight`` (None: 1.0) and ``length_bonus`` (None: 0.0)."""
 
     kind = "text2gloss"
-    rescoring_options = ("channel_weight", "length_bonus")
     predicts = "gloss"
     route = "text2gloss"
     protocol = "gloss"
@@ -168,7 +168,6 @@ class Text2GlossPredictor(Predictor):
                  length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
                  channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
         from ray_slt.models.checkpoint import load_translator
-        from ray_slt.models.rerank import channel_reranker
 
         super().__init__(ref, device, model_id)
         self.model = load_translator(ref.model).to(self.device).eval()
@@ -178,15 +177,7 @@ class Text2GlossPredictor(Predictor):
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.length_penalty = length_penalty
-        self.mbr = bool(mbr)
-        self.reranker, self.channel = channel_reranker(self.model, channel, channel_weight, length_bonus, self.mbr,
-                                                       self.device)  # fmt: skip
-
-    def rescore(self, channel_weight: float | None = None, length_bonus: float | None = None) -> None:
-        """New re-ranking weights; the candidates and their scores decoded so far are reused."""
-        from ray_slt.models.rerank import set_weights
-
-        set_weights(self.reranker, channel_weight, length_bonus)
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr)
 
     def info(self) -> dict[str, Any]:
         """With a multilingual model, the languages it writes (so that a server refuses another with a 400)."""
@@ -195,15 +186,12 @@ class Text2GlossPredictor(Predictor):
         return {**super().info(), **extra}
 
     def settings(self) -> dict[str, Any]:
-        from ray_slt.models.rerank import rerank_settings
-
         cfg = self.model.cfg
         return {
             "num_beams": self.num_beams or cfg.num_beams,
             "max_new_tokens": self.max_new_tokens or cfg.max_new_tokens,
             "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,
-            "mbr": self.mbr,
-            **rerank_settings(self.reranker, self.channel),
+            **self.reranking_settings(),
             "templates": cfg.templates if isinstance(cfg.templates, str) else len(cfg.templates),
             "tag": cfg.tag,
             "languages": list(cfg.languages),
