@@ -1,12 +1,13 @@
 """PHOENIX-2014T text side: noisy-channel re-ranking of trained models' beam hypotheses with the reverse direction
-(gloss -> German re-ranked with a German -> gloss model, or the other way round), against the same model's plain
-beam search, every setting chosen on dev and test decoded once with each choice.
+(gloss -> German re-ranked with a German -> gloss model, or the other way round) and, with ``--lm``, a language model
+of the output side too, against the same model's plain beam search, every setting chosen on dev and test decoded
+once with each choice.
 
 Run (from the repository root, after training both directions, e.g. with benchmarks/phoenix_text.py; ~10-20 min
 on 2 cores, all of it decoding):
 
     .venv/bin/python benchmarks/phoenix_rerank.py --forward runs/bench_g2t/train --channel runs/bench_t2g/train \\
-        --name phoenix_gloss2text_channel
+        --name phoenix_gloss2text_channel [--lm runs/textlm_phoenix_de]
 
 What it does, with ``ray-slt eval``'s code (``choose_decoding`` then ``evaluate`` on test):
 
@@ -14,9 +15,11 @@ What it does, with ``ray-slt eval``'s code (``choose_decoding`` then ``evaluate`
 2. re-ranked (:mod:`ray_slt.models.rerank`): the beam's hypotheses re-scored with
    ``log p(y|x) + W log p(x|y) + B |y|``; beam size, length penalty, W (``--channel-weights``) and B
    (``--length-bonuses``) chosen on dev together (the weights re-score one decoding per beam setting);
+   with ``--lm`` also ``+ L log p(y)`` (a ``textlm`` run of the output side), L (``--lm-weights``) chosen with them;
 3. test decoded once with each dev choice; BLEU-1..4, ROUGE-L, chrF with the sacrebleu signature;
 4. the training minutes of the system: each model's ``train_time_s`` (run.json), following a GRPO run's ``init``
-   back to the SFT run it started from; the channel model's minutes are part of the re-ranked system's.
+   back to the SFT run it started from; the channel model's (and language model's) minutes are part of the
+   re-ranked system's.
 
 Writes ``benchmarks/results/{name}.json`` and ``.md``. Nothing here passes or fails on time.
 """
@@ -69,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length-penalties", default="1.0,1.2", help="length penalties tried on dev (both settings)")
     p.add_argument("--channel-weights", default="0,0.25,0.5,0.75,1.0,1.5", help="W tried on dev")
     p.add_argument("--length-bonuses", default="0,0.25,0.5,1.0,1.5,2.0", help="B (per output token) tried on dev")
+    p.add_argument("--lm", help="a language model run of the output side (stage textlm): a third setting adds it")
+    p.add_argument("--lm-weights", default="0,0.1,0.25,0.5", help="L tried on dev (with --lm)")
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
-    for run in (args.forward, args.channel):
+    for run in (args.forward, args.channel, *([args.lm] if args.lm else [])):
         if not (Path(run) / "run.json").exists():
             p.error(f"{run}: not a finished run directory (no run.json)")
     t_start = time.perf_counter()
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         "plain beam search": ({}, beams),
         "re-ranked with the reverse model": ({"channel": channel}, {**beams, **weights}),
     }
+    if args.lm:
+        settings["re-ranked with the reverse model and the LM"] = (
+            {"channel": channel, "lm": str(Path(args.lm).resolve())},
+            {**beams, **weights, "lm_weight": floats(args.lm_weights)},
+        )
     rows = {}
     for label, (fixed, grid) in settings.items():
         t0 = time.perf_counter()
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         dev = json.loads(Path(chosen["metrics_file"]).read_text())
         top = sorted(choice["results"], key=lambda r: -r["bleu4"])[:5]
         rows[label] = {
-            "decoding": {k: v for k, v in choice["best"].items() if k != "channel"},
+            "decoding": {k: v for k, v in choice["best"].items() if k not in ("channel", "lm")},
             "dev": {k: dev[k] for k in SCORE_KEYS},
             "test": {k: test[k] for k in SCORE_KEYS},
             "grid": {k: list(v) for k, v in grid.items()},
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: dev {dev['bleu4']:.2f} with {rows[label]['decoding']}, test {test['bleu4']:.2f}", flush=True)
         signature, rouge = test["bleu_signature"], test["rouge_impl"]
     forward_chain, channel_chain = training_chain(args.forward), training_chain(args.channel)
+    lm_chain = training_chain(args.lm) if args.lm else []
     minutes = {"forward": sum(r["train_time_s"] or 0 for r in forward_chain) / 60,
-               "channel": sum(r["train_time_s"] or 0 for r in channel_chain) / 60}  # fmt: skip
+               "channel": sum(r["train_time_s"] or 0 for r in channel_chain) / 60,
+               "lm": sum(r["train_time_s"] or 0 for r in lm_chain) / 60}  # fmt: skip
     result = {
         "benchmark": "noisy-channel re-ranking on PHOENIX-2014T (text side), models trained from scratch on CPU",
         "machine": phoenix_setup.machine(args.cpus),
@@ -121,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "channel": args.channel,
         "forward_training": forward_chain,
         "channel_training": channel_chain,
+        "lm": args.lm,
+        "lm_training": lm_chain,
         "train_minutes": {k: round(v, 1) for k, v in minutes.items()},
         "settings": rows,
         "bleu_signature": signature,
@@ -145,10 +159,18 @@ def render(r: dict) -> str:
         "",
         f"Re-ranked: `{r['forward']}` (trained: {_chain(r['forward_training'])}); reverse model `{r['channel']}` "
         f"(trained: {_chain(r['channel_training'])}). Training in all: {m['forward']:.1f} min plain, "
-        f"{m['forward'] + m['channel']:.1f} min with the reverse model, on {r['machine']['cpus']} CPUs.",
+        f"{m['forward'] + m['channel']:.1f} min with the reverse model"
+        + (
+            f", {m['forward'] + m['channel'] + m['lm']:.1f} min with the language model `{r['lm']}` too (trained: "
+            f"{_chain(r['lm_training'])})"
+            if r.get("lm")
+            else ""
+        )
+        + f", on {r['machine']['cpus']} CPUs.",
         "",
-        "Every setting chosen on dev (BLEU-4), test decoded once with it; score = log p(y|x) + W log p(x|y) + B |y| "
-        "over the beam's hypotheses (`ray_slt.models.rerank`).",
+        "Every setting chosen on dev (BLEU-4), test decoded once with it; score = log p(y|x) + W log p(x|y) "
+        + ("+ L log p(y) " if r.get("lm") else "")
+        + "+ B |y| over the beam's hypotheses (`ray_slt.models.rerank`).",
         "",
         "| setting | decoding chosen on dev | dev BLEU-4 | test BLEU-1 | test BLEU-4 | test ROUGE-L | test chrF |",
         "|---|---|---|---|---|---|---|",

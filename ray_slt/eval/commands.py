@@ -100,7 +100,8 @@ Decoding is chosen on dev, never on test: --grid num_beams=1,4 --grid length_pen
 combination on the (dev) split and keeps the best; --decoding-from-dev then decodes the test split with it.
 Options given beside --grid (e.g. --num-beams 8 --channel RUN) hold for every combination and are part of the
 choice. Text-side models can pick among the beam's hypotheses instead of taking its best: --mbr (the one that
-agrees most with the others) or --channel RUN (re-ranked with the reverse-direction model).
+agrees most with the others) or --channel RUN (re-ranked with the reverse-direction model) and/or --lm RUN (a
+language model of the output side, stage textlm). A textlm model itself is evaluated by its perplexity.
 
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
@@ -108,6 +109,9 @@ examples:
   ray-slt eval runs/phoenix_gloss2text --split dev --grid num_beams=4,8 --grid mbr=false,true
   ray-slt eval runs/phoenix_gloss2text --split dev --num-beams 8 --channel runs/text2gloss_phoenix \
       --grid channel_weight=0,0.5,1 --grid length_bonus=0,0.1,0.2
+  ray-slt eval runs/phoenix_gloss2text --split dev --num-beams 8 --channel runs/text2gloss_phoenix \
+      --lm runs/textlm_phoenix_de --grid channel_weight=0.5,1 --grid lm_weight=0,0.25,0.5 --grid length_bonus=0,1
+  ray-slt eval runs/textlm_phoenix_de --split test
   ray-slt eval runs/phoenix_gloss2text --split test --decoding-from-dev
   ray-slt eval runs/hali_synthetic_tiny --split test --protocol gzsl
   ray-slt eval runs/x/checkpoint_e010_s0001000 --split dev --data runs/phoenix14t/manifest.parquet --json
@@ -138,7 +142,14 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
         "gloss -> text translator, and the other way round): log p(y|x) + W * log p(x|y) + B * |y|",
     )
     p.add_argument("--channel-weight", type=float, help="W of --channel (default 1.0; choose it on dev with --grid)")
-    p.add_argument("--length-bonus", type=float, help="B of --channel, per output token (default 0.0)")
+    p.add_argument(
+        "--lm",
+        metavar="RUN",
+        help="re-rank the beam's hypotheses with this language model of the output side too (a textlm run: "
+        "`ray-slt train conf/train/textlm/...`): adds L * log p(y)",
+    )
+    p.add_argument("--lm-weight", type=float, help="L of --lm (default 1.0; choose it on dev with --grid)")
+    p.add_argument("--length-bonus", type=float, help="B of --channel / --lm, per output token (default 0.0)")
     p.add_argument("--grid", action="append", metavar="OPTION=V1,V2,...",
                    help="choose decoding on this (dev) split: evaluate every combination of the values (e.g. "
                         "--grid num_beams=1,4 --grid length_penalty=0.8,1.0), keep the best on the protocol's "
@@ -194,7 +205,8 @@ def _run_eval(args: argparse.Namespace) -> dict:
                         "lowercase": args.lowercase, "back_translator": args.back_translator}  # fmt: skip
     options = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
                "length_penalty": args.length_penalty, "mbr": args.mbr, "channel": args.channel,
-               "channel_weight": args.channel_weight, "length_bonus": args.length_bonus}  # fmt: skip
+               "channel_weight": args.channel_weight, "length_bonus": args.length_bonus, "lm": args.lm,
+               "lm_weight": args.lm_weight}  # fmt: skip
     if args.grid:
         if args.decoding_from_dev or args.out or args.protocol:
             raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")

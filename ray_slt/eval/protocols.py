@@ -17,6 +17,7 @@ protocol        prediction                                                 selec
 ``zsl``         the same, ranked over the unseen classes only               ``dev_top1`` (per class)
 ``gzsl``        the same, ranked over seen and unseen classes               ``dev_h1``, max
 ``production``  ``frames`` produced, ``reference`` frames (Prompt2Sign 151)   ``dev_dtw``, min
+``lm``          ``logprob`` (summed, natural log) and ``tokens`` of a sample   ``dev_perplexity``, min
 ==============  =========================================================  ===========================
 
 Registering a protocol: subclass :class:`Protocol` and add it to :data:`PROTOCOLS` (``PROTOCOLS.register(name,
@@ -46,6 +47,7 @@ PROTOCOLS = Registry(
         "zsl": "ray_slt.eval.protocols:ZSLProtocol",
         "gzsl": "ray_slt.eval.protocols:GZSLProtocol",
         "production": "ray_slt.eval.production:ProductionProtocol",
+        "lm": "ray_slt.eval.protocols:LMProtocol",
     },
 )
 
@@ -219,6 +221,32 @@ class GlossProtocol(TranslationProtocol):
         if not isinstance(sample.get("gloss"), str) or not sample["gloss"].strip():
             raise DataError(f"sample {sample.get('sample_id')!r} has no reference glosses to score against")
         return {"sample_id": str(sample["sample_id"]), "hypothesis": output["gloss"], "reference": sample["gloss"]}
+
+
+class LMProtocol(Protocol):
+    """A language model's log-probabilities of a split's texts (:mod:`ray_slt.models.textlm`): ``perplexity``
+    ``exp(-sum logprob / sum tokens)`` over the split (every token after ``<s>``, ``</s>`` included), ``nll`` (the
+    same per token, in nats), ``tokens`` and ``sentences``. A prediction: ``sample_id``, ``logprob``, ``tokens``.
+    The best checkpoint has the lowest dev perplexity. Perplexities of models with different tokenizers are not
+    comparable (fewer, longer tokens each carry more of a sentence's surprise)."""
+
+    name = "lm"
+    predicts = "score"
+    selection = Selection("perplexity", "min")
+
+    def prediction(self, sample: Mapping[str, Any], output: Mapping[str, Any]) -> dict[str, Any]:
+        return {"sample_id": str(sample["sample_id"]), "logprob": float(output["logprob"]),
+                "tokens": int(output["tokens"])}  # fmt: skip
+
+    def score(self, predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not predictions:
+            raise DataError("no predictions to score")
+        for p in predictions:
+            if not isinstance(p.get("logprob"), int | float) or not isinstance(p.get("tokens"), int) or p["tokens"] < 1:
+                raise DataError(f"sample {p.get('sample_id')!r}: an lm prediction needs a logprob and tokens >= 1")
+        tokens = sum(int(p["tokens"]) for p in predictions)
+        nll = -sum(float(p["logprob"]) for p in predictions) / tokens
+        return {"perplexity": math.exp(nll), "nll": nll, "tokens": tokens, "sentences": len(predictions)}
 
 
 # ----------------------------------------------------------------------------------------------- recognition

@@ -11,7 +11,8 @@ Public API (per-worker training loops build on these):
 - checkpoints: ``save_translator`` / ``load_translator``, ``save_pretrain`` / ``load_pretrain``;
 - tiny models: ``train_tokenizer``, ``build_tiny_lm``;
 - choosing among a beam's hypotheses (text-side models): :mod:`ray_slt.models.rerank` (noisy-channel re-ranking
-  with the reverse-direction model), :mod:`ray_slt.models.mbr` (minimum Bayes risk by sentence BLEU).
+  with the reverse-direction model and a language model of the output side, :mod:`ray_slt.models.textlm`),
+  :mod:`ray_slt.models.mbr` (minimum Bayes risk by sentence BLEU).
 """
 
 from __future__ import annotations

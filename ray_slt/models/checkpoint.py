@@ -14,9 +14,11 @@ A translator (stage 2) checkpoint (model kind ``translator``)::
     MANIFEST.json            the model kind and every file above with its size; written last
 
 A pretraining (stage 1) checkpoint (kind ``pretrain``) has ``pretrain.json``, ``modules.safetensors``,
-``tokenizer/`` and the manifest. Everything is written to a local temporary directory first and then copied
-file by file through :mod:`ray_slt.storage` (each copy atomic), the manifest last, so a reader that finds the
-manifest finds a complete checkpoint. Loading reads safetensors and JSON only: no pickle, no repository code.
+``tokenizer/`` and the manifest; a text language model (kind ``textlm``) ``textlm.json``, ``tokenizer/``, ``lm/``
+(its config and ``model.safetensors``) and the manifest. Everything is written to a local temporary directory
+first and then copied file by file through :mod:`ray_slt.storage` (each copy atomic), the manifest last, so a
+reader that finds the manifest finds a complete checkpoint. Loading reads safetensors and JSON only: no pickle,
+no repository code.
 """
 
 from __future__ import annotations
@@ -256,6 +258,43 @@ def load_pretrain(uri: str):
         model = PretrainModel(cfg, tokenizer)
         _missing, _unexpected = load_model(model, os.path.join(d, "modules.safetensors"), strict=True)
     return model.eval()
+
+
+# -- a text LM ------------------------------------------------------------------------------------------------
+TEXTLM_FORMAT = "ray_slt.textlm"
+TEXTLM_META = "textlm.json"
+
+
+def save_textlm(model, uri: str) -> None:
+    """Save a :class:`~ray_slt.models.textlm.TextLM` (kind ``textlm``): ``textlm.json`` (format, version, config),
+    ``tokenizer/`` and ``lm/`` (its config and ``model.safetensors``), the manifest last."""
+    with tempfile.TemporaryDirectory(prefix="ray_slt_save_") as d:
+        model.tokenizer.save_pretrained(os.path.join(d, "tokenizer"))
+        lm_dir = os.path.join(d, "lm")
+        os.makedirs(lm_dir)
+        model.lm.config.save_pretrained(lm_dir)
+        _save_tensors(_base_lm_state(model), os.path.join(lm_dir, "model.safetensors"))
+        meta = {"format": TEXTLM_FORMAT, "version": VERSION, "config": model.cfg.model_dump(mode="json")}
+        with open(os.path.join(d, TEXTLM_META), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        publish(d, uri, kind="textlm")
+
+
+def load_textlm(uri: str, trainable: bool = False):
+    """Load a text LM saved by :func:`save_textlm` (eval mode unless ``trainable``); safetensors and JSON only."""
+    from transformers import AutoTokenizer
+
+    from ray_slt.models.config import TextLMConfig
+    from ray_slt.models.sft import load_lm
+    from ray_slt.models.textlm import TextLM
+
+    with fetched(uri) as d:
+        meta = _read_meta(d, TEXTLM_META, TEXTLM_FORMAT)
+        cfg = TextLMConfig.model_validate(meta["config"])
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(d, "tokenizer"), trust_remote_code=False)
+        lm = load_lm(os.path.join(d, "lm"), cfg.dtype).requires_grad_(trainable)
+        model = TextLM(cfg, lm, tokenizer)
+    return model.train() if trainable else model.eval()
 
 
 def load_pretrained_skeleton(uri: str, expected: SkeletonEncoderConfig | None = None):

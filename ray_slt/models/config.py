@@ -338,3 +338,35 @@ class Text2GlossConfig(SFTConfig):
             raise ValueError("text2gloss reads words: its encoder is the token encoder (encoder.type: gloss)")
         check_multilingual(self.tag, self.tags, self.languages)
         return self
+
+
+class TextLMConfig(Schema):
+    """A language model of one side of the corpus (stage ``textlm``): the sentences (``column: text``) or the gloss
+    sequences (``column: gloss``) of the training split, modelled left to right. Re-ranking uses it as the
+    ``log p(y)`` term of the noisy-channel score (:mod:`ray_slt.models.rerank`); ``ray-slt eval`` reports its
+    perplexity. ``lm``: a ``tiny:`` causal class built from ``tiny`` (with a tokenizer trained on the column:
+    ``tokenizer``) or a pretrained causal LM's id / directory (with its own tokenizer); either way every weight
+    trains (an LM of the target side is small; LoRA is for large pretrained ones, not offered here)."""
+
+    column: Literal["text", "gloss"] = "text"
+    lm: str = "tiny:gpt2"
+    tiny: TinyLMConfig = Field(default_factory=TinyLMConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lowercase: bool = False  # lower-case the sentences it learns and scores
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    # per sequence, incl. <s> and </s>: longer ones are cut in training batches (and dev scoring during training);
+    # `ray-slt eval` and re-ranking score whole texts
+    max_tokens: int = Field(128, gt=1)
+
+    @field_validator("lm")
+    @classmethod
+    def _check_lm(cls, v: str) -> str:
+        if v in TINY_SEQ2SEQ or (v.startswith("tiny:") and v not in TINY_LMS):
+            causal = [t for t in TINY_LMS if t not in TINY_SEQ2SEQ]
+            raise ValueError(f"a text LM is causal: use one of {', '.join(causal)} or a causal LM's id / directory")
+        if not v.strip():
+            raise ValueError("lm must name a model id, a directory or a tiny: causal LM")
+        return v

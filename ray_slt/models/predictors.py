@@ -72,17 +72,19 @@ class TranslatorPredictor(Reranking, _TextPredictor):
     BLEU, :mod:`ray_slt.models.mbr`, instead of the beam's best; None/false: off); ``channel`` (a text -> gloss
     model: the beam's hypotheses re-ranked by ``log p(text | glosses) + channel_weight * log p(glosses | text) +
     length_bonus * tokens``, :mod:`ray_slt.models.rerank`; gloss translators only) with ``channel_weight``
-    (None: 1.0) and ``length_bonus`` (None: 0.0)."""
+    (None: 1.0) and ``length_bonus`` (None: 0.0); ``lm`` (a ``textlm`` model of the sentences: adds
+    ``lm_weight * log p(text)``, None: 1.0; with or without a channel)."""
 
     kind = "translator"
 
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
                  num_beams: int | None = None, max_new_tokens: int | None = None,
                  length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
-                 channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
+                 channel_weight: float | None = None, length_bonus: float | None = None, lm: str | None = None,
+                 lm_weight: float | None = None):  # fmt: skip
         super().__init__(ref, device, model_id, num_beams=num_beams, max_new_tokens=max_new_tokens)
         self.length_penalty = length_penalty
-        self._setup_reranking(channel, channel_weight, length_bonus, mbr)
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,

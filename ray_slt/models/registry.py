@@ -36,6 +36,7 @@ MODEL_KINDS = Registry(
     {
         "translator": "ray_slt.models.predictors:TranslatorPredictor",
         "text2gloss": "ray_slt.models.text2gloss:Text2GlossPredictor",
+        "textlm": "ray_slt.models.textlm:TextLMPredictor",
         "pretrain": "ray_slt.models.predictors:PretrainPredictor",
         "vlm": "ray_slt.models.vlm.predictor:VLMPredictor",
         "recognizer": "ray_slt.models.recognition:RecognizerPredictor",

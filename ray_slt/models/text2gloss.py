@@ -155,7 +155,8 @@ class Text2GlossPredictor(Reranking, Predictor):
     hypotheses by sentence BLEU over gloss tokens, :mod:`ray_slt.models.mbr`; None/false: the beam's best);
     ``channel`` (a gloss -> text translator: the beam's hypotheses re-ranked by ``log p(glosses | text) +
     channel_weight * log p(text | glosses) + length_bonus * glosses``, :mod:`ray_slt.models.rerank`) with
-    ``channel_weight`` (None: 1.0) and ``length_bonus`` (None: 0.0)."""
+    ``channel_weight`` (None: 1.0) and ``length_bonus`` (None: 0.0); ``lm`` (a ``textlm`` model of the glosses:
+    adds ``lm_weight * log p(glosses)``, None: 1.0; with or without a channel)."""
 
     kind = "text2gloss"
     predicts = "gloss"
@@ -166,7 +167,8 @@ class Text2GlossPredictor(Reranking, Predictor):
     def __init__(self, ref: ModelRef, device: str = "cpu", model_id: str | None = None,
                  num_beams: int | None = None, max_new_tokens: int | None = None,
                  length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
-                 channel_weight: float | None = None, length_bonus: float | None = None):  # fmt: skip
+                 channel_weight: float | None = None, length_bonus: float | None = None, lm: str | None = None,
+                 lm_weight: float | None = None):  # fmt: skip
         from ray_slt.models.checkpoint import load_translator
 
         super().__init__(ref, device, model_id)
@@ -177,7 +179,7 @@ class Text2GlossPredictor(Reranking, Predictor):
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.length_penalty = length_penalty
-        self._setup_reranking(channel, channel_weight, length_bonus, mbr)
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight)
 
     def info(self) -> dict[str, Any]:
         """With a multilingual model, the languages it writes (so that a server refuses another with a 400)."""

@@ -77,6 +77,7 @@ STAGES = Registry(
         "pretrain": "ray_slt.training.tasks:PretrainTask",
         "sft": "ray_slt.training.tasks:SFTTask",
         "text2gloss": "ray_slt.training.tasks:Text2GlossTask",
+        "textlm": "ray_slt.training.tasks:TextLMTask",
         "vlm": "ray_slt.training.tasks_vlm:VLMTask",
         "grpo": "ray_slt.training.grpo_config:GRPOStage",
         "islr": "ray_slt.training.tasks_recognition:ISLRTask",

@@ -1,5 +1,6 @@
 """The translator tasks: ``sft`` (stage 2: sign encoder + projector + LLM, LoRA or full), ``pretrain`` (stage 1)
-and ``text2gloss`` (the same model read the other way: a sentence in, glosses out; SignLLM's Prompt2LangGloss).
+``text2gloss`` (the same model read the other way: a sentence in, glosses out; SignLLM's Prompt2LangGloss) and
+``textlm`` (a language model of the sentences or the glosses alone: the ``log p(y)`` term of re-ranking).
 
 Both read samples from a feature store (``data.features``, the output of ``ray-slt extract``); ``sft`` with a
 gloss encoder can also read a manifest (``data.manifest``: the gloss -> text setting needs no features).
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 
 from ray_slt.errors import ConfigError
 from ray_slt.features.source import FEATURE_COLUMNS, POSE_COLUMNS, SampleSource, decode_rows
-from ray_slt.models.config import PretrainConfig, SFTConfig, Text2GlossConfig
+from ray_slt.models.config import PretrainConfig, SFTConfig, Text2GlossConfig, TextLMConfig
 from ray_slt.training.task import Batch, Rows, SupervisedTask, TranslatorTask
 
 #: What a text -> gloss model reads of a sample (a feature store's poses are not read).
@@ -229,3 +230,50 @@ class Text2GlossTask(SFTTask):
         from ray_slt.models.checkpoint import save_translator
 
         save_translator(model, uri, kind="text2gloss")
+
+
+class TextLMTask(SourcedTask):
+    """A language model of one column (``textlm.column``: ``text`` or ``gloss``) of a manifest or feature store
+    (:mod:`ray_slt.models.textlm`), trained with next-token cross-entropy; scored by the ``lm`` protocol (dev
+    perplexity, lower is better)."""
+
+    stage = "textlm"
+    section: ClassVar = TextLMConfig
+    protocol: ClassVar[str] = "lm"
+
+    def columns(self) -> list[str]:
+        return list(TEXT_COLUMNS)
+
+    def fresh(self):
+        from ray_slt.models.textlm import build_textlm
+
+        column = self.cfg.textlm.column
+        texts = [str(r[column]) for r in self.source().samples(self.cfg.data.train_split)
+                 if isinstance(r.get(column), str) and r[column].strip()]  # fmt: skip
+        if not texts:
+            raise ConfigError(f"the training split has no {column!r} to learn a language model of")
+        return build_textlm(self.cfg.textlm, texts=texts, seed=self.cfg.optim.seed)
+
+    def loss(self, model, batch: Batch):
+        return model(batch), {}
+
+    def predict(self, model, batch: Batch, synced_gpus: bool = False) -> list[dict[str, Any]]:
+        lps, counts = model.sequence_logprobs(batch)
+        return [{"sample_id": i, "logprob": float(lp), "tokens": int(n)}
+                for i, lp, n in zip(batch["sample_ids"], lps.tolist(), counts.tolist())]  # fmt: skip
+
+    def param_groups(self, model) -> list[dict[str, Any]]:
+        c = self.cfg.textlm
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [{"name": "lm", "params": params, "lr": c.lr, "weight_decay": c.weight_decay}]
+
+    def save(self, model, uri: str) -> None:
+        from ray_slt.models.checkpoint import save_textlm
+
+        save_textlm(model, uri)
+
+    @classmethod
+    def load(cls, uri: str, trainable: bool = False):
+        from ray_slt.models.checkpoint import load_textlm
+
+        return load_textlm(uri, trainable=trainable)

@@ -1,8 +1,9 @@
 """Noisy-channel re-ranking (ray_slt.models.rerank): the sequence log-probabilities it adds up against a slow
 token-by-token computation on one unpadded row at a time, its score against the equation
-log p(y|x) + lambda * log p(x|y) + mu * |y| evaluated directly, and the predictors' ``channel`` options of both
-text-side kinds (a gloss -> text translator re-ranked with a text -> gloss model and the other way round), with
-the settings they refuse."""
+log p(y|x) + lambda * log p(x|y) + nu * log p(y) + mu * |y| evaluated directly, and the predictors' ``channel``
+and ``lm`` options of both text-side kinds (a gloss -> text translator re-ranked with a text -> gloss model and a
+language model of the sentences, and the other way round with a language model of the glosses), with the
+settings they refuse."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import torch
 from model_helpers import tiny_sft
 
 from ray_slt.errors import ConfigError
-from ray_slt.models.checkpoint import save_translator
-from ray_slt.models.config import Text2GlossConfig
+from ray_slt.models.checkpoint import save_textlm, save_translator
+from ray_slt.models.config import Text2GlossConfig, TextLMConfig
 from ray_slt.models.registry import load_predictor
 from ray_slt.models.rerank import pair_logprobs, pair_row, rerank_index
 from ray_slt.models.sft import build_translator
 from ray_slt.models.text2gloss import strip_tag, training_pair, vocabulary_texts
+from ray_slt.models.textlm import build_textlm
 
 TINY_LM = {"hidden": 32, "layers": 2, "heads": 4, "intermediate": 64}
 GLOSS_ENCODER = {"type": "gloss", "hidden": 32, "heads": 4, "ffn": 64, "layers": 1}
@@ -59,6 +61,29 @@ def models(rows, tmp_path_factory):
     return {"g2t": g2t, "t2g": t2g, "g2t_dir": str(root / "g2t"), "t2g_dir": str(root / "t2g")}
 
 
+@pytest.fixture(scope="module")
+def lms(rows, tmp_path_factory):
+    """Tiny language models of the sentences and of the glosses, a few steps trained, saved (kind textlm)."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("lms")
+    out = {}
+    for column, tokenizer in (("text", {"vocab_size": 400}), ("gloss", {"kind": "word", "vocab_size": 2000})):
+        cfg = TextLMConfig.model_validate({"column": column, "tiny": {**TINY_LM, "dropout": 0.0},
+                                           "tokenizer": tokenizer})  # fmt: skip
+        model = build_textlm(cfg, texts=[r[column] for r in rows], seed=3)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        batch = model.collator()(rows[:32])
+        for _ in range(10):
+            loss = model(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        save_textlm(model, str(root / column))
+        out[column], out[f"{column}_dir"] = model, str(root / column)
+    return out
+
+
 def slow_logprob(model, row: dict) -> tuple[float, int]:
     """log p(target | input) token by token: one unpadded row, the prefix re-run for every target token."""
     batch = model.collator()([row])
@@ -91,11 +116,17 @@ def test_sequence_logprobs_match_the_token_by_token_computation(models, rows):
 
 
 def test_rerank_index_is_the_equation():
-    d, c, n = [-3.0, -2.0, -4.0, -2.5], [-5.0, -9.0, -2.0, -6.0], [4, 3, 6, 5]
+    d, c, n, p = [-3.0, -2.0, -4.0, -2.5], [-5.0, -9.0, -2.0, -6.0], [4, 3, 6, 5], [-20.0, -14.0, -30.0, -9.0]
+    chosen = set()
     for lam in (0.0, 0.3, 1.0, 2.0):
         for mu in (0.0, 0.2, 1.0):
             scores = [d[i] + lam * c[i] + mu * n[i] for i in range(4)]
             assert rerank_index(d, c, n, lam, mu) == scores.index(max(scores))
+            for nu in (-0.5, 0.0, 0.25, 1.0):
+                scores = [d[i] + lam * c[i] + nu * p[i] + mu * n[i] for i in range(4)]
+                chosen.add(rerank_index(d, c, n, lam, mu, lm=p, lm_weight=nu))
+                assert rerank_index(d, c, n, lam, mu, lm=p, lm_weight=nu) == scores.index(max(scores))
+    assert chosen == {1, 2, 3}  # the weights reach three of the four candidates
     assert rerank_index(d, c, n, 0.0, 0.0) == 1 and rerank_index(d, c, n, 1.0, 0.0) == 2
     assert rerank_index([-1.0, -1.0], [0.0, 0.0], [1, 1], 1.0, 0.0) == 0  # ties: the beam's order
     assert rerank_index(d, c, n, 1.0, 0.0, valid=[True, True, False, True]) == 0  # -8 beats -11 and -8.5
@@ -153,7 +184,7 @@ def test_predictor_re_ranks_the_beams_hypotheses_with_the_reverse_model(models, 
 def test_bad_re_ranking_settings_are_refused(models, rows, tmp_path):
     with pytest.raises(ConfigError, match="give channel too"):
         load_predictor(models["g2t_dir"], channel_weight=0.5)
-    with pytest.raises(ConfigError, match="choose one of mbr and channel"):
+    with pytest.raises(ConfigError, match="choose one of mbr and re-ranking"):
         load_predictor(models["g2t_dir"], channel=models["t2g_dir"], mbr=True)
     with pytest.raises(ConfigError, match="must translate the other way"):
         load_predictor(models["g2t_dir"], channel=models["g2t_dir"])
@@ -196,3 +227,82 @@ def test_a_decoding_grid_over_the_weights_decodes_once_and_matches_fresh_predict
 def hypotheses(predictions: str) -> list[str]:
     lines = Path(predictions).read_text(encoding="utf-8").splitlines()
     return [json.loads(x)["hypothesis"] for x in lines if x.strip()]
+
+
+@pytest.mark.parametrize("direction", ["g2t", "t2g"])
+def test_a_language_model_of_the_output_side_adds_its_weighted_log_probability(models, lms, rows, direction):
+    forward, reverse = (models["g2t"], models["t2g"]) if direction == "g2t" else (models["t2g"], models["g2t"])
+    forward_dir = models[f"{direction}_dir"]
+    reverse_dir = models["t2g_dir"] if direction == "g2t" else models["g2t_dir"]
+    column = "text" if direction == "g2t" else "gloss"
+    lm, lm_dir = lms[column], lms[f"{column}_dir"]
+    samples = rows[50:70]
+    lam, nu, mu = 0.5, 3.0, 0.3
+    with_lm = load_predictor(forward_dir, channel=reverse_dir, lm=lm_dir, channel_weight=lam, lm_weight=nu,
+                             length_bonus=mu).predict(samples)  # fmt: skip
+    lm_only = load_predictor(forward_dir, lm=lm_dir, lm_weight=nu).predict(samples)
+    if direction == "g2t":
+        batch = forward.collator()(samples)
+    else:
+        batch = forward.collator()([{"gloss": training_pair(forward.cfg, s)["gloss"]} for s in samples])
+    nbest = forward.generate_nbest(batch, num_beams=4)
+    changed = 0
+    for s, cands, a, b in zip(samples, nbest, with_lm, lm_only):
+        source = s["gloss"] if direction == "g2t" else s["text"]
+        cands = [strip_tag(c, "GSL") for c in cands] if direction == "t2g" else cands
+        full, alone, direct = [], [], []
+        for c in cands:
+            if not c.strip():
+                full.append(float("-inf"))
+                alone.append(float("-inf"))
+                direct.append(float("-inf"))
+                continue
+            d, n = pair_logprobs(forward, [pair_row(forward, source, c, s)], "cpu")
+            ch, _ = pair_logprobs(reverse, [pair_row(reverse, c, source, s)], "cpu")
+            (prior,), _ = lm.score([c])
+            full.append(d[0] + lam * ch[0] + nu * prior + mu * n[0])
+            alone.append(d[0] + nu * prior)
+            direct.append(d[0])
+        assert a[column] == cands[full.index(max(full))]
+        assert b[column] == cands[alone.index(max(alone))]
+        changed += b[column] != cands[direct.index(max(direct))]
+    assert changed >= 1  # the language model's term changed some choice
+
+
+def test_language_model_settings_that_cannot_work_are_refused(models, lms):
+    with pytest.raises(ConfigError, match="lm_weight weighs a language model's score: give lm too"):
+        load_predictor(models["g2t_dir"], channel=models["t2g_dir"], lm_weight=0.5)
+    with pytest.raises(ConfigError, match="length_bonus re-ranks with a channel model or a language model"):
+        load_predictor(models["g2t_dir"], length_bonus=0.5)
+    with pytest.raises(ConfigError, match="language model of the gloss column; the model it would re-rank writes text"):
+        load_predictor(models["g2t_dir"], lm=lms["gloss_dir"])
+    with pytest.raises(ConfigError, match="language model of the text column; the model it would re-rank writes gloss"):
+        load_predictor(models["t2g_dir"], lm=lms["text_dir"])
+    with pytest.raises(ConfigError, match="must be a textlm model"):
+        load_predictor(models["g2t_dir"], lm=models["t2g_dir"])
+    with pytest.raises(ConfigError, match="choose one of mbr and re-ranking"):
+        load_predictor(models["g2t_dir"], lm=lms["text_dir"], mbr=True)
+    with pytest.raises(ConfigError, match="give channel too"):
+        load_predictor(models["g2t_dir"], lm=lms["text_dir"]).rescore(channel_weight=1.0)
+
+
+def test_a_grid_over_the_lm_weight_rescores_what_it_decoded_once(models, lms, rows, tmp_path):
+    from ray_slt.data.manifest import write_manifest
+    from ray_slt.eval.run import choose_decoding, evaluate
+
+    manifest = str(tmp_path / "dev.parquet")
+    write_manifest([{"sample_id": f"dev/{i}", "dataset": "phoenix14t", "split": "dev", "sign_language": "gsg",
+                     "spoken_language": "de", "text": r["text"], "gloss": r["gloss"], "meta": "{}"}
+                    for i, r in enumerate(rows[130:150])], manifest)  # fmt: skip
+    fixed = {"channel": models["t2g_dir"], "lm": lms["text_dir"], "num_beams": 4}
+    choice = choose_decoding(models["g2t_dir"], {"lm_weight": [0.0, 4.0]}, data=manifest, fixed=fixed)
+    assert choice["best"]["lm"] == lms["text_dir"]
+    outputs = []
+    for r in choice["results"]:
+        fresh = evaluate(models["g2t_dir"], split="dev", data=manifest, out=str(tmp_path / "fresh"),
+                         predictor_options={**fixed, **r["options"]})  # fmt: skip
+        grid_metrics = json.loads(Path(r["metrics_file"]).read_text())
+        assert hypotheses(grid_metrics["predictions"]) == hypotheses(fresh["predictions"])
+        assert grid_metrics["decoding"]["lm_weight"] == r["options"]["lm_weight"]
+        outputs.append(hypotheses(fresh["predictions"]))
+    assert outputs[0] != outputs[1]
