@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,15 @@ def training_chain(run: str) -> list[dict]:
                 here = parent
                 break
     return chain
+
+
+def shown(path: str | None) -> str | None:
+    """A run's path as the results record it: relative to the repository when inside it, else to the working
+    directory (no machine's absolute paths in the results)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else os.path.relpath(p)
 
 
 def floats(text: str) -> list[float]:
@@ -129,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "noisy-channel re-ranking on PHOENIX-2014T (text side), models trained from scratch on CPU",
         "machine": phoenix_setup.machine(args.cpus),
-        "forward": args.forward,
-        "channel": args.channel,
+        "forward": shown(args.forward),
+        "channel": shown(args.channel),
         "forward_training": forward_chain,
         "channel_training": channel_chain,
-        "lm": args.lm,
+        "lm": shown(args.lm),
         "lm_training": lm_chain,
         "train_minutes": {k: round(v, 1) for k, v in minutes.items()},
         "settings": rows,
