@@ -1,7 +1,7 @@
 """A recognizer served beside a translator in one application: the routes come from the configuration
 (``models.translate`` and ``models.recognize``), ``POST /recognize`` answers the ranked signs the model gives in
 process, a request may name candidate signs with their descriptions (zero-shot), bad requests get clear 4xx,
-and the web page has a tab for each route."""
+and the web page has a tab for each route (a text language model's too: ``POST /score``)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,22 @@ def producer_set(text2gloss, producer, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, recognizer, text2gloss, producer, producer_set, tmp_path_factory):
+def textlm(tmp_path_factory) -> str:
+    """A tiny text language model (stage textlm) of English sentences, saved (kind textlm)."""
+    from ray_slt.models.checkpoint import save_textlm
+    from ray_slt.models.config import TextLMConfig
+    from ray_slt.models.textlm import build_textlm
+
+    cfg = TextLMConfig.model_validate({"tiny": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64},
+                                       "tokenizer": {"vocab_size": 300}})  # fmt: skip
+    texts = ["my sister eats an apple", "the weather is fine today", "my brother reads a book"]
+    uri = str(tmp_path_factory.mktemp("lm") / "textlm")
+    save_textlm(build_textlm(cfg, texts=texts, seed=0), uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, recognizer, text2gloss, producer, producer_set, textlm, tmp_path_factory):
     from ray import serve
 
     from ray_slt.config import build_config
@@ -90,13 +105,19 @@ def server(ray_local, recognizer, text2gloss, producer, producer_set, tmp_path_f
                    "recognize": {"checkpoint": recognizer, "deployment": small, "options": {"top_k": 3}},
                    "text2gloss": {"checkpoint": text2gloss, "deployment": small},
                    "produce": {"checkpoint": producer, "deployment": small},
-                   "signllm": {"checkpoint": producer_set, "deployment": small}},
+                   "signllm": {"checkpoint": producer_set, "deployment": small},
+                   "score": {"checkpoint": textlm, "deployment": small}},
         "features": {"deployment": small}, "ingress": {"num_cpus": 0}, "http": {"port": free_port()},
     })  # fmt: skip
     url = start(cfg)
     try:
         yield SimpleNamespace(
-            url=url, recognizer=recognizer, text2gloss=text2gloss, producer=producer, producer_set=producer_set
+            url=url,
+            recognizer=recognizer,
+            text2gloss=text2gloss,
+            producer=producer,
+            producer_set=producer_set,
+            textlm=textlm,
         )
     finally:
         serve.shutdown()
@@ -118,12 +139,14 @@ def _sample(path: Path) -> dict:
 
 def test_routes_come_from_the_configuration(server):
     status, health = request(server.url + "healthz")
-    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss", "produce", "signllm"}
+    assert status == 200 and set(health["routes"]) == {"translate", "recognize", "text2gloss", "produce", "signllm",
+                                                       "score"}  # fmt: skip
     rec = health["routes"]["recognize"]
     assert (rec["kind"], rec["predicts"], rec["inputs"], rec["protocol"]) == ("recognizer", "labels", "pose", "islr")
     assert rec["settings"]["top_k"] == 3 and rec["settings"]["zero_shot"] is True
     status, spec = request(server.url + "openapi.json")
-    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/produce", "/signllm", "/healthz"}
+    assert set(spec["paths"]) == {"/translate", "/recognize", "/text2gloss", "/produce", "/signllm", "/score",
+                                  "/healthz"}  # fmt: skip
 
 
 def test_text2gloss_answers_glosses_without_tags(server):
@@ -143,6 +166,21 @@ def test_text2gloss_answers_glosses_without_tags(server):
     assert status == 200 and plain["gloss"] == want
     status, out = request(server.url + "text2gloss", json.dumps({"text": "  "}).encode(), "application/json")
     assert status == 400 and "text" in out["error"]
+
+
+def test_a_text_language_model_answers_its_log_probability(server):
+    """A text LM (kind textlm) is served like any other model: a sentence in, the log-probability, token count and
+    perplexity its predictor gives in process out."""
+    from ray_slt.models.registry import load_predictor
+
+    status, health = request(server.url + "healthz")
+    lm = health["routes"]["score"]
+    assert (lm["kind"], lm["predicts"], lm["inputs"], lm["protocol"]) == ("textlm", "score", "text", "lm")
+    sentence = "my sister reads an apple"
+    want = load_predictor(server.textlm).predict([{"text": sentence}])[0]
+    status, out = request(server.url + "score", json.dumps({"text": sentence}).encode(), "application/json")
+    assert status == 200 and (out["logprob"], out["tokens"]) == (want["logprob"], want["tokens"])
+    assert out["perplexity"] == pytest.approx(want["perplexity"]) and out["tokens"] > 5
 
 
 def test_produce_answers_a_pose_file_and_the_frames_the_model_gives_in_process(server):
@@ -307,7 +345,7 @@ def test_page_has_a_recognition_tab(server, corpus, tmp_path):
 
     out = asyncio.run(run())
     # /healthz order: by route name
-    assert out["tabs"] == ["Produce · /produce", "Recognize · /recognize", "Produce · /signllm",
+    assert out["tabs"] == ["Produce · /produce", "Recognize · /recognize", "Score · /score", "Produce · /signllm",
                            "Write glosses · /text2gloss", "Translate · /translate"]  # fmt: skip
     assert out["candidates_shown"] and out["label"] == "Recognize"
     assert out["state"] == "done", out["status"]

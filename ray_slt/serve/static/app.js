@@ -20,8 +20,9 @@ let animation = null;
 let recorder = null;
 let route = "translate"; // the chosen tab's route
 let routes = {}; // route -> its model, as /healthz describes it
-const VERB = { text: "Translate", labels: "Recognize", gloss: "Write glosses", pose: "Produce" };
-const WRITES = { text: "a translation", gloss: "glosses", pose: "a signing pose (drawn below, and a .pose file)" };
+const VERB = { text: "Translate", labels: "Recognize", gloss: "Write glosses", pose: "Produce", score: "Score" };
+const WRITES = { text: "a translation", gloss: "glosses", pose: "a signing pose (drawn below, and a .pose file)",
+  score: "how likely a language model finds it (log-probability, perplexity)" };
 const TEXT_INPUTS = ["text", "gloss"]; // routes whose model reads a sentence (or glosses), not a clip
 
 function setState(state, message) {
@@ -211,8 +212,9 @@ function showResult(out) {
   const ranked = Array.isArray(out.ranked);
   const produced = Array.isArray(out.frames); // a producer set also says which glosses it produced
   const glosses = !produced && typeof out.gloss === "string";
+  const scored = typeof out.perplexity === "number"; // a language model's answer
   $("result-title").textContent = ranked ? "2 · Recognised signs" : glosses ? "2 · Glosses"
-    : produced ? "2 · Produced signing" : "2 · Translation";
+    : produced ? "2 · Produced signing" : scored ? "2 · Language model score" : "2 · Translation";
   $("download").hidden = !out.pose_b64;
   if (out.pose_b64) $("download").href = "data:application/octet-stream;base64," + out.pose_b64;
   $("translation").hidden = ranked;
@@ -231,7 +233,9 @@ function showResult(out) {
   } else {
     $("translation").textContent = produced ? `${out.num_frames} frames at ${out.fps.toFixed(1)} fps` +
         (typeof out.gloss === "string" ? ` · ${out.sign_language} glosses: ${out.gloss || "(none)"}` : "")
-      : glosses ? (out.gloss || "(no glosses)") : (out.text || "(empty translation)");
+      : glosses ? (out.gloss || "(no glosses)")
+      : scored ? `log p = ${out.logprob.toFixed(2)} over ${out.tokens} tokens · perplexity ${out.perplexity.toFixed(2)}`
+      : (out.text || "(empty translation)");
   }
   const rows = [
     ["model", out.model_id],
