@@ -35,6 +35,12 @@ from ray_slt.models.registry import ModelRef
 SCORE_BATCH = 64
 
 
+def prepare_text(cfg: TextLMConfig, text: str) -> str:
+    """A text as a text LM reads it: whitespace normalised, lower-cased when ``cfg.lowercase``."""
+    text = " ".join(str(text).split())
+    return text.lower() if cfg.lowercase else text
+
+
 class TextLM(nn.Module):
     """A causal LM of one column of a corpus (see the module docstring)."""
 
@@ -47,9 +53,8 @@ class TextLM(nn.Module):
         self.tokenizer = tokenizer
 
     def prepare(self, text: str) -> str:
-        """The text as the model reads it (lower-cased when the config says so; whitespace normalised)."""
-        text = " ".join(str(text).split())
-        return text.lower() if self.cfg.lowercase else text
+        """The text as the model reads it (:func:`prepare_text`)."""
+        return prepare_text(self.cfg, text)
 
     def token_ids(self, text: str, truncate: bool = False) -> list[int]:
         """``[<s>] + tokens + [</s>]`` of a non-empty text; ``truncate``: at most ``max_tokens`` (its end cut off)."""
@@ -136,7 +141,7 @@ def build_textlm(cfg: TextLMConfig, texts: Sequence[str] | None = None, seed: in
     if cfg.tokenizer.path is not None:
         tokenizer = load_tokenizer(cfg.tokenizer.path)
     elif tiny:
-        prepared = [" ".join(t.split()).lower() if cfg.lowercase else " ".join(t.split()) for t in texts or ()]
+        prepared = [prepare_text(cfg, t) for t in texts or ()]
         if not any(prepared):
             raise ConfigError(f"lm={cfg.lm} with no tokenizer.path needs the training texts to train a tokenizer")
         tokenizer = train_tokenizer(prepared, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
@@ -150,8 +155,6 @@ def build_textlm(cfg: TextLMConfig, texts: Sequence[str] | None = None, seed: in
             raise ConfigError(f"{cfg.lm} is an encoder-decoder model: a text LM is causal")
     if lm.get_input_embeddings().num_embeddings < len(tokenizer):
         raise ConfigError(f"the tokenizer ({len(tokenizer)} tokens) is larger than the LM's vocabulary")
-    if tokenizer.bos_token_id is None:
-        raise ConfigError(f"the tokenizer of {cfg.lm} has no beginning-of-sequence token for a text LM")
     return TextLM(cfg, lm.train(), tokenizer)
 
 

@@ -84,6 +84,19 @@ def lms(rows, tmp_path_factory):
     return out
 
 
+def beam_candidates(forward, direction: str, samples: list[dict]) -> list[tuple[str, list[str]]]:
+    """Each sample's source and the 4-beam hypotheses of ``forward`` in the channel's plain form (GSL tags
+    stripped from a text -> gloss model's), as the predictors decode them."""
+    if direction == "g2t":
+        batch = forward.collator()(samples)
+    else:
+        batch = forward.collator()([{"gloss": training_pair(forward.cfg, s)["gloss"]} for s in samples])
+    nbest = forward.generate_nbest(batch, num_beams=4)
+    if direction == "t2g":
+        nbest = [[strip_tag(c, "GSL") for c in cands] for cands in nbest]
+    return [(s["gloss"] if direction == "g2t" else s["text"], cands) for s, cands in zip(samples, nbest)]
+
+
 def slow_logprob(model, row: dict) -> tuple[float, int]:
     """log p(target | input) token by token: one unpadded row, the prefix re-run for every target token."""
     batch = model.collator()([row])
@@ -144,16 +157,8 @@ def test_predictor_re_ranks_the_beams_hypotheses_with_the_reverse_model(models, 
     key = "text" if direction == "g2t" else "gloss"
     plain = load_predictor(forward_dir).predict(samples)
     # the expected choice, scored one candidate at a time
-    if direction == "g2t":
-        batch = forward.collator()(samples)
-    else:
-        batch = forward.collator()([{"gloss": training_pair(forward.cfg, s)["gloss"]} for s in samples])
-    nbest = forward.generate_nbest(batch, num_beams=4)
     changed = 0
-    for s, cands, o, p in zip(samples, nbest, out, plain):
-        source = s["gloss"] if direction == "g2t" else s["text"]
-        if direction == "t2g":
-            cands = [strip_tag(c, "GSL") for c in cands]
+    for s, (source, cands), o, p in zip(samples, beam_candidates(forward, direction, samples), out, plain):
         scores = []
         for c in cands:
             if not c.strip():
@@ -241,15 +246,8 @@ def test_a_language_model_of_the_output_side_adds_its_weighted_log_probability(m
     with_lm = load_predictor(forward_dir, channel=reverse_dir, lm=lm_dir, channel_weight=lam, lm_weight=nu,
                              length_bonus=mu).predict(samples)  # fmt: skip
     lm_only = load_predictor(forward_dir, lm=lm_dir, lm_weight=nu).predict(samples)
-    if direction == "g2t":
-        batch = forward.collator()(samples)
-    else:
-        batch = forward.collator()([{"gloss": training_pair(forward.cfg, s)["gloss"]} for s in samples])
-    nbest = forward.generate_nbest(batch, num_beams=4)
     changed = 0
-    for s, cands, a, b in zip(samples, nbest, with_lm, lm_only):
-        source = s["gloss"] if direction == "g2t" else s["text"]
-        cands = [strip_tag(c, "GSL") for c in cands] if direction == "t2g" else cands
+    for s, (source, cands), a, b in zip(samples, beam_candidates(forward, direction, samples), with_lm, lm_only):
         full, alone, direct = [], [], []
         for c in cands:
             if not c.strip():

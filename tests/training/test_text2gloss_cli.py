@@ -20,14 +20,10 @@ import json
 from pathlib import Path
 
 from testlib import REPO
-from train_helpers import last_json, run_cli
+from train_helpers import jsonl, last_json, run_cli
 
 CONF = str(REPO / "conf" / "train" / "text2gloss" / "synthetic_tiny.yaml")
 BLEU_MARGIN, ROUGE_MARGIN = 20.0, 30.0
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def test_text2gloss_learns_the_synthetic_corpus_and_evaluates_on_glosses(synthetic_store, tmp_path):

@@ -12,19 +12,14 @@ Observed on the development machine: dev perplexity 664.71 -> 3.61.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from testlib import REPO
-from train_helpers import last_json, run_cli
+from train_helpers import jsonl, last_json, run_cli
 
 CONF = str(REPO / "conf" / "train" / "textlm" / "synthetic_tiny.yaml")
 RATIO = 0.5
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def test_a_text_lm_learns_the_synthetic_sentences_and_is_scored_by_perplexity(synthetic_store, tmp_path):

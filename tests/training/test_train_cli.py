@@ -22,16 +22,12 @@ from pathlib import Path
 
 import pytest
 from testlib import REPO
-from train_helpers import last_json, run_cli
+from train_helpers import jsonl, last_json, run_cli
 
 from ray_slt.eval.metrics import corpus_scores
 
 CONF = str(REPO / "conf" / "train" / "synthetic_tiny.yaml")
 BLEU_MARGIN, ROUGE_MARGIN = 5.0, 25.0
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def test_train_and_eval_cli_learn_the_synthetic_corpus(synthetic_store, synthetic_translator, tmp_path):

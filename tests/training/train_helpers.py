@@ -24,5 +24,12 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     )
 
 
+def jsonl(path) -> list[dict]:
+    """The objects of a JSON-lines file (blank lines skipped)."""
+    from pathlib import Path
+
+    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
