@@ -23,6 +23,7 @@ Sign encoders implement one interface, :class:`SignEncoder`: ``encode(batch) -> 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -95,6 +96,10 @@ class SignTranslator(nn.Module):
         self.lm = lm
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)  # the LM's input embeddings, while training
         self.seq2seq = bool(getattr(lm.config, "is_encoder_decoder", False))
+        base = lm.get_base_model() if isinstance(lm, PeftModel) else lm
+        #: whether the LM's head runs on the target positions only (an LM whose forward takes ``logits_to_keep``;
+        #: False computes the logits of every position, the straightforward way)
+        self.target_logits_only = "logits_to_keep" in inspect.signature(base.forward).parameters
         self.tokenizer = tokenizer
         self.gloss_tokenizer = gloss_tokenizer
         prompt = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
@@ -210,16 +215,30 @@ class SignTranslator(nn.Module):
         if self.cfg.embed_dropout:
             inputs["inputs_embeds"] = self.embed_dropout(inputs["inputs_embeds"])
         eps = self.cfg.label_smoothing
-        if not eps:
-            return self.lm(**inputs)
         if self.seq2seq:  # the class shifts the labels into decoder inputs; its logits line up with them unshifted
             out = self.lm(**inputs)
-            out.loss = smoothed_loss(out.logits, inputs["labels"], eps, shift=False)
+            if eps:
+                out.loss = smoothed_loss(out.logits, inputs["labels"], eps, shift=False)
             return out
-        labels = inputs.pop("labels")
-        out = self.lm(**inputs)
+        out, labels = self._target_logits(inputs)
         out.loss = smoothed_loss(out.logits, labels, eps)
         return out
+
+    def _target_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
+        """The causal LM's output on a training layout (its ``labels`` popped) and the labels its logits line up
+        with (position t predicts label t + 1). Only the positions that predict a target token get logits: the
+        targets are the layout's last columns (left padding), so the LM's head runs on the last ``k`` positions,
+        ``k`` = one more than the longest target (the output head over the whole vocabulary, run on every
+        instruction and sign position, was a quarter of a training step's arithmetic). An LM whose ``forward``
+        takes no ``logits_to_keep`` computes all of them."""
+        labels = inputs.pop("labels")
+        if not self.target_logits_only:
+            return self.lm(**inputs), labels
+        wanted = (labels != -100).any(0).nonzero()
+        if len(wanted) == 0:
+            raise ValueError("the batch has no target tokens")
+        keep = labels.shape[1] - int(wanted[0]) + 1
+        return self.lm(**inputs, logits_to_keep=keep), labels[:, -keep:]
 
     @torch.no_grad()
     def sequence_logprobs(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,10 +247,12 @@ class SignTranslator(nn.Module):
         candidate outputs (:mod:`ray_slt.models.rerank`). Call ``model.eval()`` first."""
         prefix, mask = self.sign_embeddings(batch)
         inputs = self._layout(prefix, mask, batch["target_ids"], batch["target_mask"])
-        labels = inputs.pop("labels")
-        logits = self.lm(**inputs).logits.float()
-        if not self.seq2seq:  # position t predicts label t + 1
-            logits, labels = logits[:, :-1], labels[:, 1:]
+        if self.seq2seq:
+            labels = inputs.pop("labels")
+            logits = self.lm(**inputs).logits.float()
+        else:  # position t predicts label t + 1
+            out, labels = self._target_logits(inputs)
+            logits, labels = out.logits[:, :-1].float(), labels[:, 1:]
         keep = labels != -100
         token_lp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
         return (token_lp * keep).sum(1), keep.sum(1)

@@ -99,6 +99,12 @@ class OptimSection(Schema):
     workers) or ``priority`` (every step draws its batch with replacement by the per-sample priorities of
     ``priority``, refreshed from the losses of the samples just trained on; each worker holds the whole split;
     only for stages whose loss gives per-sample losses, e.g. ``produce``). An epoch is as many steps either way.
+
+    ``group_by_length`` (with ``shuffle``): 0 or 1 off; ``K`` > 1 draws ``K`` batches' worth of shuffled rows at
+    a time, sorts them by size (the stage's :meth:`~ray_slt.training.task.SupervisedTask.sample_sizes`: frames,
+    or characters of text) and trains on them as ``K`` batches of neighbours in a shuffled order, so a batch pads
+    its rows to a length close to theirs (fairseq's and transformers' length grouping). Every row is still seen
+    once an epoch; only who shares a batch changes.
     """
 
     lr: float = Field(1e-3, gt=0)
@@ -116,12 +122,15 @@ class OptimSection(Schema):
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     seed: int = 0
     sampling: Literal["shuffle", "priority"] = "shuffle"
+    group_by_length: int = Field(0, ge=0)  # batches pooled and sorted by size (0, 1: off)
     priority: PrioritySection = Field(default_factory=PrioritySection)
 
     @model_validator(mode="after")
     def _check_correction(self) -> OptimSection:
         if self.priority.corrects and self.sampling != "priority":
             raise ValueError("optim.priority.beta corrects priority sampling: set optim.sampling: priority")
+        if self.group_by_length > 1 and self.sampling != "shuffle":
+            raise ValueError("optim.group_by_length groups the shuffled epoch: set optim.sampling: shuffle")
         return self
 
 

@@ -42,9 +42,10 @@ import json
 import logging
 import math
 import os
+import random
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ray_slt import storage
@@ -575,12 +576,16 @@ class _Trainer:
             yield from self._priority_batches()
             return
         shard = ray.train.get_dataset_shard("train")
+        pool = max(o.group_by_length, 1)
         it = shard.iter_batches(
-            batch_size=o.batch_size,
+            batch_size=o.batch_size * pool,
             batch_format="numpy",
-            local_shuffle_buffer_size=max(o.batch_size * 16, 64),
+            local_shuffle_buffer_size=max(o.batch_size * pool * 16, 64),
             local_shuffle_seed=o.seed * 1000 + epoch * 10 + self.rank,
         )
+        if pool > 1:
+            rng = random.Random(o.seed * 1000 + epoch * 10 + self.rank)
+            it = (rows for big in it for rows in length_groups(big, self.task.sample_sizes(big), o.batch_size, rng))
         group: list = []
         for rows in it:
             group.append(rows)
@@ -786,3 +791,14 @@ class SupervisedRecipe(Recipe):
         # priority sampling draws from the whole split on every worker
         split = [] if self.cfg.optim.sampling == "priority" else ["train"]
         return ray.train.DataConfig(datasets_to_split=split, execution_options=options)
+
+
+def length_groups(rows: Mapping[str, Any], sizes: Sequence[int], batch_size: int, rng: random.Random) -> list[dict]:
+    """Columnar ``rows`` cut into batches of ``batch_size`` neighbours by ``sizes`` (a stable sort; the last batch
+    may be short), the batches in ``rng``'s shuffled order: ``optim.group_by_length``."""
+    import numpy as np
+
+    order = np.argsort(np.asarray(sizes), kind="stable")
+    parts = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(parts)
+    return [{k: np.asarray(v)[idx] for k, v in rows.items()} for idx in parts]

@@ -205,6 +205,18 @@ class SupervisedTask(Task):
     #: (priority sampling's importance-sampling correction, ``optim.priority.beta``, needs it)
     takes_sample_weights: ClassVar[bool] = False
 
+    def sample_sizes(self, rows: Mapping[str, Sequence[Any]]) -> list[int]:
+        """A size per row of a columnar batch, for ``optim.group_by_length``: its frames where the rows carry
+        ``num_frames`` (pose features), else the characters of its ``text`` and ``gloss`` together (a manifest's
+        text sides). A stage whose rows have neither overrides this."""
+        if "num_frames" in rows:
+            return [int(n) for n in rows["num_frames"]]
+        columns = [rows[c] for c in ("text", "gloss") if c in rows]
+        if not columns:
+            raise ConfigError(f"stage {self.stage!r} gives no sample sizes (its rows have no num_frames, text or "
+                              "gloss): set optim.group_by_length: 0")  # fmt: skip
+        return [sum(len(v) if isinstance(v, str) else 0 for v in values) for values in zip(*columns)]
+
     def sample_losses(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """:meth:`loss` with each sample's own loss beside it (``[B]``, detached), from the same forward pass;
         priority sampling refreshes the samples' priorities from them."""

@@ -164,6 +164,36 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_the_targets(phoenix_te
     assert float(smoothed_loss(out.logits, labels, 0.0)) == pytest.approx(float(out.loss), rel=1e-5)
 
 
+def test_the_head_runs_on_the_target_positions_only(phoenix_texts):
+    """The LM's output head runs on the positions that predict a target token (the last ``longest target + 1``
+    of the left-padded layout), and the loss and every gradient equal the straightforward computation over every
+    position's logits (``target_logits_only = False``), with and without label smoothing."""
+    for eps in (0.0, 0.1):
+        model = build_translator(tiny_sft(label_smoothing=eps), texts=phoenix_texts[:500], seed=0).eval()
+        batch = model.collator()(pose_samples(3, lengths=(9, 4, 12), texts=phoenix_texts[3:6]))
+        assert model.target_logits_only
+        out = model(batch)
+        assert out.logits.shape[1] == int(batch["target_mask"].sum(1).max()) + 1
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        model.target_logits_only = False
+        full = model(batch)
+        full.loss.backward()
+        layout_length = int(batch["target_mask"].shape[1])  # the full logits span the whole layout
+        assert full.logits.shape[1] > out.logits.shape[1] > 1 and full.logits.shape[1] > layout_length
+        assert float(out.loss) == pytest.approx(float(full.loss), rel=1e-6)
+        assert grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                torch.testing.assert_close(grads[n], p.grad, rtol=1e-5, atol=1e-7, msg=n)
+        lp, n_tokens = model.sequence_logprobs(batch)  # the same log-probabilities either way
+        model.target_logits_only = True
+        lp_trimmed, n_trimmed = model.sequence_logprobs(batch)
+        torch.testing.assert_close(lp, lp_trimmed)
+        assert torch.equal(n_tokens, n_trimmed)
+
+
 def test_gpt2_lm_keeps_the_layout_and_carries_its_dropout(phoenix_train, tmp_path):
     """``lm: tiny:gpt2`` (the causal class with residual dropout; learned absolute positions): greedy generation of
     a left-padded batch is the argmax of the training forward teacher-forced on it (training passes explicit

@@ -151,3 +151,44 @@ def test_a_run_directory_with_checkpoints_of_another_model_is_not_resumed(tmp_pa
         check_resumable(cfg("sft.lora.r=8"), rdir)
     with pytest.raises(ConfigError, match="stage: 'sft' -> 'pretrain'"):
         check_resumable(cfg("stage=pretrain"), rdir)
+
+
+def test_length_groups_batch_neighbours_by_size_and_keep_every_row():
+    """optim.group_by_length: a pool of rows is sorted by size (stable) and cut into batches of neighbours, the
+    batches in a seeded shuffled order; every row lands in exactly one batch, with its columns aligned."""
+    import random
+
+    import numpy as np
+
+    from ray_slt.training.loop import length_groups
+
+    sizes = [7, 3, 9, 3, 1, 8, 2, 6, 5, 4]
+    rows = {"sample_id": np.array([f"s{i}" for i in range(10)]), "size": np.array(sizes)}
+    batches = length_groups(rows, sizes, 4, random.Random(0))
+    assert [len(b["sample_id"]) for b in sorted(batches, key=lambda b: b["size"].min())] == [4, 4, 2]
+    assert sorted(s for b in batches for s in b["sample_id"]) == sorted(rows["sample_id"])
+    for b in batches:  # columns stay aligned
+        assert [sizes[int(s[1:])] for s in b["sample_id"]] == b["size"].tolist()
+    by_min = sorted(batches, key=lambda b: b["size"].min())
+    assert [b["size"].tolist() for b in by_min] == [[1, 2, 3, 3], [4, 5, 6, 7], [8, 9]]  # neighbours, stable
+    orders = {tuple(tuple(b["sample_id"]) for b in length_groups(rows, sizes, 4, random.Random(s))) for s in range(8)}
+    assert len(orders) > 1  # the batch order is shuffled by the seed
+    assert length_groups(rows, sizes, 4, random.Random(3))[0]["sample_id"].tolist() == \
+        length_groups(rows, sizes, 4, random.Random(3))[0]["sample_id"].tolist()  # fmt: skip
+
+
+def test_sample_sizes_and_group_by_length_rules():
+    """Sizes are frames where rows carry them, else the characters of text and gloss; group_by_length groups the
+    shuffled epoch only (refused with priority sampling)."""
+    import numpy as np
+
+    from ray_slt.training.task import task_for
+
+    task = task_for(cfg())
+    assert task.sample_sizes({"num_frames": np.array([5, 12]), "text": np.array(["a", "bb"])}) == [5, 12]
+    assert task.sample_sizes({"text": np.array(["abc", "de"]), "gloss": np.array(["X Y", None])}) == [6, 2]
+    with pytest.raises(ConfigError, match="gives no sample sizes"):
+        task.sample_sizes({"sample_id": np.array(["a"])})
+    with pytest.raises(ConfigError, match="group_by_length groups the shuffled epoch"):
+        build_config({**BASE, "stage": "produce"}, ["optim.sampling=priority", "optim.group_by_length=4"])
+    assert cfg("optim.group_by_length=8").optim.group_by_length == 8
