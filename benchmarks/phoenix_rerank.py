@@ -1,13 +1,13 @@
 """PHOENIX-2014T text side: noisy-channel re-ranking of trained models' beam hypotheses with the reverse direction
 (gloss -> German re-ranked with a German -> gloss model, or the other way round) and, with ``--lm``, a language model
-of the output side too, against the same model's plain beam search, every setting chosen on dev and test decoded
-once with each choice.
+of the output side too, or with ``--peer``, other models of the same direction (an n-best ensemble), against the
+same model's plain beam search, every setting chosen on dev and test decoded once with each choice.
 
 Run (from the repository root, after training both directions, e.g. with benchmarks/phoenix_text.py; ~10-20 min
 on 2 cores, all of it decoding):
 
     .venv/bin/python benchmarks/phoenix_rerank.py --forward runs/bench_g2t/train --channel runs/bench_t2g/train \\
-        --name phoenix_gloss2text_channel [--lm runs/textlm_phoenix_de]
+        --name phoenix_gloss2text_channel [--lm runs/textlm_phoenix_de] [--peer runs/bench_g2t_b/train]
 
 What it does, with ``ray-slt eval``'s code (``choose_decoding`` then ``evaluate`` on test):
 
@@ -16,10 +16,12 @@ What it does, with ``ray-slt eval``'s code (``choose_decoding`` then ``evaluate`
    ``log p(y|x) + W log p(x|y) + B |y|``; beam size, length penalty, W (``--channel-weights``) and B
    (``--length-bonuses``) chosen on dev together (the weights re-score one decoding per beam setting);
    with ``--lm`` also ``+ L log p(y)`` (a ``textlm`` run of the output side), L (``--lm-weights``) chosen with them;
+   with ``--peer`` (repeatable) a setting whose candidates are pooled from every peer's beam too and scored with
+   ``+ E sum_j log p_j(y|x)``, E (``--peer-weights``) chosen with the others;
 3. test decoded once with each dev choice; BLEU-1..4, ROUGE-L, chrF with the sacrebleu signature;
 4. the training minutes of the system: each model's ``train_time_s`` (run.json), following a GRPO run's ``init``
-   back to the SFT run it started from; the channel model's (and language model's) minutes are part of the
-   re-ranked system's.
+   back to the SFT run it started from; the channel model's (and the language model's, the peers') minutes are
+   part of the re-ranked system's.
 
 Writes ``benchmarks/results/{name}.json`` and ``.md``. Nothing here passes or fails on time.
 """
@@ -84,9 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length-bonuses", default="0,0.25,0.5,1.0,1.5,2.0", help="B (per output token) tried on dev")
     p.add_argument("--lm", help="a language model run of the output side (stage textlm): a third setting adds it")
     p.add_argument("--lm-weights", default="0,0.1,0.25,0.5", help="L tried on dev (with --lm)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        help="another run of the same direction (repeatable): a setting adds their candidates and scores",
+    )
+    p.add_argument("--peer-weights", default="0.5,1.0", help="E tried on dev (with --peer)")
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
-    for run in (args.forward, args.channel, *([args.lm] if args.lm else [])):
+    for run in (args.forward, args.channel, *([args.lm] if args.lm else []), *args.peer):
         if not (Path(run) / "run.json").exists():
             p.error(f"{run}: not a finished run directory (no run.json)")
     t_start = time.perf_counter()
@@ -108,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             {"channel": channel, "lm": str(Path(args.lm).resolve())},
             {**beams, **weights, "lm_weight": floats(args.lm_weights)},
         )
+    if args.peer:
+        settings["re-ranked with the reverse model and the peers"] = (
+            {"channel": channel, "peer": [str(Path(r).resolve()) for r in args.peer]},
+            {**beams, **weights, "peer_weight": floats(args.peer_weights)},
+        )
     rows = {}
     for label, (fixed, grid) in settings.items():
         t0 = time.perf_counter()
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         dev = json.loads(Path(chosen["metrics_file"]).read_text())
         top = sorted(choice["results"], key=lambda r: -r["bleu4"])[:5]
         rows[label] = {
-            "decoding": {k: v for k, v in choice["best"].items() if k not in ("channel", "lm")},
+            "decoding": {k: v for k, v in choice["best"].items() if k not in ("channel", "lm", "peer")},
             "dev": {k: dev[k] for k in SCORE_KEYS},
             "test": {k: test[k] for k in SCORE_KEYS},
             "grid": {k: list(v) for k, v in grid.items()},
@@ -133,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         signature, rouge = test["bleu_signature"], test["rouge_impl"]
     forward_chain, channel_chain = training_chain(args.forward), training_chain(args.channel)
     lm_chain = training_chain(args.lm) if args.lm else []
+    peer_chains = [training_chain(r) for r in args.peer]
     minutes = {"forward": sum(r["train_time_s"] or 0 for r in forward_chain) / 60,
                "channel": sum(r["train_time_s"] or 0 for r in channel_chain) / 60,
-               "lm": sum(r["train_time_s"] or 0 for r in lm_chain) / 60}  # fmt: skip
+               "lm": sum(r["train_time_s"] or 0 for r in lm_chain) / 60,
+               "peers": sum(r["train_time_s"] or 0 for c in peer_chains for r in c) / 60}  # fmt: skip
     result = {
         "benchmark": "noisy-channel re-ranking on PHOENIX-2014T (text side), models trained from scratch on CPU",
         "machine": phoenix_setup.machine(args.cpus),
@@ -145,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         "channel_training": channel_chain,
         "lm": shown(args.lm),
         "lm_training": lm_chain,
+        "peers": [shown(r) for r in args.peer],
+        "peers_training": peer_chains,
         "train_minutes": {k: round(v, 1) for k, v in minutes.items()},
         "settings": rows,
         "bleu_signature": signature,
@@ -176,10 +194,17 @@ def render(r: dict) -> str:
             if r.get("lm")
             else ""
         )
+        + (
+            f", {m['forward'] + m['channel'] + m.get('peers', 0):.1f} min with the peers "
+            + ", ".join(f"`{p}` (trained: {_chain(c)})" for p, c in zip(r["peers"], r["peers_training"]))
+            if r.get("peers")
+            else ""
+        )
         + f", on {r['machine']['cpus']} CPUs.",
         "",
         "Every setting chosen on dev (BLEU-4), test decoded once with it; score = log p(y|x) + W log p(x|y) "
         + ("+ L log p(y) " if r.get("lm") else "")
+        + ("(+ E sum_j log p_j(y|x) over the peers' hypotheses too, in its setting) " if r.get("peers") else "")
         + "+ B |y| over the beam's hypotheses (`ray_slt.models.rerank`).",
         "",
         "| setting | decoding chosen on dev | dev BLEU-4 | test BLEU-1 | test BLEU-4 | test ROUGE-L | test chrF |",

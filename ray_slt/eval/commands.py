@@ -101,7 +101,8 @@ combination on the (dev) split and keeps the best; --decoding-from-dev then deco
 Options given beside --grid (e.g. --num-beams 8 --channel RUN) hold for every combination and are part of the
 choice. Text-side models can pick among the beam's hypotheses instead of taking its best: --mbr (the one that
 agrees most with the others) or --channel RUN (re-ranked with the reverse-direction model) and/or --lm RUN (a
-language model of the output side, stage textlm). A textlm model itself is evaluated by its perplexity.
+language model of the output side, stage textlm) and/or --peer RUN (another model of the same direction: its
+candidates pooled, its score added; an n-best ensemble). A textlm model itself is evaluated by its perplexity.
 
 examples:
   ray-slt eval runs/train_synthetic_tiny --split test
@@ -111,6 +112,8 @@ examples:
       --grid channel_weight=0,0.5,1 --grid length_bonus=0,0.1,0.2
   ray-slt eval runs/phoenix_gloss2text --split dev --num-beams 8 --channel runs/text2gloss_phoenix \
       --lm runs/textlm_phoenix_de --grid channel_weight=0.5,1 --grid lm_weight=0,0.25,0.5 --grid length_bonus=0,1
+  ray-slt eval runs/phoenix_gloss2text --split dev --num-beams 8 --channel runs/text2gloss_phoenix \
+      --peer runs/phoenix_gloss2text_b --grid peer_weight=0.5,1 --grid channel_weight=0.5,1 --grid length_bonus=1,1.5
   ray-slt eval runs/textlm_phoenix_de --split test
   ray-slt eval runs/phoenix_gloss2text --split test --decoding-from-dev
   ray-slt eval runs/hali_synthetic_tiny --split test --protocol gzsl
@@ -149,7 +152,15 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
         "`ray-slt train conf/train/textlm/...`): adds L * log p(y)",
     )
     p.add_argument("--lm-weight", type=float, help="L of --lm (default 1.0; choose it on dev with --grid)")
-    p.add_argument("--length-bonus", type=float, help="B of --channel / --lm, per output token (default 0.0)")
+    p.add_argument(
+        "--peer",
+        metavar="RUN",
+        action="append",
+        help="re-rank with another model of the same direction too (repeatable): its beam adds candidates and "
+        "E * its log p(y|x) joins the score (an n-best ensemble)",
+    )
+    p.add_argument("--peer-weight", type=float, help="E of --peer (default 1.0; choose it on dev with --grid)")
+    p.add_argument("--length-bonus", type=float, help="B of --channel / --lm / --peer, per output token (default 0.0)")
     p.add_argument("--grid", action="append", metavar="OPTION=V1,V2,...",
                    help="choose decoding on this (dev) split: evaluate every combination of the values (e.g. "
                         "--grid num_beams=1,4 --grid length_penalty=0.8,1.0), keep the best on the protocol's "
@@ -206,7 +217,7 @@ def _run_eval(args: argparse.Namespace) -> dict:
     options = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
                "length_penalty": args.length_penalty, "mbr": args.mbr, "channel": args.channel,
                "channel_weight": args.channel_weight, "length_bonus": args.length_bonus, "lm": args.lm,
-               "lm_weight": args.lm_weight}  # fmt: skip
+               "lm_weight": args.lm_weight, "peer": args.peer, "peer_weight": args.peer_weight}  # fmt: skip
     if args.grid:
         if args.decoding_from_dev or args.out or args.protocol:
             raise RaySltError("--grid chooses decoding on its own: without --decoding-from-dev, --out or --protocol")

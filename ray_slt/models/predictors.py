@@ -73,7 +73,9 @@ class TranslatorPredictor(Reranking, _TextPredictor):
     model: the beam's hypotheses re-ranked by ``log p(text | glosses) + channel_weight * log p(glosses | text) +
     length_bonus * tokens``, :mod:`ray_slt.models.rerank`; gloss translators only) with ``channel_weight``
     (None: 1.0) and ``length_bonus`` (None: 0.0); ``lm`` (a ``textlm`` model of the sentences: adds
-    ``lm_weight * log p(text)``, None: 1.0; with or without a channel)."""
+    ``lm_weight * log p(text)``, None: 1.0; with or without a channel); ``peer`` (one or more gloss -> text
+    translators: their beams add candidates and ``peer_weight * sum log p_peer(text | glosses)`` joins the score,
+    None: 1.0; an n-best ensemble)."""
 
     kind = "translator"
 
@@ -81,10 +83,12 @@ class TranslatorPredictor(Reranking, _TextPredictor):
                  num_beams: int | None = None, max_new_tokens: int | None = None,
                  length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
                  channel_weight: float | None = None, length_bonus: float | None = None, lm: str | None = None,
-                 lm_weight: float | None = None):  # fmt: skip
+                 lm_weight: float | None = None, peer: str | list[str] | None = None,
+                 peer_weight: float | None = None):  # fmt: skip
         super().__init__(ref, device, model_id, num_beams=num_beams, max_new_tokens=max_new_tokens)
         self.length_penalty = length_penalty
-        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight)
+        decoding = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "length_penalty": length_penalty}
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight, peer, peer_weight, decoding)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "length_penalty": 1.0 if self.length_penalty is None else self.length_penalty,

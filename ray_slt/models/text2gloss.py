@@ -156,7 +156,9 @@ class Text2GlossPredictor(Reranking, Predictor):
     ``channel`` (a gloss -> text translator: the beam's hypotheses re-ranked by ``log p(glosses | text) +
     channel_weight * log p(text | glosses) + length_bonus * glosses``, :mod:`ray_slt.models.rerank`) with
     ``channel_weight`` (None: 1.0) and ``length_bonus`` (None: 0.0); ``lm`` (a ``textlm`` model of the glosses:
-    adds ``lm_weight * log p(glosses)``, None: 1.0; with or without a channel)."""
+    adds ``lm_weight * log p(glosses)``, None: 1.0; with or without a channel); ``peer`` (one or more text ->
+    gloss models: their beams add candidates and ``peer_weight * sum log p_peer(glosses | text)`` joins the score,
+    None: 1.0; an n-best ensemble)."""
 
     kind = "text2gloss"
     predicts = "gloss"
@@ -168,7 +170,8 @@ class Text2GlossPredictor(Reranking, Predictor):
                  num_beams: int | None = None, max_new_tokens: int | None = None,
                  length_penalty: float | None = None, mbr: bool | None = None, channel: str | None = None,
                  channel_weight: float | None = None, length_bonus: float | None = None, lm: str | None = None,
-                 lm_weight: float | None = None):  # fmt: skip
+                 lm_weight: float | None = None, peer: str | list[str] | None = None,
+                 peer_weight: float | None = None):  # fmt: skip
         from ray_slt.models.checkpoint import load_translator
 
         super().__init__(ref, device, model_id)
@@ -179,7 +182,8 @@ class Text2GlossPredictor(Reranking, Predictor):
         self.num_beams = num_beams
         self.max_new_tokens = max_new_tokens
         self.length_penalty = length_penalty
-        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight)
+        decoding = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "length_penalty": length_penalty}
+        self._setup_reranking(channel, channel_weight, length_bonus, mbr, lm, lm_weight, peer, peer_weight, decoding)
 
     def info(self) -> dict[str, Any]:
         """With a multilingual model, the languages it writes (so that a server refuses another with a 400)."""

@@ -1,9 +1,9 @@
 """Noisy-channel re-ranking (ray_slt.models.rerank): the sequence log-probabilities it adds up against a slow
 token-by-token computation on one unpadded row at a time, its score against the equation
-log p(y|x) + lambda * log p(x|y) + nu * log p(y) + mu * |y| evaluated directly, and the predictors' ``channel``
-and ``lm`` options of both text-side kinds (a gloss -> text translator re-ranked with a text -> gloss model and a
-language model of the sentences, and the other way round with a language model of the glosses), with the
-settings they refuse."""
+log p(y|x) + eta * sum_j log p_j(y|x) + lambda * log p(x|y) + nu * log p(y) + mu * |y| evaluated directly, and
+the predictors' ``channel``, ``lm`` and ``peer`` options of both text-side kinds (a gloss -> text translator
+re-ranked with a text -> gloss model, a language model of the sentences and another gloss -> text translator, and
+the other way round), with the settings they refuse."""
 
 from __future__ import annotations
 
@@ -144,6 +144,13 @@ def test_rerank_index_is_the_equation():
     assert rerank_index([-1.0, -1.0], [0.0, 0.0], [1, 1], 1.0, 0.0) == 0  # ties: the beam's order
     assert rerank_index(d, c, n, 1.0, 0.0, valid=[True, True, False, True]) == 0  # -8 beats -11 and -8.5
     assert rerank_index(d, c, n, 1.0, 0.0, valid=[False] * 4) == 0
+    e = [-9.0, -1.0, -8.0, -0.5]  # the peers' summed scores
+    for eta in (0.0, 0.5, 2.0):
+        for nu in (0.0, 0.25):
+            scores = [d[i] + eta * e[i] + 0.5 * c[i] + nu * p[i] + 0.2 * n[i] for i in range(4)]
+            got = rerank_index(d, c, n, 0.5, 0.2, lm=p, lm_weight=nu, peer=e, peer_weight=eta)
+            assert got == scores.index(max(scores))
+    assert rerank_index(d, c, n, 1.0, 0.0, peer=e, peer_weight=2.0) == 3 != rerank_index(d, c, n, 1.0, 0.0)
 
 
 @pytest.mark.parametrize("direction", ["g2t", "t2g"])
@@ -270,7 +277,7 @@ def test_a_language_model_of_the_output_side_adds_its_weighted_log_probability(m
 def test_language_model_settings_that_cannot_work_are_refused(models, lms):
     with pytest.raises(ConfigError, match="lm_weight weighs a language model's score: give lm too"):
         load_predictor(models["g2t_dir"], channel=models["t2g_dir"], lm_weight=0.5)
-    with pytest.raises(ConfigError, match="length_bonus re-ranks with a channel model or a language model"):
+    with pytest.raises(ConfigError, match="length_bonus re-ranks with a channel model, a language model or a peer"):
         load_predictor(models["g2t_dir"], length_bonus=0.5)
     with pytest.raises(ConfigError, match="language model of the gloss column; the model it would re-rank writes text"):
         load_predictor(models["g2t_dir"], lm=lms["gloss_dir"])
@@ -304,3 +311,89 @@ def test_a_grid_over_the_lm_weight_rescores_what_it_decoded_once(models, lms, ro
         assert grid_metrics["decoding"]["lm_weight"] == r["options"]["lm_weight"]
         outputs.append(hypotheses(fresh["predictions"]))
     assert outputs[0] != outputs[1]
+
+
+@pytest.fixture(scope="module")
+def peers(rows, tmp_path_factory):
+    """A second model of each direction (other seeds, other training rows): the peers of an n-best ensemble."""
+    torch.manual_seed(1)
+    g2t_cfg = tiny_sft(lm="tiny:gpt2", lm_training="auto", tiny=TINY_LM, encoder=GLOSS_ENCODER,
+                       fusion={"face": False, "hand": False}, num_beams=4, max_new_tokens=8)  # fmt: skip
+    g2t = build_translator(g2t_cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=7)
+    t2g_cfg = Text2GlossConfig.model_validate({"lm": "tiny:gpt2", "tiny": TINY_LM, "encoder": GLOSS_ENCODER,
+                                               "projector": {"hidden": 32}, "tag": "GSL", "num_beams": 4,
+                                               "max_new_tokens": 8})  # fmt: skip
+    targets, inputs = vocabulary_texts(t2g_cfg, rows)
+    t2g = build_translator(t2g_cfg, texts=targets, glosses=inputs, seed=8)
+    for model, batch in ((g2t, g2t.collator()(rows[16:32])), (t2g, t2g.collator()([training_pair(t2g_cfg, r)
+                                                                                  for r in rows[16:32]]))):  # fmt: skip
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(8):
+            loss = model(batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+    root = tmp_path_factory.mktemp("peers")
+    save_translator(g2t, str(root / "g2t"))
+    save_translator(t2g, str(root / "t2g"), kind="text2gloss")
+    return {"g2t": g2t, "t2g": t2g, "g2t_dir": str(root / "g2t"), "t2g_dir": str(root / "t2g")}
+
+
+@pytest.mark.parametrize("direction", ["g2t", "t2g"])
+def test_peers_pool_their_candidates_and_add_their_weighted_scores(models, peers, rows, direction):
+    """An n-best ensemble: the candidates are the direct model's beam then the peer's new hypotheses (the same
+    decoding), each scored d + eta * d_peer + lambda * c + mu * n, computed here candidate by candidate; a grid
+    over eta re-scores what was decoded once, as a fresh predictor would."""
+    forward, peer = models[direction], peers[direction]
+    forward_dir, peer_dir = models[f"{direction}_dir"], peers[f"{direction}_dir"]
+    reverse_name = "t2g" if direction == "g2t" else "g2t"
+    reverse, reverse_dir = models[reverse_name], models[f"{reverse_name}_dir"]
+    key = "text" if direction == "g2t" else "gloss"
+    samples = rows[60:80]
+    eta, lam, mu = 1.5, 0.5, 0.3
+    predictor = load_predictor(forward_dir, num_beams=4, peer=peer_dir, peer_weight=eta, channel=reverse_dir,
+                               channel_weight=lam, length_bonus=mu)  # fmt: skip
+    out = predictor.predict(samples)
+    alone = load_predictor(forward_dir, num_beams=4, peer=[peer_dir], peer_weight=eta).predict(samples)
+    from_peer = 0
+    own = beam_candidates(forward, direction, samples)
+    theirs = beam_candidates(peer, direction, samples)
+    for s, (source, mine), (_, other), o, a in zip(samples, own, theirs, out, alone):
+        pool = list(dict.fromkeys([c.strip() for c in mine + other]))
+        full, pair = [], []
+        for c in pool:
+            if not c:
+                full.append(float("-inf"))
+                pair.append(float("-inf"))
+                continue
+            d, n = pair_logprobs(forward, [pair_row(forward, source, c, s)], "cpu")
+            e, _ = pair_logprobs(peer, [pair_row(peer, source, c, s)], "cpu")
+            ch, _ = pair_logprobs(reverse, [pair_row(reverse, c, source, s)], "cpu")
+            full.append(d[0] + eta * e[0] + lam * ch[0] + mu * n[0])
+            pair.append(d[0] + eta * e[0])
+        assert o[key] == pool[full.index(max(full))]
+        assert a[key] == pool[pair.index(max(pair))]
+        from_peer += o[key] not in {c.strip() for c in mine}
+    assert from_peer >= 1  # some choice came from the peer's beam only
+    settings = predictor.settings()
+    assert settings["peer"] == [peer_dir] and settings["peer_weight"] == eta
+    predictor.rescore(peer_weight=0.0, channel_weight=lam, length_bonus=mu)
+    again = predictor.predict(samples)
+    fresh = load_predictor(forward_dir, num_beams=4, peer=peer_dir, peer_weight=0.0, channel=reverse_dir,
+                           channel_weight=lam, length_bonus=mu).predict(samples)  # fmt: skip
+    assert again == fresh and len(predictor.reranker._nbest) == 1 and len(predictor.reranker._peer_nbest) == 20
+
+
+def test_peer_settings_that_cannot_work_are_refused(models, peers):
+    with pytest.raises(ConfigError, match="a peer must translate the same way as the model it joins"):
+        load_predictor(models["g2t_dir"], peer=models["t2g_dir"])
+    with pytest.raises(ConfigError, match="a peer must translate the same way as the model it joins"):
+        load_predictor(models["t2g_dir"], peer=peers["g2t_dir"])
+    with pytest.raises(ConfigError, match="peer_weight weighs the peers' scores: give peer too"):
+        load_predictor(models["g2t_dir"], channel=models["t2g_dir"], peer_weight=0.5)
+    with pytest.raises(ConfigError, match="choose one of mbr and re-ranking"):
+        load_predictor(models["g2t_dir"], peer=peers["g2t_dir"], mbr=True)
+    with pytest.raises(ConfigError, match="give peer too"):
+        load_predictor(models["g2t_dir"]).rescore(peer_weight=1.0)
