@@ -7,7 +7,7 @@ Run (from the repository root; reads ../shared/data/phoenix14t in place; a few m
 
 The gloss -> German config (``conf/train/phoenix_gloss2text.yaml``, or ``--config``) builds its model once; each
 setting then trains ``--steps`` optimizer steps of the same per-worker batch size on the same training rows (after
-two untimed steps), one thread, and reports seconds per step, the layout positions per batch and the ratio of its
+two untimed steps), one thread, and reports seconds per step, the padded length of a batch's rows and the ratio of its
 steps per second to the baseline's:
 
 - **logits**: the LM's output head over every position of the layout (the straightforward way) or only over the
@@ -77,7 +77,7 @@ def measure(task, model, rows: list[dict], steps: int, batch_size: int, group: i
     for b in data[2:]:
         step(b)
     dt = (time.perf_counter() - t0) / steps
-    return {"s_per_step": round(dt, 4), "positions_per_row": round(sum(positions) / len(positions), 1)}
+    return {"s_per_step": round(dt, 4), "padded_length": round(sum(positions) / len(positions), 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sft_step_speed.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Training-step speed of the text-side translator (one CPU thread)", "",
-             f"Config `{out['config']}` {' '.join(args.set)}, per-worker batch {out['batch_size']}, {args.steps} "
-             "timed steps per setting after 2 untimed, the same shuffled PHOENIX-2014T training rows; "
+             f"Config `{out['config']}`{''.join(' ' + o for o in args.set)}, per-worker batch {out['batch_size']}, "
+             f"{args.steps} timed steps per setting after 2 untimed, the same shuffled PHOENIX-2014T training rows; "
              "`benchmarks/sft_step_speed.py`.", "",
-             "| prompt | LM head on | batches | positions per row | s per step | speed vs the first row |",
+             "| prompt | LM head on | batches | padded row length (mean) | s per step | speed vs the first row |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         head = "every position" if r["logits"] == "all" else "target positions"
-        lines.append(f"| {r['prompt']} | {head} | {r['batches']} | {r['positions_per_row']} | {r['s_per_step']} | "
+        lines.append(f"| {r['prompt']} | {head} | {r['batches']} | {r['padded_length']} | {r['s_per_step']} | "
                      f"{r['speed_vs_baseline']}x |")  # fmt: skip
     (RESULTS / "sft_step_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
