@@ -32,21 +32,22 @@ def rows(phoenix_train) -> list[dict]:
     return [{"sample_id": f"train/{i:05d}", **r} for i, r in enumerate(phoenix_train[:300])]
 
 
-@pytest.fixture(scope="module")
-def models(rows, tmp_path_factory):
-    """A tiny gloss -> text GPT-2 translator and a tiny text -> gloss GPT-2 model, a few steps trained (so that
-    their scores are not flat), saved as their kinds. Seeded: the training steps draw dropout masks."""
-    torch.manual_seed(0)
+def both_directions(rows, tmp_path_factory, torch_seed: int, seeds: tuple[int, int], train: slice, name: str):
+    """A tiny gloss -> text GPT-2 translator and a tiny text -> gloss GPT-2 model (init ``seeds``), a few steps
+    trained on ``rows[train]`` (so that their scores are not flat), saved as their kinds under ``name``. Seeded
+    (``torch_seed``): the training steps draw dropout masks."""
+    torch.manual_seed(torch_seed)
     g2t_cfg = tiny_sft(lm="tiny:gpt2", lm_training="auto", tiny=TINY_LM, encoder=GLOSS_ENCODER,
                        fusion={"face": False, "hand": False}, num_beams=4, max_new_tokens=8)  # fmt: skip
-    g2t = build_translator(g2t_cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=1)
+    g2t = build_translator(g2t_cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows],
+                           seed=seeds[0])  # fmt: skip
     t2g_cfg = Text2GlossConfig.model_validate({"lm": "tiny:gpt2", "tiny": TINY_LM, "encoder": GLOSS_ENCODER,
                                                "projector": {"hidden": 32}, "tag": "GSL", "num_beams": 4,
                                                "max_new_tokens": 8})  # fmt: skip
     targets, inputs = vocabulary_texts(t2g_cfg, rows)
-    t2g = build_translator(t2g_cfg, texts=targets, glosses=inputs, seed=2)
-    for model, batch in ((g2t, g2t.collator()(rows[:16])), (t2g, t2g.collator()([training_pair(t2g_cfg, r)
-                                                                                 for r in rows[:16]]))):  # fmt: skip
+    t2g = build_translator(t2g_cfg, texts=targets, glosses=inputs, seed=seeds[1])
+    for model, batch in ((g2t, g2t.collator()(rows[train])), (t2g, t2g.collator()([training_pair(t2g_cfg, r)
+                                                                                  for r in rows[train]]))):  # fmt: skip
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         model.train()
         for _ in range(8):
@@ -55,10 +56,16 @@ def models(rows, tmp_path_factory):
             loss.backward()
             opt.step()
         model.eval()
-    root = tmp_path_factory.mktemp("rerank")
+    root = tmp_path_factory.mktemp(name)
     save_translator(g2t, str(root / "g2t"))
     save_translator(t2g, str(root / "t2g"), kind="text2gloss")
     return {"g2t": g2t, "t2g": t2g, "g2t_dir": str(root / "g2t"), "t2g_dir": str(root / "t2g")}
+
+
+@pytest.fixture(scope="module")
+def models(rows, tmp_path_factory):
+    """The models re-ranked (and re-ranking each other as channels)."""
+    return both_directions(rows, tmp_path_factory, 0, (1, 2), slice(0, 16), "rerank")
 
 
 @pytest.fixture(scope="module")
@@ -316,29 +323,7 @@ def test_a_grid_over_the_lm_weight_rescores_what_it_decoded_once(models, lms, ro
 @pytest.fixture(scope="module")
 def peers(rows, tmp_path_factory):
     """A second model of each direction (other seeds, other training rows): the peers of an n-best ensemble."""
-    torch.manual_seed(1)
-    g2t_cfg = tiny_sft(lm="tiny:gpt2", lm_training="auto", tiny=TINY_LM, encoder=GLOSS_ENCODER,
-                       fusion={"face": False, "hand": False}, num_beams=4, max_new_tokens=8)  # fmt: skip
-    g2t = build_translator(g2t_cfg, texts=[r["text"] for r in rows], glosses=[r["gloss"] for r in rows], seed=7)
-    t2g_cfg = Text2GlossConfig.model_validate({"lm": "tiny:gpt2", "tiny": TINY_LM, "encoder": GLOSS_ENCODER,
-                                               "projector": {"hidden": 32}, "tag": "GSL", "num_beams": 4,
-                                               "max_new_tokens": 8})  # fmt: skip
-    targets, inputs = vocabulary_texts(t2g_cfg, rows)
-    t2g = build_translator(t2g_cfg, texts=targets, glosses=inputs, seed=8)
-    for model, batch in ((g2t, g2t.collator()(rows[16:32])), (t2g, t2g.collator()([training_pair(t2g_cfg, r)
-                                                                                  for r in rows[16:32]]))):  # fmt: skip
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(8):
-            loss = model(batch).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-    root = tmp_path_factory.mktemp("peers")
-    save_translator(g2t, str(root / "g2t"))
-    save_translator(t2g, str(root / "t2g"), kind="text2gloss")
-    return {"g2t": g2t, "t2g": t2g, "g2t_dir": str(root / "g2t"), "t2g_dir": str(root / "t2g")}
+    return both_directions(rows, tmp_path_factory, 1, (7, 8), slice(16, 32), "peers")
 
 
 @pytest.mark.parametrize("direction", ["g2t", "t2g"])
